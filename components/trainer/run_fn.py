@@ -1,0 +1,121 @@
+"""TFX Trainer entry point (``sluice.components.trainer.run_fn.run_fn``).
+
+Trains the configured Keras model on Transform's output and exports a SavedModel whose signatures embed the
+Transform graph, so clients send raw features only:
+
+- ``serving_default``: serialized ``tf.Example`` of the raw feature columns -> ``{"outputs": prediction}``
+  (TF Serving ``:predict``, TFMA);
+- ``transform_features``: serialized ``tf.Example`` incl. label columns -> transformed features (TFMA uses it
+  to get the transformed label, e.g. a derived one).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict
+
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from sluice.components.features import label_key
+from sluice.components.trainer.data import input_fn
+from sluice.components.trainer.models import build_model
+from sluice.components.trainer.strategies import make_strategy
+
+# Evaluate on the eval split this many times during training (the curves in TensorBoard).
+_EVALS_PER_RUN = 10
+
+
+def _raw_label_columns(payload: Dict[str, Any]) -> list:
+    task = payload["task"]
+    derive = task.get("derive")
+    if derive is None:
+        return [task["label"]]
+    return [derive["left"]] + ([derive["right"]] if isinstance(derive["right"], str) else [])
+
+
+def _raw_spec(tft_output: tft.TFTransformOutput, columns: list) -> Dict[str, Any]:
+    spec = tft_output.raw_feature_spec()
+    return {c: spec[c] for c in columns if c in spec}
+
+
+class ServingModule(tf.Module):
+    """What is saved: the trained model, the Transform layer and the signatures that join them."""
+
+    def __init__(self, model: keras.Model, tft_output: tft.TFTransformOutput, payload: Dict[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.tft_layer = tft_output.transform_features_layer()
+        feature_columns = [f["name"] for f in payload["features"]]
+        self._serving_spec = _raw_spec(tft_output, feature_columns)
+        label_columns = [c for c in _raw_label_columns(payload) if c not in feature_columns]
+        self._eval_spec = _raw_spec(tft_output, feature_columns + label_columns)
+        input_names = tuple(t.name for t in model.inputs)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve_examples(examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+            raw = tf.io.parse_example(examples, self._serving_spec)
+            transformed = self.tft_layer(raw)
+            inputs = {k: transformed[k] for k in input_names}
+            return {"outputs": self.model(inputs, training=False)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def transform_features(examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+            raw = tf.io.parse_example(examples, self._eval_spec)
+            return self.tft_layer(raw)
+
+        self.serve_examples = serve_examples
+        self.transform_features = transform_features
+
+    def signatures(self) -> Dict[str, Any]:
+        return {"serving_default": self.serve_examples, "transform_features": self.transform_features}
+
+
+def _check_finite(history: keras.callbacks.History) -> None:
+    losses = history.history.get("loss", [])
+    if not losses or not all(math.isfinite(v) for v in losses):
+        raise RuntimeError(
+            f"training diverged: loss history {losses[-3:]} contains NaN/Inf; lower model.learning_rate "
+            "or use a robust loss (huber) — no model was exported"
+        )
+
+
+def run_fn(fn_args: FnArgs) -> None:
+    payload: Dict[str, Any] = fn_args.custom_config
+    hp = payload["model"]
+    keras.utils.set_random_seed(hp["seed"])
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    label = label_key(payload)
+
+    train_ds = input_fn(fn_args.train_files, fn_args.data_accessor, tft_output, label, hp["batch_size"], hp["seed"])
+    eval_ds = input_fn(
+        fn_args.eval_files, fn_args.data_accessor, tft_output, label, hp["batch_size"], hp["seed"], shuffle=False
+    )
+
+    strategy = make_strategy(payload["training"]["strategy"])
+    with strategy.scope():
+        model = build_model(payload, tft_output)
+    model.summary(print_fn=logging.info)
+
+    steps = int(fn_args.train_steps)
+    epochs = max(1, min(_EVALS_PER_RUN, steps))
+    history = model.fit(
+        train_ds,
+        epochs=epochs,
+        steps_per_epoch=max(1, steps // epochs),
+        validation_data=eval_ds,
+        validation_steps=int(fn_args.eval_steps),
+        callbacks=[
+            keras.callbacks.TerminateOnNaN(),
+            keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+        ],
+        verbose=2,
+    )
+    _check_finite(history)
+
+    module = ServingModule(model, tft_output, payload)
+    tf.saved_model.save(module, fn_args.serving_model_dir, signatures=module.signatures())
+    logging.info("exported SavedModel to %s", fn_args.serving_model_dir)

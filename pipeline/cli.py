@@ -1,0 +1,109 @@
+"""The ``sluice`` command line.
+
+Start-up stays fast: TensorFlow/TFX are imported only inside the commands that run a pipeline, so ``--help``
+and ``sluice check`` answer in well under a second. User errors (``SluiceError``) print one line and exit 1;
+a gate that says no exits 3; a crashing component prints its traceback and the path of the full log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+from typing import List, Optional
+
+DEFAULT_CONFIG = "configs/taxi_fare.yaml"
+DEFAULT_OUTPUT = "output"
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 1
+EXIT_GATE = 3
+EXIT_INTERNAL = 4
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sluice",
+        description="CSV in; a validated, evaluated model out (TFX 1.16 pipeline, local or Kubeflow).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the pipeline locally (Beam DirectRunner, SQLite MLMD)",
+                         description="Run the whole pipeline locally and push the model if every gate passes.")
+    run.add_argument("--config", default=DEFAULT_CONFIG, help=f"pipeline config YAML (default: {DEFAULT_CONFIG})")
+    run.add_argument("--data", help="CSV file or directory of CSVs; overrides the config's data.path")
+    run.add_argument("--output", default=DEFAULT_OUTPUT, help=f"run directory (default: ./{DEFAULT_OUTPUT})")
+    run.add_argument("--fresh", action="store_true", help="ignore TFX's cache and re-run every component")
+    run.add_argument("--json", action="store_true", help="print the final summary as one JSON object on stdout")
+
+    check = sub.add_parser("check", help="validate a config and its data/schema without running anything")
+    check.add_argument("--config", default=DEFAULT_CONFIG)
+    check.add_argument("--data", help="CSV file or directory; overrides data.path")
+    return parser
+
+
+def _load(config_path: str, data: Optional[str]):
+    from sluice.pipeline.config import load_config
+
+    config = load_config(config_path)
+    if data:
+        config = config.with_data_path(data)
+    return config
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from sluice.pipeline.runner import preflight
+
+    config = _load(args.config, args.data)
+    source = preflight(config)
+    print(f"ok: {config.name} ({config.task.type}, {len(config.features)} features) reads {len(source.files)} "
+          f"file(s) from {source.description}")
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from sluice.pipeline.runner import RunFailed, format_summary, run_local, summary_json
+
+    config = _load(args.config, args.data)
+    # With --json, stdout carries only the JSON object; progress goes to stderr.
+    console = sys.stderr if args.json else sys.stdout
+    try:
+        result = run_local(config, Path(args.output), fresh=args.fresh, console=console)
+    except RunFailed as failed:
+        traceback.print_exception(type(failed.cause), failed.cause, failed.cause.__traceback__, file=sys.stderr)
+        print(f"sluice: {failed} — full log: {failed.log_file}; report: {failed.result.report_dir}/index.html",
+              file=sys.stderr)
+        if args.json:
+            print(summary_json(failed.result))
+        return EXIT_INTERNAL
+    for line in format_summary(result):
+        print(line, file=console)
+    if args.json:
+        print(summary_json(result))
+    if result.status == "succeeded":
+        return EXIT_OK
+    return EXIT_GATE if result.status == "not_blessed" else EXIT_INTERNAL
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from sluice.pipeline.errors import SluiceError
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USER_ERROR
+    handlers = {"run": _cmd_run, "check": _cmd_check}
+    try:
+        return handlers[args.command](args)
+    except SluiceError as e:
+        print(f"sluice: error: {e.render()}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("sluice: interrupted; the serving directory is untouched unless the Pusher had finished", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

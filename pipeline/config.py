@@ -1,0 +1,493 @@
+"""Typed pipeline configuration: the only place a config is validated.
+
+One YAML file describes one pipeline (data, features, task, model, gates, runtime). ``load_config`` turns it
+into a ``PipelineConfig`` or raises ``ConfigError`` with one line that names the key path, the bad value and
+what is allowed. Everything downstream (the TFX graph, Transform, the Trainer, the Evaluator) reads this
+object, never the raw YAML, so a value is checked once and means the same thing everywhere — including on
+Kubeflow, where the relevant parts travel as ``custom_config`` JSON (see ``component_payload``).
+
+This module imports no TensorFlow: it is used by the CLI's fast paths and by unit tests.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Dict, List, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from sluice.pipeline.errors import ConfigError
+
+REGRESSION = "regression"
+BINARY = "binary_classification"
+
+# Evaluation metric names users write -> TFMA/Keras class names. The same names are used in thresholds.
+REGRESSION_METRICS = {
+    "mean_absolute_error": "MeanAbsoluteError",
+    "root_mean_squared_error": "RootMeanSquaredError",
+    "mean_squared_error": "MeanSquaredError",
+    "example_count": "ExampleCount",
+}
+BINARY_METRICS = {
+    "auc": "AUC",
+    "binary_accuracy": "BinaryAccuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "example_count": "ExampleCount",
+}
+# Metrics where a smaller value is better (decides the direction of change thresholds).
+LOWER_IS_BETTER = {"mean_absolute_error", "root_mean_squared_error", "mean_squared_error"}
+
+LOSSES = {REGRESSION: ("huber", "mse", "mae"), BINARY: ("binary_crossentropy",)}
+
+
+class _Strict(BaseModel):
+    """Base: unknown keys are errors, values are not silently coerced across types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------- features
+class _FeatureBase(_Strict):
+    name: str = Field(min_length=1)
+    optional: bool = False
+    """The column may be empty; missing values are filled with ``default`` (numerics: the analyzed mean)."""
+    default: Optional[Union[float, str]] = None
+
+
+class NumericFeature(_FeatureBase):
+    """A float/int column, standardized to z-scores by Transform."""
+
+    kind: Literal["numeric"]
+
+
+class CategoricalStringFeature(_FeatureBase):
+    """A string column: vocabulary of the ``top_k`` most frequent values plus OOV buckets, or hashing."""
+
+    kind: Literal["categorical_string"]
+    top_k: int = Field(default=1000, ge=1)
+    oov_buckets: int = Field(default=1, ge=1)
+    frequency_threshold: int = Field(default=0, ge=0)
+    hash_buckets: Optional[int] = Field(default=None, ge=2)
+    embedding_dim: int = Field(default=8, ge=1)
+
+
+class CategoricalIntFeature(_FeatureBase):
+    """An integer id column with values in ``[0, num_buckets)``; anything else maps to one OOV bucket."""
+
+    kind: Literal["categorical_int"]
+    num_buckets: int = Field(ge=1)
+    embedding_dim: int = Field(default=8, ge=1)
+
+
+class BucketizedFeature(_FeatureBase):
+    """A numeric column cut into ``buckets`` quantile buckets by Transform."""
+
+    kind: Literal["bucketized"]
+    buckets: int = Field(default=10, ge=2)
+    embedding_dim: int = Field(default=4, ge=1)
+
+
+Feature = Annotated[
+    Union[NumericFeature, CategoricalStringFeature, CategoricalIntFeature, BucketizedFeature],
+    Field(discriminator="kind"),
+]
+FEATURE_KINDS = ("numeric", "categorical_string", "categorical_int", "bucketized")
+
+
+# ------------------------------------------------------------------------------------------------- task
+class DerivedLabel(_Strict):
+    """A label computed in Transform from raw columns: ``label = left <op> scale * right``.
+
+    Example (TFX's taxi "big tipper"): ``{left: tips, op: ">", right: fare, scale: 0.2}``. ``right`` is a
+    column name or a number. Rows where a column is missing get label 0.
+    """
+
+    left: str
+    op: Literal[">", ">=", "<", "<="]
+    right: Union[float, str]
+    scale: float = 1.0
+
+
+class Task(_Strict):
+    type: Literal["regression", "binary_classification"]
+    label: str = Field(min_length=1)
+    """The raw label column, or the name given to a derived label."""
+    derive: Optional[DerivedLabel] = None
+
+    @model_validator(mode="after")
+    def _derive_only_for_binary(self) -> "Task":
+        if self.derive is not None and self.type != BINARY:
+            raise ValueError("derive: only supported when task.type is binary_classification")
+        return self
+
+    def raw_label_columns(self) -> List[str]:
+        """The raw CSV columns the label is computed from."""
+        if self.derive is None:
+            return [self.label]
+        cols = [self.derive.left]
+        if isinstance(self.derive.right, str):
+            cols.append(self.derive.right)
+        return cols
+
+
+# ------------------------------------------------------------------------------------------------ model
+class ModelConfig(_Strict):
+    hidden_units: List[int] = Field(default_factory=lambda: [64, 32], min_length=1)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    learning_rate: float = Field(default=1e-3, gt=0.0)
+    batch_size: int = Field(default=128, ge=1)
+    train_steps: int = Field(default=1000, ge=1)
+    eval_steps: int = Field(default=50, ge=1)
+    loss: Literal["huber", "mse", "mae", "binary_crossentropy"]
+    huber_delta: float = Field(default=1.0, gt=0.0)
+    seed: int = 42
+
+    @field_validator("hidden_units")
+    @classmethod
+    def _positive_units(cls, v: List[int]) -> List[int]:
+        if any(u < 1 for u in v):
+            raise ValueError("every hidden layer needs at least 1 unit")
+        return v
+
+
+class TrainingConfig(_Strict):
+    strategy: Literal["default", "mirrored"] = "default"
+    """``mirrored``: tf.distribute.MirroredStrategy over the local devices."""
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+class ChangeThreshold(_Strict):
+    """The candidate may be worse than the baseline (latest blessed model) by at most ``absolute``."""
+
+    absolute: float = Field(ge=0.0)
+
+
+class Threshold(_Strict):
+    metric: str
+    lower_bound: Optional[float] = None
+    upper_bound: Optional[float] = None
+    change: Optional[ChangeThreshold] = None
+
+    @model_validator(mode="after")
+    def _has_a_bound(self) -> "Threshold":
+        if self.lower_bound is None and self.upper_bound is None and self.change is None:
+            raise ValueError("a threshold needs lower_bound, upper_bound or change")
+        return self
+
+
+class EvaluationConfig(_Strict):
+    metrics: List[str] = Field(default_factory=list)
+    """Metric names to compute (empty: the task's defaults)."""
+    slices: List[List[str]] = Field(default_factory=list)
+    """Feature slices (each a list of columns to cross) evaluated besides the overall slice."""
+    thresholds: List[Threshold] = Field(min_length=1)
+
+
+# --------------------------------------------------------------------------------------------- runtime
+class BeamConfig(_Strict):
+    direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
+    direct_num_workers: int = Field(default=1, ge=0)
+    """0 means one worker per core."""
+
+    def args(self) -> List[str]:
+        return [
+            "--runner=DirectRunner",
+            f"--direct_running_mode={self.direct_running_mode}",
+            f"--direct_num_workers={self.direct_num_workers}",
+        ]
+
+
+class ExportConfig(_Strict):
+    targets: List[Literal["saved_model"]] = Field(default_factory=lambda: ["saved_model"], min_length=1)
+    model_name: Optional[str] = None
+    """Directory name under ``<output>/serving/`` (default: the pipeline name)."""
+
+
+class DataConfig(_Strict):
+    path: str
+    """A CSV file, a directory of CSV files, or a glob; relative paths are relative to the config file."""
+    splits: Dict[str, int] = Field(default_factory=lambda: {"train": 4, "eval": 1})
+    """Split name -> hash buckets (CsvExampleGen). ``train`` and ``eval`` are required."""
+
+    @field_validator("splits")
+    @classmethod
+    def _train_and_eval(cls, v: Dict[str, int]) -> Dict[str, int]:
+        missing = {"train", "eval"} - set(v)
+        if missing:
+            raise ValueError(f"splits must include train and eval (missing: {', '.join(sorted(missing))})")
+        if any(b < 1 for b in v.values()):
+            raise ValueError("every split needs at least 1 hash bucket")
+        return v
+
+
+class PipelineConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$")
+    data: DataConfig
+    schema_path: str = Field(alias="schema")
+    task: Task
+    features: List[Feature] = Field(min_length=1)
+    model: ModelConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    beam: BeamConfig = Field(default_factory=BeamConfig)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    # Set by load_config: the directory relative paths are resolved against. Not a YAML key.
+    _base_dir: str = PrivateAttr(default=".")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "PipelineConfig":
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"features: duplicate feature names {dupes}")
+        if self.task.derive is None and self.task.label in names:
+            raise ValueError(f"task.label: {self.task.label!r} is also listed under features (label leakage)")
+        if self.model.loss not in LOSSES[self.task.type]:
+            raise ValueError(
+                f"model.loss: {self.model.loss!r} does not fit task.type {self.task.type!r} "
+                f"(allowed: {', '.join(LOSSES[self.task.type])})"
+            )
+        known = self.metric_names()
+        for m in self.evaluation.metrics:
+            if m not in self.task_metrics():
+                raise ValueError(_not_allowed("evaluation.metrics", m, self.task_metrics()))
+        for t in self.evaluation.thresholds:
+            if t.metric not in known:
+                raise ValueError(_not_allowed("evaluation.thresholds.metric", t.metric, known))
+        for s in self.evaluation.slices:
+            for col in s:
+                if col not in names:
+                    raise ValueError(_not_allowed("evaluation.slices", col, names))
+        for f in self.features:
+            if isinstance(f, CategoricalStringFeature) and f.default is not None and not isinstance(f.default, str):
+                raise ValueError(f"features ({f.name}).default: must be a string for a categorical_string feature")
+            if not isinstance(f, CategoricalStringFeature) and isinstance(f.default, str):
+                raise ValueError(f"features ({f.name}).default: must be a number for a {f.kind} feature")
+        return self
+
+    # ---------------------------------------------------------------------------------- derived values
+    def task_metrics(self) -> Dict[str, str]:
+        return REGRESSION_METRICS if self.task.type == REGRESSION else BINARY_METRICS
+
+    def metric_names(self) -> List[str]:
+        """Metrics the Evaluator computes: configured ones, the defaults, and any with a threshold."""
+        if self.evaluation.metrics:
+            chosen = list(self.evaluation.metrics)
+        else:
+            chosen = list(self.task_metrics())
+        return chosen
+
+    @property
+    def model_name(self) -> str:
+        return self.export.model_name or self.name
+
+    def resolve(self, path: str) -> Path:
+        """A path from the config, relative to the config file's directory."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (Path(self._base_dir) / p).resolve()
+
+    @property
+    def data_path(self) -> Path:
+        return self.resolve(self.data.path)
+
+    @property
+    def schema_file(self) -> Path:
+        return self.resolve(self.schema_path)
+
+    def raw_columns(self) -> List[str]:
+        """Every raw CSV column the pipeline reads: features plus the label's source columns."""
+        cols = [f.name for f in self.features]
+        for c in self.task.raw_label_columns():
+            if c not in cols:
+                cols.append(c)
+        return cols
+
+    def component_payload(self) -> Dict[str, Any]:
+        """The JSON-serializable part of the config that Transform and Trainer need (``custom_config``).
+
+        It travels through TFX exec properties, so Kubeflow/Vertex runs see exactly the same values, and it
+        is part of TFX's cache key: changing a feature or hyperparameter re-runs the affected components.
+        """
+        payload = self.model_dump(
+            mode="json", include={"name", "task", "features", "model", "training"}, by_alias=True
+        )
+        payload["code_version"] = code_fingerprint()
+        return payload
+
+    def fingerprint(self) -> str:
+        body = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()[:12]
+
+    def with_data_path(self, path: str) -> "PipelineConfig":
+        """A copy whose data source is ``path`` (the CLI's ``--data``), resolved against the current dir."""
+        data = self.data.model_copy(update={"path": str(Path(path).expanduser().resolve())})
+        return self.model_copy(update={"data": data})
+
+
+def code_fingerprint() -> str:
+    """Hash of sluice's component code.
+
+    Transform and Trainer reference their code by import path (so Kubeflow images need no user-module wheel),
+    which means TFX cannot see code changes; putting this hash into ``custom_config`` makes a code change
+    invalidate the cache, as TFX's ``module_file`` fingerprint would.
+    """
+    root = Path(__file__).resolve().parent.parent / "components"
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+# ------------------------------------------------------------------------------------------- loading
+def _not_allowed(key: str, value: Any, allowed: Any) -> str:
+    allowed = sorted(allowed)
+    hint = difflib.get_close_matches(str(value), allowed, n=1)
+    msg = f"{key}: {value!r} is not allowed (allowed: {', '.join(map(str, allowed))})"
+    if hint:
+        msg += f"; did you mean {hint[0]!r}?"
+    return msg
+
+
+def _fields_at(model: type, loc: tuple) -> List[str]:
+    """The keys a pydantic model accepts at ``loc`` (used for "did you mean" on unknown keys)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if part in current.model_fields:
+                ann = current.model_fields[part].annotation
+                current = _unwrap(ann)
+                continue
+            by_alias = {f.alias: f for f in current.model_fields.values() if f.alias}
+            if part in by_alias:
+                current = _unwrap(by_alias[part].annotation)
+                continue
+            kinds = {"numeric": NumericFeature, "categorical_string": CategoricalStringFeature,
+                     "categorical_int": CategoricalIntFeature, "bucketized": BucketizedFeature}
+            if part in kinds:
+                current = kinds[part]
+                continue
+        return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+def _unwrap(ann: Any) -> Any:
+    """Optional[List[X]] -> X, for walking the model tree."""
+    for _ in range(4):
+        args = getattr(ann, "__args__", None)
+        if not args:
+            break
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        if models:
+            return models[0]
+        ann = args[0]
+    return ann
+
+
+def _key_path(loc: tuple, raw: Any) -> str:
+    """('features', 2, 'numeric', 'top_k') -> 'features[2] (trip_miles).top_k'."""
+    out = ""
+    node = raw
+    for part in loc:
+        if isinstance(part, int):
+            label = ""
+            if isinstance(node, list) and part < len(node) and isinstance(node[part], dict):
+                item = node[part]
+                if "name" in item:
+                    label = f" ({item['name']})"
+                node = item
+            out += f"[{part}]{label}"
+            continue
+        if part in FEATURE_KINDS and isinstance(node, dict) and node.get("kind") == part:
+            continue  # pydantic's discriminator tag, not a key the user wrote
+        out += ("." if out else "") + str(part)
+        node = node.get(part) if isinstance(node, dict) else None
+    return out or "<top level>"
+
+
+def _format_error(err: Dict[str, Any], raw: Any) -> str:
+    loc = tuple(err.get("loc", ()))
+    etype = err.get("type", "")
+    if etype == "extra_forbidden":
+        key = str(loc[-1])
+        parent = _key_path(loc[:-1], raw)
+        allowed = _fields_at(PipelineConfig, loc[:-1])
+        hint = difflib.get_close_matches(key, allowed, n=1)
+        where = f"{parent}.{key}" if parent != "<top level>" else key
+        msg = f"{where}: unknown key"
+        if hint:
+            msg += f"; did you mean {hint[0]!r}?"
+        elif allowed:
+            msg += f" (allowed: {', '.join(sorted(allowed))})"
+        return msg
+    where = _key_path(loc, raw)
+    value = err.get("input")
+    text = err.get("msg", "invalid").removeprefix("Value error, ")
+    if etype == "missing":
+        return f"{where}: required key is missing"
+    if etype == "union_tag_invalid":
+        got = value.get("kind") if isinstance(value, dict) else value
+        return _not_allowed(f"{where}.kind", got, FEATURE_KINDS)
+    if etype == "union_tag_not_found":
+        return f"{where}.kind: required key is missing (allowed: {', '.join(FEATURE_KINDS)})"
+    if etype == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        allowed = [a.strip().strip("'") for a in expected.replace(" or ", ",").split(",") if a.strip()]
+        return _not_allowed(where, value, allowed)
+    if etype == "value_error":
+        if where == "<top level>":
+            return text
+        # A model validator's message that starts with its own key ("derive: …") extends the path.
+        return f"{where}.{text}" if re.match(r"^[\w.\[\]() ]+: ", text) else f"{where}: {text}"
+    if isinstance(value, (dict, list)) or value is None:
+        return f"{where}: {text}" if where != "<top level>" else text
+    return f"{where}: {value!r} is invalid: {text}"
+
+
+def parse_config(raw: Any, base_dir: str = ".") -> PipelineConfig:
+    """Validate a parsed YAML document. Raises ConfigError with one line per problem (first problem first)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("config", "the file must be a YAML mapping of keys to values", "see configs/taxi_fare.yaml")
+    try:
+        cfg = PipelineConfig.model_validate(raw)
+    except ValidationError as e:
+        lines = []
+        # Unknown keys first: a misspelt key also shows up as "required key missing" for the right name.
+        errors = sorted(e.errors(), key=lambda err: err.get("type") != "extra_forbidden")
+        for err in errors:
+            line = _format_error(err, raw)
+            if line not in lines:
+                lines.append(line)
+        first, _, _ = lines[0].partition(": ")
+        raise ConfigError(first, lines[0].partition(": ")[2] + ("" if len(lines) == 1 else
+                          f" (+{len(lines) - 1} more: " + "; ".join(lines[1:4]) + ")"))
+    cfg._base_dir = base_dir
+    return cfg
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a YAML config file."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(str(path), "config file not found", "pass --config PATH to an existing YAML file")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark else str(p)
+        raise ConfigError(where, f"not valid YAML: {getattr(e, 'problem', e)}", "fix the syntax at that line")
+    cfg = parse_config(raw, base_dir=str(p.resolve().parent))
+    return cfg

@@ -1,0 +1,119 @@
+"""Read-only questions to ML Metadata about a pipeline run: what ran, what was cached, what was blessed/pushed.
+
+MLMD is the source of truth for a run (the console lines are a convenience), so the run summary, the tests
+and later `sluice runs` all answer from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+# MLMD's Execution.State enum values (metadata_store_pb2.Execution.State) by name.
+_STATE_NAMES = {0: "UNKNOWN", 1: "NEW", 2: "RUNNING", 3: "COMPLETE", 4: "FAILED", 5: "CACHED", 6: "CANCELED"}
+
+
+@dataclass
+class NodeExecution:
+    node_id: str
+    state: str
+    seconds: float
+    execution_id: int
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    executions: Dict[str, NodeExecution] = field(default_factory=dict)
+    blessed: Optional[bool] = None
+    blessing_uri: Optional[str] = None
+    evaluation_uri: Optional[str] = None
+    pushed: Optional[bool] = None
+    pushed_destination: Optional[str] = None
+    pushed_version: Optional[str] = None
+    model_uri: Optional[str] = None
+
+
+def open_store(metadata_path: Path):
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(metadata_path)
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def _node_id(store, execution_id: int, pipeline_name: str) -> str:
+    for ctx in store.get_contexts_by_execution(execution_id):
+        if ctx.name.startswith(pipeline_name + "."):
+            return ctx.name[len(pipeline_name) + 1 :]
+    return "?"
+
+
+def latest_run(metadata_path: Path, pipeline_name: str) -> Optional[RunRecord]:
+    """The newest run of ``pipeline_name`` recorded in the store, or None."""
+    if not Path(metadata_path).exists():
+        return None
+    store = open_store(metadata_path)
+    pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline_ctx is None:
+        return None
+    pipeline_exec_ids = {e.id for e in store.get_executions_by_context(pipeline_ctx.id)}
+    runs = [
+        c
+        for c in store.get_contexts_by_type("pipeline_run")
+        if any(e.id in pipeline_exec_ids for e in store.get_executions_by_context(c.id))
+    ]
+    if not runs:
+        return None
+    run_ctx = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    return _record(store, run_ctx, pipeline_name)
+
+
+def _record(store, run_ctx, pipeline_name: str) -> RunRecord:
+    record = RunRecord(run_id=run_ctx.name)
+    for execution in store.get_executions_by_context(run_ctx.id):
+        node = _node_id(store, execution.id, pipeline_name)
+        seconds = max(0.0, (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000.0)
+        record.executions[node] = NodeExecution(
+            node_id=node,
+            state=_STATE_NAMES.get(execution.last_known_state, str(execution.last_known_state)),
+            seconds=seconds,
+            execution_id=execution.id,
+        )
+    _fill_artifacts(store, run_ctx, record)
+    return record
+
+
+def _fill_artifacts(store, run_ctx, record: RunRecord) -> None:
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    for artifact in store.get_artifacts_by_context(run_ctx.id):
+        kind = types.get(artifact.type_id)
+        props = artifact.custom_properties
+        if kind == "ModelBlessing" and "blessed" in props:
+            record.blessed = bool(props["blessed"].int_value)
+            record.blessing_uri = artifact.uri
+        elif kind == "ModelEvaluation":
+            record.evaluation_uri = artifact.uri
+        elif kind == "PushedModel" and "pushed" in props:
+            record.pushed = bool(props["pushed"].int_value)
+            if record.pushed:
+                record.pushed_destination = props["pushed_destination"].string_value
+                record.pushed_version = props["pushed_version"].string_value
+        elif kind == "Model":
+            record.model_uri = artifact.uri
+
+
+def node_states(record: RunRecord) -> Dict[str, str]:
+    return {node: e.state for node, e in record.executions.items()}
+
+
+def executions_of(metadata_path: Path, pipeline_name: str) -> List[str]:
+    """Node ids of every execution ever recorded for the pipeline (test helper and `sluice runs` base)."""
+    store = open_store(metadata_path)
+    ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if ctx is None:
+        return []
+    return [_node_id(store, e.id, pipeline_name) for e in store.get_executions_by_context(ctx.id)]

@@ -1,0 +1,143 @@
+"""The TFX pipeline graph: ``create_pipeline(config, paths) -> tfx Pipeline``.
+
+Thin glue only: every component's behaviour comes from ``components/`` (referenced by import path, so the
+same graph runs locally and in a Kubeflow image) and every value from the validated config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from sluice.pipeline.config import PipelineConfig
+from sluice.pipeline.data_source import DataSource
+
+PREPROCESSING_FN = "sluice.components.transform.preprocessing_fn"
+RUN_FN = "sluice.components.trainer.run_fn.run_fn"
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Everything of a run lives under one output directory."""
+
+    root: Path
+
+    @property
+    def pipeline_root(self) -> Path:
+        return self.root / "pipeline_root"
+
+    @property
+    def metadata(self) -> Path:
+        return self.root / "metadata.sqlite"
+
+    def serving(self, model_name: str) -> Path:
+        return self.root / "serving" / model_name
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    source: DataSource,
+    paths: OutputPaths,
+    enable_cache: bool = True,
+    metadata_connection_config: Optional[object] = None,
+):
+    """Build the TFX pipeline for ``config`` reading ``source`` and writing under ``paths``."""
+    from tfx import v1 as tfx
+    from tfx.dsl.components.base import executor_spec
+    from tfx.proto import example_gen_pb2
+
+    from sluice.components import pusher as sluice_pusher
+    from sluice.components.evaluation import build_eval_config
+
+    payload = config.component_payload()
+
+    example_gen = tfx.components.CsvExampleGen(
+        input_base=source.input_base,
+        input_config=example_gen_pb2.Input(
+            splits=[example_gen_pb2.Input.Split(name="single_split", pattern=source.pattern)]
+        ),
+        output_config=example_gen_pb2.Output(
+            split_config=example_gen_pb2.SplitConfig(
+                splits=[
+                    example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
+                    for name, buckets in config.data.splits.items()
+                ]
+            )
+        ),
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=str(config.schema_file))
+    inferred_schema = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
+    ).with_id("InferredSchemaGen")
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"]
+    )
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_importer.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
+        custom_config=payload,
+    )
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_importer.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.model.train_steps),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.model.eval_steps),
+        custom_config=payload,
+    )
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("LatestBlessedModelResolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        eval_config=build_eval_config(config),
+        example_splits=["eval"],
+        schema=schema_importer.outputs["schema"],
+    )
+    pusher = tfx.components.Pusher(
+        custom_executor_spec=executor_spec.ExecutorClassSpec(sluice_pusher.Executor),
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=str(paths.serving(config.model_name)))
+        ),
+    )
+    components: List = [
+        example_gen,
+        statistics_gen,
+        schema_importer,
+        inferred_schema,
+        example_validator,
+        transform,
+        trainer,
+        baseline,
+        evaluator,
+        pusher,
+    ]
+    if metadata_connection_config is None:
+        metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(paths.metadata))
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.name,
+        pipeline_root=str(paths.pipeline_root),
+        components=components,
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=config.beam.args(),
+    )

@@ -1,0 +1,275 @@
+"""Local run: pre-flight checks, TFX's LocalDagRunner with SQLite MLMD, live progress, a summary from MLMD.
+
+TensorFlow, Beam and TFX write thousands of log lines; they go to ``<output>/logs/<run>.log`` (file
+descriptors 1 and 2 are redirected for the duration of the run) while the console gets one line per
+component and the summary. The exit status is decided from MLMD (blessed? pushed?), not from log text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, TextIO
+
+from sluice.pipeline.config import PipelineConfig
+from sluice.pipeline.data_source import DataSource, check_columns, resolve_data_source
+from sluice.pipeline.errors import DataError, SluiceError
+from sluice.pipeline.pipeline import OutputPaths
+from sluice.pipeline.schema import check_schema_columns
+
+@dataclass
+class ComponentLine:
+    name: str
+    cached: bool
+    seconds: float
+    state: str = "COMPLETE"
+
+
+@dataclass
+class RunResult:
+    status: str
+    """``succeeded`` (blessed and pushed), ``not_blessed`` (a gate said no, nothing pushed) or ``failed``."""
+    pipeline: str
+    run_id: str
+    blessed: Optional[bool]
+    pushed: bool
+    saved_model_path: Optional[str]
+    version: Optional[str]
+    report_dir: str
+    log_file: str
+    seconds: float
+    components: List[ComponentLine] = field(default_factory=list)
+    metrics: Dict[str, float] = field(default_factory=dict)
+    metric_changes: Dict[str, float] = field(default_factory=dict)
+    """Candidate minus baseline (latest blessed model), when there was a baseline."""
+    failures: List[Dict[str, Any]] = field(default_factory=list)
+    tflite_path: Optional[str] = None
+    error: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+class RunFailed(Exception):
+    """A component raised: carries the node and the log, so the CLI can say where to look."""
+
+    def __init__(self, component: str, log_file: Path, cause: BaseException, result: RunResult) -> None:
+        self.component = component
+        self.log_file = log_file
+        self.cause = cause
+        self.result = result
+        super().__init__(f"component {component} failed: {type(cause).__name__}: {cause}")
+
+
+class _Progress(logging.Handler):
+    """Turns LocalDagRunner's and the launcher's log records into one console line per component."""
+
+    def __init__(self, printer: Callable[[str], None]) -> None:
+        super().__init__(level=logging.INFO)
+        self.printer = printer
+        self.current: Optional[str] = None
+        self.started = 0.0
+        self.cached = False
+        self.lines: List[ComponentLine] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg, args = record.msg, record.args or ()
+        if msg == "Component %s is running.":
+            self.current, self.started, self.cached = str(args[0]), time.monotonic(), False
+        elif msg == "A cached execution %d is used.":
+            self.cached = True
+        elif msg == "Component %s is finished." and self.current:
+            line = ComponentLine(self.current, self.cached, time.monotonic() - self.started)
+            self.lines.append(line)
+            self.printer(f"  {line.name:<28} {'cached' if line.cached else 'ran':<7}{line.seconds:7.1f} s")
+            self.current = None
+
+
+@contextlib.contextmanager
+def _output_to(log_file: Path, console_fd: int) -> Iterator[TextIO]:
+    """Send fd 1/2 (C++ logs, Beam, Keras progress) and Python logging to ``log_file``.
+
+    Yields a text stream on what ``console_fd`` (1 or 2) was before the redirect: the console.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    console = os.fdopen(os.dup(saved_out if console_fd == 1 else saved_err), "w", buffering=1)
+    log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    root = logging.getLogger()
+    handlers_before = list(root.handlers)
+    file_handler = logging.FileHandler(log_file)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    old_level = root.level
+    try:
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        root.addHandler(file_handler)
+        root.setLevel(logging.INFO)
+        yield console
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for handler in list(root.handlers):  # libraries call logging.basicConfig mid-run: undo that too
+            if handler not in handlers_before:
+                root.removeHandler(handler)
+        root.setLevel(old_level)
+        file_handler.close()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        for fd in (saved_out, saved_err, log_fd):
+            os.close(fd)
+        console.close()
+
+
+def _quiet_absl() -> None:
+    """absl prints every INFO line to stderr by default; keep records flowing to Python logging only."""
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    handler = absl_logging.get_absl_handler()
+    logging.getLogger().removeHandler(handler)
+
+
+def preflight(config: PipelineConfig) -> DataSource:
+    """Cheap checks before any TFX work: data exists, has the columns, and the schema describes them."""
+    source = resolve_data_source(config.data_path)
+    check_columns(source, config.raw_columns())
+    check_schema_columns(config.schema_file, config.raw_columns())
+    return source
+
+
+def run_local(
+    config: PipelineConfig,
+    output_dir: Path,
+    fresh: bool = False,
+    console: TextIO = sys.stdout,
+) -> RunResult:
+    """Run the pipeline locally, printing progress to ``console`` (``sys.stdout`` or ``sys.stderr``).
+
+    Raises SluiceError for user errors, RunFailed when a component fails.
+    """
+    printer = lambda line: print(line, file=console, flush=True)  # noqa: E731
+    start = time.monotonic()
+    source = preflight(config)
+    paths = OutputPaths(Path(output_dir).resolve())
+    for d in (paths.root, paths.logs, paths.reports):
+        d.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    log_file = paths.logs / f"{config.name}-{stamp}.log"
+    printer(f"sluice: running {config.name} on {source.description} -> {paths.root}")
+    printer(f"  log: {log_file}")
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    progress: Optional[_Progress] = None
+    failure: Optional[BaseException] = None
+    console_fd = 2 if console is sys.stderr else 1
+    with _output_to(log_file, console_fd) as live:
+        progress = _Progress(lambda line: live.write(line + "\n"))
+        logging.getLogger().addHandler(progress)
+        try:
+            _quiet_absl()
+            from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+            from sluice.pipeline.pipeline import create_pipeline
+
+            tfx_pipeline = create_pipeline(config, source, paths, enable_cache=not fresh)
+            LocalDagRunner().run(tfx_pipeline)
+        except Exception as e:  # reported below with the component that raised it
+            logging.getLogger(__name__).exception("pipeline failed")
+            failure = e
+        finally:
+            logging.getLogger().removeHandler(progress)
+        result = _summarize(config, paths, log_file, progress.lines, time.monotonic() - start)
+
+    if failure is not None:
+        component = progress.current or "pipeline"
+        result.status = "failed"
+        result.error = f"{component}: {type(failure).__name__}: {failure}"
+        result.components.append(ComponentLine(component, False, 0.0, "FAILED"))
+        _write_report(result, config)
+        if isinstance(failure, SluiceError):
+            raise failure
+        raise RunFailed(component, log_file, failure, result) from failure
+    _write_report(result, config)
+    return result
+
+
+def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines: List[ComponentLine],
+               seconds: float) -> RunResult:
+    from sluice.pipeline.mlmd import latest_run
+
+    record = latest_run(paths.metadata, config.name)
+    run_id = record.run_id if record else dt.datetime.now().isoformat()
+    states = {n: e.state for n, e in record.executions.items()} if record else {}
+    for line in lines:
+        line.state = states.get(line.name, line.state)
+        line.cached = line.cached or line.state == "CACHED"
+    verdict: Dict[str, Any] = {}
+    if record and record.evaluation_uri:
+        from sluice.components.evaluation import read_verdict
+
+        with contextlib.suppress(Exception):
+            verdict = read_verdict(record.evaluation_uri)
+    pushed = bool(record and record.pushed)
+    blessed = record.blessed if record else None
+    status = "succeeded" if pushed else ("not_blessed" if blessed is False else "failed")
+    report_dir = paths.reports / _safe(run_id)
+    return RunResult(
+        status=status,
+        pipeline=config.name,
+        run_id=run_id,
+        blessed=blessed,
+        pushed=pushed,
+        saved_model_path=record.pushed_destination if pushed else None,
+        version=record.pushed_version if pushed else None,
+        report_dir=str(report_dir),
+        log_file=str(log_file),
+        seconds=round(seconds, 1),
+        components=lines,
+        metrics={k: v for k, v in verdict.get("overall", {}).items() if not k.endswith("_diff")},
+        metric_changes={k[: -len("_diff")]: v for k, v in verdict.get("overall", {}).items() if k.endswith("_diff")},
+        failures=verdict.get("failures", []),
+    )
+
+
+def _safe(run_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in run_id)
+
+
+def _write_report(result: RunResult, config: PipelineConfig) -> None:
+    from sluice.pipeline.report import write_run_report
+
+    write_run_report(result.to_dict(), config.model_dump(mode="json", by_alias=True), Path(result.report_dir))
+
+
+def format_summary(result: RunResult) -> List[str]:
+    """The closing lines of `sluice run`."""
+    verdict = {True: "BLESSED", False: "NOT BLESSED", None: "not evaluated"}[result.blessed]
+    lines = [f"sluice: {result.pipeline} {result.status} in {result.seconds:.1f} s — model {verdict}"]
+    if result.metrics:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
+        lines.append(f"  metrics (eval split): {shown}")
+    for f in result.failures:
+        lines.append(f"  failed: {f['metric']} on slice {f['slice']} = {f['value']} ({f['message'] or f['threshold']})")
+    if result.pushed:
+        lines.append(f"  pushed SavedModel: {result.saved_model_path}")
+    else:
+        lines.append("  nothing pushed: the serving directory is unchanged")
+    lines.append(f"  TFLite: {result.tflite_path or 'not exported (export.targets has no tflite)'}")
+    lines.append(f"  report: {Path(result.report_dir) / 'index.html'}")
+    return lines
+
+
+def summary_json(result: RunResult) -> str:
+    return json.dumps(result.to_dict(), sort_keys=True)
+
+
+__all__ = ["run_local", "RunResult", "RunFailed", "format_summary", "summary_json", "preflight", "DataError"]

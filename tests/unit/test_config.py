@@ -1,0 +1,141 @@
+"""Config validation: the shipped configs load; each kind of mistake gets one precise line."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sluice.pipeline.config import PipelineConfig, load_config, parse_config
+from sluice.pipeline.errors import ConfigError
+from tests.helpers import CONFIGS, ROOT
+
+
+@pytest.fixture(scope="module")
+def fare_raw():
+    return yaml.safe_load((CONFIGS / "taxi_fare.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["taxi_fare", "taxi_tips"])
+def test_shipped_configs_load(name):
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    assert isinstance(cfg, PipelineConfig)
+    assert cfg.data_path.is_file()
+    assert cfg.schema_file.is_file()
+    assert cfg.model_name == name
+
+
+def test_fare_is_huber_regression_and_tips_is_derived_binary():
+    fare = load_config(CONFIGS / "taxi_fare.yaml")
+    tips = load_config(CONFIGS / "taxi_tips.yaml")
+    assert (fare.task.type, fare.model.loss, fare.task.label) == ("regression", "huber", "fare")
+    assert tips.task.type == "binary_classification"
+    assert tips.task.derive is not None and tips.task.raw_label_columns() == ["tips", "fare"]
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path, fare_raw):
+    raw = copy.deepcopy(fare_raw)
+    raw["data"]["path"] = "sub/data.csv"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.data_path == (tmp_path / "sub" / "data.csv").resolve()
+
+
+def test_payload_is_json_and_carries_code_version(fare_raw):
+    import json
+
+    payload = parse_config(fare_raw).component_payload()
+    assert json.loads(json.dumps(payload)) == payload
+    assert set(payload) >= {"features", "task", "model", "training", "code_version"}
+
+
+def _error(raw) -> str:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(raw)
+    return exc.value.render()
+
+
+def _mutate(raw, fn):
+    raw = copy.deepcopy(raw)
+    fn(raw)
+    return raw
+
+
+CASES = [
+    # (description, mutation, substrings expected in the one-line message)
+    ("misspelt top-level key", lambda r: r.update(modle=r.pop("model")), ["modle", "unknown key", "did you mean 'model'"]),
+    ("misspelt nested key", lambda r: r["model"].update(learnig_rate=0.1), ["model.learnig_rate", "did you mean 'learning_rate'"]),
+    ("misspelt feature key", lambda r: r["features"][7].update(top_kk=3), ["features[7] (payment_type).top_kk", "did you mean 'top_k'"]),
+    ("bad feature kind", lambda r: r["features"][0].update(kind="numerc"), ["features[0] (trip_miles).kind", "'numerc'", "did you mean 'numeric'"]),
+    ("bad task type", lambda r: r["task"].update(type="regresion"), ["task.type", "'regresion'", "binary_classification", "did you mean 'regression'"]),
+    ("missing key", lambda r: r.pop("task"), ["task", "required key is missing"]),
+    ("wrong type", lambda r: r["model"].update(batch_size="big"), ["model.batch_size", "'big'"]),
+    ("out of range", lambda r: r["model"].update(learning_rate=-1), ["model.learning_rate", "-1"]),
+    ("loss does not fit task", lambda r: r["model"].update(loss="binary_crossentropy"), ["binary_crossentropy", "does not fit", "huber"]),
+    ("unknown threshold metric", lambda r: r["evaluation"]["thresholds"][0].update(metric="mean_absolut_error"), ["mean_absolut_error", "did you mean 'mean_absolute_error'"]),
+    ("slice on unknown column", lambda r: r["evaluation"].update(slices=[["paymnt_type"]]), ["evaluation.slices", "did you mean 'payment_type'"]),
+    ("duplicate feature", lambda r: r["features"].append(dict(r["features"][0])), ["duplicate feature names", "trip_miles"]),
+    ("label used as feature", lambda r: r["features"].append({"name": "fare", "kind": "numeric"}), ["fare", "label leakage"]),
+    ("splits without eval", lambda r: r["data"].update(splits={"train": 1}), ["data.splits", "eval"]),
+    ("unknown strategy", lambda r: r["training"].update(strategy="tpu"), ["training.strategy", "'tpu'", "mirrored"]),
+    ("categorical_int without num_buckets", lambda r: r["features"][2].pop("num_buckets"), ["features[2] (trip_start_hour).num_buckets", "missing"]),
+    ("bad pipeline name", lambda r: r.update(name="taxi fare!"), ["name", "taxi fare!"]),
+]
+
+
+@pytest.mark.parametrize("desc,mutation,expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_config_gives_one_precise_line(fare_raw, desc, mutation, expected):
+    message = _error(_mutate(fare_raw, mutation))
+    assert "\n" not in message, message
+    for part in expected:
+        assert part in message, f"{desc}: {part!r} not in {message!r}"
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodel: [unclosed\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(bad)
+    assert f"{bad}:" in exc.value.render() and "YAML" in exc.value.render()
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("/nonexistent/sluice.yaml")
+
+
+def test_not_a_mapping():
+    with pytest.raises(ConfigError, match="YAML mapping"):
+        parse_config(["a", "b"])
+
+
+def test_cli_reports_misspelt_key_in_one_line_without_traceback(tmp_path, fare_raw):
+    raw = _mutate(fare_raw, lambda r: r["model"].update(hiden_units=[8]))
+    raw["data"]["path"] = str(CONFIGS.parent / "data" / "taxi" / "data.csv")
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "sluice"), "run", "--config", str(cfg), "--output", str(tmp_path / "o")],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "model.hiden_units" in lines[0] and "did you mean 'hidden_units'" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists(), "a config error must not create the output directory"
+
+
+def test_derive_is_rejected_for_regression(fare_raw):
+    raw = _mutate(fare_raw, lambda r: r["task"].update(derive={"left": "tips", "op": ">", "right": 1}))
+    assert _error(raw).startswith("task.derive: only supported when task.type is binary_classification")
+
+
+def test_categorical_string_default_must_be_text(fare_raw):
+    raw = _mutate(fare_raw, lambda r: r["features"][7].update(default=3))
+    assert "features (payment_type).default: must be a string" in _error(raw)

@@ -1,0 +1,58 @@
+"""Data source resolution and the header pre-flight check (no TensorFlow)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sluice.pipeline.data_source import check_columns, resolve_data_source
+from sluice.pipeline.errors import DataError
+
+
+def _csv(path, header="a,b,c", rows=("1,2,3",)):
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def test_file_dir_and_glob(tmp_path):
+    f = _csv(tmp_path / "one.csv")
+    _csv(tmp_path / "two.csv")
+    (tmp_path / "notes.txt").write_text("x")
+    src = resolve_data_source(f)
+    assert (src.input_base, src.pattern, len(src.files)) == (str(tmp_path), "one.csv", 1)
+    src = resolve_data_source(tmp_path)
+    assert src.pattern == "*.csv" and len(src.files) == 2
+    src = resolve_data_source(tmp_path / "t*.csv")
+    assert src.input_base == str(tmp_path) and src.pattern == "t*.csv" and len(src.files) == 1
+
+
+def test_missing_path_names_the_key(tmp_path):
+    with pytest.raises(DataError, match="data.path.*does not exist"):
+        resolve_data_source(tmp_path / "nope.csv")
+
+
+def test_empty_glob(tmp_path):
+    with pytest.raises(DataError, match="no CSV files match"):
+        resolve_data_source(tmp_path / "*.csv")
+
+
+def test_missing_column_suggests_the_close_one(tmp_path):
+    src = resolve_data_source(_csv(tmp_path / "d.csv", header="fare,trip_miles"))
+    with pytest.raises(DataError) as exc:
+        check_columns(src, ["fare", "trip_mile"])
+    assert "column 'trip_mile'" in exc.value.render() and "did you mean 'trip_miles'" in exc.value.render()
+
+
+def test_headers_must_agree_across_files(tmp_path):
+    _csv(tmp_path / "a.csv", header="x,y")
+    _csv(tmp_path / "b.csv", header="x,z")
+    with pytest.raises(DataError, match="header differs"):
+        check_columns(resolve_data_source(tmp_path), ["x"])
+
+
+def test_empty_and_non_utf8_files(tmp_path):
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(DataError, match="empty"):
+        check_columns(resolve_data_source(tmp_path / "e.csv"), ["x"])
+    (tmp_path / "b.csv").write_bytes(b"\xff\xfe,\x00x\n")
+    with pytest.raises(DataError, match="UTF-8"):
+        check_columns(resolve_data_source(tmp_path / "b.csv"), ["x"])
