@@ -34,7 +34,7 @@ echo "sluice: installing the pinned TFX 1.16 stack into $VENV (first time: a few
 start=$(date +%s)
 log="$VENV/install.log"
 if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
-       "$VENV/bin/python" -m pip install --disable-pip-version-check -c constraints.txt -e '.[test,serving,mobile]'; } >"$log" 2>&1; then
+       "$VENV/bin/python" -m pip install --disable-pip-version-check -c constraints.txt -e '.[test,serving,mobile,bench]'; } >"$log" 2>&1; then
   tail -n 30 "$log" >&2
   echo "sluice: installing into $VENV failed (full pip output: $log)." >&2
   exit 1
