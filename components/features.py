@@ -7,7 +7,7 @@ can take, so the model's inputs always match what Transform wrote.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Tuple
 
 CATEGORICAL_KINDS = ("categorical_string", "categorical_int", "bucketized")
 
@@ -15,6 +15,11 @@ CATEGORICAL_KINDS = ("categorical_string", "categorical_int", "bucketized")
 def transformed_name(name: str) -> str:
     """Transform's output name for a raw feature (kept distinct so raw and transformed never collide)."""
     return f"{name}_xf"
+
+
+def missing_indicator_name(name: str) -> str:
+    """Transform's 0/1 output saying an optional feature was empty (``missing_indicator: true``)."""
+    return transformed_name(f"{name}_is_missing")
 
 
 def vocabulary_name(name: str) -> str:
@@ -27,8 +32,17 @@ def label_key(payload: Mapping[str, Any]) -> str:
     return transformed_name(payload["task"]["label"])
 
 
-def features(payload: Mapping[str, Any]) -> List[Dict[str, Any]]:
-    return list(payload["features"])
+def model_inputs(payload: Mapping[str, Any]) -> List[Tuple[str, bool, Dict[str, Any]]]:
+    """Every transformed tensor the model takes: ``(name, is_categorical, feature config)``.
+
+    One per feature, plus a numeric 0/1 input for each feature with ``missing_indicator``.
+    """
+    inputs = []
+    for feature in payload["features"]:
+        inputs.append((transformed_name(feature["name"]), feature["kind"] in CATEGORICAL_KINDS, feature))
+        if feature.get("missing_indicator"):
+            inputs.append((missing_indicator_name(feature["name"]), False, feature))
+    return inputs
 
 
 def cardinality(feature: Mapping[str, Any], vocabulary_size: int | None = None) -> int:

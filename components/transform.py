@@ -15,7 +15,7 @@ from typing import Any, Dict, Mapping
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from sluice.components.features import label_key, transformed_name, vocabulary_name
+from sluice.components.features import label_key, missing_indicator_name, transformed_name, vocabulary_name
 
 
 def _dense(x: Any, default: Any) -> tf.Tensor:
@@ -113,6 +113,9 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> D
     """
     outputs: Dict[str, tf.Tensor] = {}
     for feature in custom_config["features"]:
-        outputs[transformed_name(feature["name"])] = _transform_feature(inputs[feature["name"]], feature)
+        raw = inputs[feature["name"]]
+        outputs[transformed_name(feature["name"])] = _transform_feature(raw, feature)
+        if feature.get("missing_indicator"):
+            outputs[missing_indicator_name(feature["name"])] = tf.cast(_is_missing(raw), tf.float32)
     outputs[label_key(custom_config)] = _label(inputs, custom_config["task"])
     return outputs

@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config and its data/schema without running anything")
     check.add_argument("--config", default=DEFAULT_CONFIG)
     check.add_argument("--data", help="CSV file or directory; overrides data.path")
+    schema = sub.add_parser("schema", help="infer a schema from data, or diff the curated one against it")
+    schema.add_argument("action", choices=["infer", "diff"])
+    schema.add_argument("--config", default=DEFAULT_CONFIG)
+    schema.add_argument("--data", help="CSV file or directory; overrides data.path")
+    schema.add_argument("--out", help="infer: where to write the inferred schema (default: stdout)")
     return parser
 
 
@@ -62,6 +67,32 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from sluice.pipeline.data_source import resolve_data_source
+    from sluice.pipeline.schema import diff_schemas, infer_schema, load_schema
+
+    config = _load(args.config, args.data)
+    source = resolve_data_source(config.data_path)
+    inferred = infer_schema(source.description)
+    if args.action == "infer":
+        from google.protobuf import text_format
+
+        text = text_format.MessageToString(inferred)
+        if args.out:
+            Path(args.out).write_text(text)
+            print(f"wrote the inferred schema of {source.description} to {args.out}; curate it (domains, "
+                  "presence, environments) and point the config's `schema:` at it")
+        else:
+            print(text, end="")
+        return EXIT_OK
+    rows = diff_schemas(load_schema(config.schema_file), inferred)
+    print(f"curated {config.schema_file} vs inferred from {source.description}: {len(rows)} difference(s)")
+    width = max([len(r[0]) for r in rows] + [7])
+    for feature, aspect, cur, inf in rows:
+        print(f"  {feature:<{width}}  {aspect:<8}  curated: {cur:<22}  inferred: {inf}")
+    return EXIT_OK
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from sluice.pipeline.runner import RunFailed, format_summary, run_local, summary_json
 
@@ -78,12 +109,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(summary_json(failed.result))
         return EXIT_INTERNAL
     for line in format_summary(result):
-        print(line, file=console)
+        print(line, file=sys.stderr if result.status == "data_rejected" else console)
     if args.json:
         print(summary_json(result))
     if result.status == "succeeded":
         return EXIT_OK
-    return EXIT_GATE if result.status == "not_blessed" else EXIT_INTERNAL
+    return EXIT_GATE if result.status in ("not_blessed", "data_rejected") else EXIT_INTERNAL
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -94,7 +125,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USER_ERROR
-    handlers = {"run": _cmd_run, "check": _cmd_check}
+    handlers = {"run": _cmd_run, "check": _cmd_check, "schema": _cmd_schema}
     try:
         return handlers[args.command](args)
     except SluiceError as e:

@@ -58,6 +58,14 @@ class _FeatureBase(_Strict):
     optional: bool = False
     """The column may be empty; missing values are filled with ``default`` (numerics: the analyzed mean)."""
     default: Optional[Union[float, str]] = None
+    missing_indicator: bool = False
+    """Also feed the model a 0/1 ``<name>_is_missing`` input (needs ``optional: true``)."""
+
+    @model_validator(mode="after")
+    def _indicator_needs_optional(self) -> "_FeatureBase":
+        if self.missing_indicator and not self.optional:
+            raise ValueError("missing_indicator: needs optional: true (a required column is never missing)")
+        return self
 
 
 class NumericFeature(_FeatureBase):
@@ -156,6 +164,19 @@ class ModelConfig(_Strict):
         return v
 
 
+class InputConfig(_Strict):
+    """The Trainer's tf.data input (components/trainer/data.py)."""
+
+    shuffle_buffer: int = Field(default=10_000, ge=1)
+    """Examples in the shuffle buffer (before batching)."""
+    cache: bool = True
+    """Keep the parsed training batches in memory after the first pass (set false when a split won't fit)."""
+    reader_threads: int = Field(default=4, ge=1)
+    """Parallel file reads / parses."""
+    deterministic: bool = False
+    """Reproducible runs: fixed order, seeded shuffles and TensorFlow op determinism (slower)."""
+
+
 class TrainingConfig(_Strict):
     strategy: Literal["default", "mirrored"] = "default"
     """``mirrored``: tf.distribute.MirroredStrategy over the local devices."""
@@ -187,6 +208,44 @@ class EvaluationConfig(_Strict):
     slices: List[List[str]] = Field(default_factory=list)
     """Feature slices (each a list of columns to cross) evaluated besides the overall slice."""
     thresholds: List[Threshold] = Field(min_length=1)
+
+
+# ------------------------------------------------------------------------------------------ validation
+class AllowedAnomaly(_Strict):
+    """An anomaly the DataGate tolerates: TFDV's anomaly type (e.g. ENUM_TYPE_UNEXPECTED_STRING_VALUES)."""
+
+    feature: str
+    anomaly: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
+    why: str = ""
+
+
+class Comparator(_Strict):
+    """Distribution distance thresholds: L-infinity for categorical columns, Jensen-Shannon for numeric."""
+
+    categorical_linf: Optional[float] = Field(default=None, gt=0.0, le=1.0)
+    numeric_jsd: Optional[float] = Field(default=None, gt=0.0, le=1.0)
+
+
+class FeatureComparators(_Strict):
+    """Per-column override of ``skew`` / ``drift`` thresholds (the kind-appropriate one is used)."""
+
+    skew: Optional[float] = Field(default=None, gt=0.0, le=1.0)
+    drift: Optional[float] = Field(default=None, gt=0.0, le=1.0)
+
+
+class ValidationConfig(_Strict):
+    """What the DataGate stops a run for (after ExampleValidator, before Transform)."""
+
+    fail_on: Literal["error", "warning"] = "error"
+    """Lowest TFDV anomaly severity that stops the run."""
+    allow: List[AllowedAnomaly] = Field(default_factory=list)
+    skew: Comparator = Field(default_factory=lambda: Comparator(categorical_linf=0.1))
+    """train vs eval split of this run. Numeric JSD is off by default: TFDV approximates it from each
+    split's own equal-width histogram, which one outlier stretches (see the configs' per-column settings)."""
+    drift: Comparator = Field(default_factory=lambda: Comparator(categorical_linf=0.2))
+    """this run's train split vs the last run whose data passed the gate (found through MLMD)."""
+    comparators: Dict[str, FeatureComparators] = Field(default_factory=dict)
+    """Per-column thresholds, overriding the defaults above."""
 
 
 # --------------------------------------------------------------------------------------------- runtime
@@ -234,6 +293,8 @@ class PipelineConfig(_Strict):
     features: List[Feature] = Field(min_length=1)
     model: ModelConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    input: InputConfig = Field(default_factory=InputConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
     evaluation: EvaluationConfig
     export: ExportConfig = Field(default_factory=ExportConfig)
     beam: BeamConfig = Field(default_factory=BeamConfig)
@@ -263,6 +324,9 @@ class PipelineConfig(_Strict):
         for t in self.evaluation.thresholds:
             if t.metric not in known:
                 raise ValueError(_not_allowed("evaluation.thresholds.metric", t.metric, known))
+        for col in list(self.validation.comparators) + [a.feature for a in self.validation.allow]:
+            if col not in self.raw_columns():
+                raise ValueError(_not_allowed("validation (feature)", col, self.raw_columns()))
         for s in self.evaluation.slices:
             for col in s:
                 if col not in names:
@@ -311,6 +375,14 @@ class PipelineConfig(_Strict):
                 cols.append(c)
         return cols
 
+    def gate_payload(self) -> Dict[str, Any]:
+        """What the DataGate needs: the validation settings and the kind of every raw column it compares."""
+        # String columns have value counts (L-infinity); numeric and integer-id columns have histograms (JSD).
+        kinds = {f.name: ("categorical" if f.kind == "categorical_string" else "numeric") for f in self.features}
+        for col in self.task.raw_label_columns():
+            kinds.setdefault(col, "numeric")
+        return {"validation": self.validation.model_dump(mode="json"), "columns": kinds}
+
     def component_payload(self) -> Dict[str, Any]:
         """The JSON-serializable part of the config that Transform and Trainer need (``custom_config``).
 
@@ -318,7 +390,7 @@ class PipelineConfig(_Strict):
         is part of TFX's cache key: changing a feature or hyperparameter re-runs the affected components.
         """
         payload = self.model_dump(
-            mode="json", include={"name", "task", "features", "model", "training"}, by_alias=True
+            mode="json", include={"name", "task", "features", "model", "training", "input"}, by_alias=True
         )
         payload["code_version"] = code_fingerprint()
         return payload

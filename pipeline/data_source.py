@@ -54,14 +54,50 @@ def resolve_data_source(path: Path) -> DataSource:
 
 
 def read_header(file: str) -> List[str]:
+    with open(file, "rb") as fh:
+        first = fh.readline()
     try:
-        with open(file, newline="", encoding="utf-8") as fh:
-            row = next(csv.reader(fh), None)
+        row = next(csv.reader([first.decode("utf-8")]), None)
     except UnicodeDecodeError:
-        raise DataError(file, "the header is not UTF-8 text", "save the file as UTF-8 CSV")
+        raise DataError(f"{file}:1", "the header is not UTF-8 text", "save the file as UTF-8 CSV")
     if not row:
         raise DataError(file, "the file is empty (no header row)", "CSV files need a header row naming the columns")
     return [c.strip() for c in row]
+
+
+def scan_rows(file: str, header: List[str]) -> int:
+    """One streaming pass over a CSV: every line is UTF-8, has the header's field count, and is not the
+    header again. Returns the number of data rows (at least one).
+
+    These are the malformations that CsvExampleGen reports as a Beam traceback deep in a worker (or, for a
+    repeated header, silently turns into string values in numeric columns); here they cost one pass of
+    Python's csv reader (about 0.1 s for the bundled 15,002 rows) and get a message with the line number.
+    """
+    rows = 0
+    with open(file, "rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{file}:{number}", f"bytes that are not UTF-8 ({line[e.start:e.start + 8]!r})",
+                                "re-encode the file as UTF-8")
+    with open(file, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        for fields in reader:
+            if not fields:
+                continue
+            line = reader.line_num
+            if [f.strip() for f in fields] == header:
+                raise DataError(f"{file}:{line}", "repeats the header row inside the data",
+                                "remove the extra header (files concatenated with their headers?)")
+            if len(fields) != len(header):
+                raise DataError(f"{file}:{line}", f"has {len(fields)} fields, the header has {len(header)}",
+                                "quote values that contain commas, or fix the row")
+            rows += 1
+    if rows == 0:
+        raise DataError(file, "has a header but no data rows", "point data.path at a file with data")
+    return rows
 
 
 def check_columns(source: DataSource, required: List[str]) -> List[str]:
@@ -76,4 +112,6 @@ def check_columns(source: DataSource, required: List[str]) -> List[str]:
             hint = difflib.get_close_matches(col, header, n=1)
             fix = f"did you mean {hint[0]!r}?" if hint else f"the file's columns are: {', '.join(header)}"
             raise DataError(f"column {col!r}", f"is used by the config but missing from {source.files[0]}", fix)
+    for f in source.files:
+        scan_rows(f, header)
     return header

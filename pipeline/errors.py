@@ -38,6 +38,13 @@ class DataError(SluiceError):
 
 
 class GateFailed(SluiceError):
-    """A gate (blessing, data validation, parity) said no; nothing was pushed."""
+    """A gate (blessing, data validation, parity) said no; nothing was pushed. The message is preformatted."""
 
     exit_code = 3
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__("gate", message)
+
+    def render(self) -> str:
+        return getattr(self, "message", "") or super().render()

@@ -34,7 +34,10 @@ def render_html(result: Dict[str, Any], config: Dict[str, Any]) -> str:
         f"<p id='verdict' class='{'ok' if ok else 'bad'}'>Status: {html.escape(result['status'])} — model {verdict}</p>",
     ]
     if result.get("error"):
-        parts.append(f"<p class='bad'>Stopped: <code>{html.escape(result['error'])}</code></p>")
+        parts.append(f"<pre class='bad'>Stopped: {html.escape(result['error'])}</pre>")
+    if result.get("data_report"):
+        parts.append("<p>Data validation: <a href='data_report.html'>data_report.html</a> "
+                     "(anomalies, skew and drift, statistics)</p>")
     parts.append("<h2>Components</h2>")
     parts.append(_table([(c["name"], "cached" if c["cached"] else "ran", c["state"], f"{c['seconds']:.1f} s")
                          for c in result["components"]], ["component", "cache", "state", "time"]))

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,7 +36,8 @@ class ComponentLine:
 @dataclass
 class RunResult:
     status: str
-    """``succeeded`` (blessed and pushed), ``not_blessed`` (a gate said no, nothing pushed) or ``failed``."""
+    """``succeeded`` (blessed and pushed), ``data_rejected`` (the DataGate stopped it before Transform),
+    ``not_blessed`` (the Evaluator said no) or ``failed``; nothing is pushed unless ``succeeded``."""
     pipeline: str
     run_id: str
     blessed: Optional[bool]
@@ -51,6 +53,7 @@ class RunResult:
     """Candidate minus baseline (latest blessed model), when there was a baseline."""
     failures: List[Dict[str, Any]] = field(default_factory=list)
     tflite_path: Optional[str] = None
+    data_report: Optional[str] = None
     error: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
@@ -189,6 +192,14 @@ def run_local(
             logging.getLogger().removeHandler(progress)
         result = _summarize(config, paths, log_file, progress.lines, time.monotonic() - start)
 
+    gate = _data_gate_failure(failure)
+    if gate is not None:
+        result.status = "data_rejected"
+        result.components.append(ComponentLine(progress.current or "DataGate", False, 0.0, "FAILED"))
+        result.data_report = _keep_data_report(gate.report, Path(result.report_dir))
+        result.error = str(gate).replace(gate.report, result.data_report or gate.report)
+        _write_report(result, config)
+        return result
     if failure is not None:
         component = progress.current or "pipeline"
         result.status = "failed"
@@ -200,6 +211,29 @@ def run_local(
         raise RunFailed(component, log_file, failure, result) from failure
     _write_report(result, config)
     return result
+
+
+def _data_gate_failure(failure: Optional[BaseException]):
+    """The DataGateFailed behind ``failure`` (LocalDagRunner may wrap it), or None."""
+    from sluice.components.data_gate import DataGateFailed
+
+    seen = 0
+    while failure is not None and seen < 5:
+        if isinstance(failure, DataGateFailed):
+            return failure
+        failure = failure.__cause__ or failure.__context__
+        seen += 1
+    return None
+
+
+def _keep_data_report(source: Optional[str], report_dir: Path) -> Optional[str]:
+    """Copy the DataGate's HTML report next to the run report (it also stays in the artifact)."""
+    if not source or not Path(source).is_file():
+        return None
+    report_dir.mkdir(parents=True, exist_ok=True)
+    target = report_dir / "data_report.html"
+    shutil.copy(source, target)
+    return str(target)
 
 
 def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines: List[ComponentLine],
@@ -222,7 +256,10 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
     blessed = record.blessed if record else None
     status = "succeeded" if pushed else ("not_blessed" if blessed is False else "failed")
     report_dir = paths.reports / _safe(run_id)
+    gate_dir = record.outputs.get("DataGate", {}).get("sluice.DataVerdict") if record else None
+    data_report = _keep_data_report(str(Path(gate_dir) / "data_report.html"), report_dir) if gate_dir else None
     return RunResult(
+        data_report=data_report,
         status=status,
         pipeline=config.name,
         run_id=run_id,
@@ -252,6 +289,8 @@ def _write_report(result: RunResult, config: PipelineConfig) -> None:
 
 def format_summary(result: RunResult) -> List[str]:
     """The closing lines of `sluice run`."""
+    if result.status == "data_rejected":
+        return [result.error or "data gate failed", f"  report: {Path(result.report_dir) / 'index.html'}"]
     verdict = {True: "BLESSED", False: "NOT BLESSED", None: "not evaluated"}[result.blessed]
     lines = [f"sluice: {result.pipeline} {result.status} in {result.seconds:.1f} s — model {verdict}"]
     if result.metrics:
@@ -264,6 +303,8 @@ def format_summary(result: RunResult) -> List[str]:
     else:
         lines.append("  nothing pushed: the serving directory is unchanged")
     lines.append(f"  TFLite: {result.tflite_path or 'not exported (export.targets has no tflite)'}")
+    if result.data_report:
+        lines.append(f"  data report: {result.data_report}")
     lines.append(f"  report: {Path(result.report_dir) / 'index.html'}")
     return lines
 

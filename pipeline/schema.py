@@ -33,3 +33,48 @@ def check_schema_columns(path: Path, columns: List[str]) -> None:
             hint = difflib.get_close_matches(col, names, n=1)
             fix = f"did you mean {hint[0]!r}?" if hint else "add the feature to the curated schema"
             raise ConfigError(f"column {col!r}", f"is used by the config but not described in {path}", fix)
+
+
+def infer_schema(data_location: str):
+    """TFDV's inferred schema for CSV files (a file or glob): the starting point for a curated schema."""
+    import tensorflow_data_validation as tfdv
+
+    return tfdv.infer_schema(tfdv.generate_statistics_from_csv(data_location=data_location))
+
+
+def _describe(feature, schema) -> dict:
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    domain = ""
+    if feature.HasField("int_domain"):
+        d = feature.int_domain
+        domain = f"int [{d.min if d.HasField('min') else ''}, {d.max if d.HasField('max') else ''}]"
+    elif feature.HasField("float_domain"):
+        d = feature.float_domain
+        domain = f"float [{d.min if d.HasField('min') else ''}, {d.max if d.HasField('max') else ''}]"
+    elif feature.domain:
+        values = next((list(s.value) for s in schema.string_domain if s.name == feature.domain), [])
+        domain = f"{len(values)} strings"
+    return {
+        "type": schema_pb2.FeatureType.Name(feature.type),
+        "required": feature.presence.min_fraction >= 1.0,
+        "domain": domain,
+    }
+
+
+def diff_schemas(curated, inferred) -> List[tuple]:
+    """Rows ``(feature, aspect, curated, inferred)`` where the curated schema departs from TFDV's inference."""
+    rows = []
+    cur = {f.name: _describe(f, curated) for f in curated.feature}
+    inf = {f.name: _describe(f, inferred) for f in inferred.feature}
+    for name in sorted(set(cur) | set(inf)):
+        if name not in inf:
+            rows.append((name, "feature", "present", "absent from the data"))
+            continue
+        if name not in cur:
+            rows.append((name, "feature", "absent", "present in the data (not described: add it or ignore it)"))
+            continue
+        for aspect in ("type", "required", "domain"):
+            if cur[name][aspect] != inf[name][aspect]:
+                rows.append((name, aspect, str(cur[name][aspect]) or "-", str(inf[name][aspect]) or "-"))
+    return rows

@@ -1,18 +1,56 @@
 """tf.data input for the Trainer, read from Transform's output through TFX's data accessor (TFXIO).
 
-TFXIO batches records before parsing them (vectorized parsing) and yields ``(features, label)`` with the
-shapes of Transform's output schema; we add shuffling with a fixed seed and prefetching so the input is
-never what the training step waits on.
+TFXIO reads the gzipped TFRecords with parallel readers, batches *before* parsing (one vectorized
+``parse_example`` per batch instead of one per record) and yields ``(features, label)`` with the shapes of
+Transform's output schema. On top of it, from ``input:`` in the config:
+
+- ``cache``: the parsed batches of the first pass are kept in memory; later epochs skip reading and parsing
+  entirely and only reshuffle the batch order (examples were shuffled once on the first pass);
+- ``shuffle_buffer``: examples in TFXIO's shuffle buffer;
+- ``reader_threads``: parallel file reads and parses;
+- ``deterministic``: same order on every run (no sloppy interleave, seeded shuffles, ordered tf.data).
+
+``prefetch(AUTOTUNE)`` overlaps input with the training step. ``benchmarks/input_pipeline.py`` measures what
+each option contributes.
 """
 
 from __future__ import annotations
 
-from typing import List
+from dataclasses import dataclass
+from typing import Any, List, Mapping
 
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import DataAccessor
 from tfx_bsl.public import tfxio
+
+# Batches held for reshuffling the cached batch order between epochs.
+_BATCH_SHUFFLE = 64
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    batch_size: int
+    seed: int
+    shuffle: bool = True
+    shuffle_buffer: int = 10_000
+    cache: bool = True
+    reader_threads: int = 4
+    deterministic: bool = False
+    prefetch: bool = True
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any], shuffle: bool = True) -> "InputOptions":
+        options = payload.get("input", {})
+        return cls(
+            batch_size=payload["model"]["batch_size"],
+            seed=payload["model"]["seed"],
+            shuffle=shuffle,
+            shuffle_buffer=options.get("shuffle_buffer", 10_000),
+            cache=options.get("cache", True),
+            reader_threads=options.get("reader_threads", 4),
+            deterministic=options.get("deterministic", False),
+        )
 
 
 def input_fn(
@@ -20,17 +58,33 @@ def input_fn(
     data_accessor: DataAccessor,
     tft_output: tft.TFTransformOutput,
     label_key: str,
-    batch_size: int,
-    seed: int,
-    shuffle: bool = True,
+    options: InputOptions,
 ) -> tf.data.Dataset:
     """An endless dataset of ``(transformed features, label)`` batches."""
-    options = tfxio.TensorFlowDatasetOptions(
-        batch_size=batch_size,
+    files = [f for pattern in file_pattern for f in tf.io.gfile.glob(pattern)]
+    tfxio_options = tfxio.TensorFlowDatasetOptions(
+        batch_size=options.batch_size,
         label_key=label_key,
-        shuffle=shuffle,
-        shuffle_seed=seed,
-        num_epochs=None,  # repeat: the Trainer counts steps, not epochs
+        shuffle=options.shuffle,
+        shuffle_buffer_size=options.shuffle_buffer,
+        shuffle_seed=options.seed,
+        # Parallel reads interleave files: more readers than files is an error in tf.data.
+        reader_num_threads=max(1, min(options.reader_threads, len(files))),
+        parser_num_threads=options.reader_threads,
+        sloppy_ordering=not options.deterministic,
+        # With a cache, read once and repeat from memory; without, let TFXIO repeat the files.
+        num_epochs=1 if options.cache else None,
     )
-    dataset = data_accessor.tf_dataset_factory(file_pattern, options, tft_output.transformed_metadata.schema)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    dataset = data_accessor.tf_dataset_factory(file_pattern, tfxio_options, tft_output.transformed_metadata.schema)
+    if options.cache:
+        dataset = dataset.cache()
+        if options.shuffle:
+            dataset = dataset.shuffle(_BATCH_SHUFFLE, seed=options.seed, reshuffle_each_iteration=True)
+        dataset = dataset.repeat()
+    if options.deterministic:
+        det = tf.data.Options()
+        det.deterministic = True
+        dataset = dataset.with_options(det)
+    if options.prefetch:
+        dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset

@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping
 import keras
 import tensorflow_transform as tft
 
-from sluice.components.features import CATEGORICAL_KINDS, cardinality, transformed_name, vocabulary_name
+from sluice.components.features import cardinality, model_inputs, vocabulary_name
 from sluice.components.trainer.losses import make_loss
 
 
@@ -26,9 +26,8 @@ def build_model(payload: Dict[str, Any], tft_output: tft.TFTransformOutput) -> k
     """The model for ``payload`` (the config's component payload), compiled with its loss and metrics."""
     inputs: Dict[str, keras.KerasTensor] = {}
     encoded = []
-    for feature in payload["features"]:
-        key = transformed_name(feature["name"])
-        if feature["kind"] in CATEGORICAL_KINDS:
+    for key, categorical, feature in model_inputs(payload):
+        if categorical:
             inputs[key] = keras.Input(shape=(1,), name=key, dtype="int64")
             size = cardinality(feature, _vocabulary_size(feature, tft_output))
             x = keras.layers.Embedding(size, feature["embedding_dim"], name=f"{key}_embedding")(inputs[key])

@@ -5,6 +5,9 @@ Transform graph, so clients send raw features only:
 
 - ``serving_default``: serialized ``tf.Example`` of the raw feature columns -> ``{"outputs": prediction}``
   (TF Serving ``:predict``, TFMA);
+- ``serving_raw``: one named dense tensor per raw feature column (shape ``[batch]``) -> the same outputs; for
+  JSON clients and the basis of the TFLite export. Every value must be present (send the configured default
+  for an empty optional column; ``serving_default`` accepts absent values);
 - ``transform_features``: serialized ``tf.Example`` incl. label columns -> transformed features (TFMA uses it
   to get the transformed label, e.g. a derived one).
 """
@@ -21,7 +24,7 @@ from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from sluice.components.features import label_key
-from sluice.components.trainer.data import input_fn
+from sluice.components.trainer.data import InputOptions, input_fn
 from sluice.components.trainer.models import build_model
 from sluice.components.trainer.strategies import make_strategy
 
@@ -40,6 +43,16 @@ def _raw_label_columns(payload: Dict[str, Any]) -> list:
 def _raw_spec(tft_output: tft.TFTransformOutput, columns: list) -> Dict[str, Any]:
     spec = tft_output.raw_feature_spec()
     return {c: spec[c] for c in columns if c in spec}
+
+
+def _raw_tensor(value: tf.Tensor, spec: Any) -> Any:
+    """A dense ``[batch]`` raw column as the parsing spec would have produced it (dense [batch, 1] or sparse)."""
+    column = tf.reshape(value, [-1, 1])
+    if isinstance(spec, tf.io.VarLenFeature):
+        rows = tf.shape(value, out_type=tf.int64)[0]
+        indices = tf.stack([tf.range(rows), tf.zeros([rows], tf.int64)], axis=1)
+        return tf.SparseTensor(indices, value, tf.stack([rows, tf.constant(1, tf.int64)]))
+    return column
 
 
 class ServingModule(tf.Module):
@@ -67,11 +80,23 @@ class ServingModule(tf.Module):
             raw = tf.io.parse_example(examples, self._eval_spec)
             return self.tft_layer(raw)
 
+        def serve_raw(**columns: tf.Tensor) -> Dict[str, tf.Tensor]:
+            raw = {name: _raw_tensor(columns[name], spec) for name, spec in self._serving_spec.items()}
+            transformed = self.tft_layer(raw)
+            return {"outputs": self.model({k: transformed[k] for k in input_names}, training=False)}
+
         self.serve_examples = serve_examples
+        self.serve_raw = tf.function(serve_raw)
         self.transform_features = transform_features
 
     def signatures(self) -> Dict[str, Any]:
-        return {"serving_default": self.serve_examples, "transform_features": self.transform_features}
+        return {
+            "serving_default": self.serve_examples,
+            "serving_raw": self.serve_raw.get_concrete_function(
+                **{name: tf.TensorSpec([None], spec.dtype, name=name) for name, spec in self._serving_spec.items()}
+            ),
+            "transform_features": self.transform_features,
+        }
 
 
 def _check_finite(history: keras.callbacks.History) -> None:
@@ -87,12 +112,16 @@ def run_fn(fn_args: FnArgs) -> None:
     payload: Dict[str, Any] = fn_args.custom_config
     hp = payload["model"]
     keras.utils.set_random_seed(hp["seed"])
+    if payload.get("input", {}).get("deterministic"):
+        tf.config.experimental.enable_op_determinism()
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     label = label_key(payload)
 
-    train_ds = input_fn(fn_args.train_files, fn_args.data_accessor, tft_output, label, hp["batch_size"], hp["seed"])
+    train_ds = input_fn(
+        fn_args.train_files, fn_args.data_accessor, tft_output, label, InputOptions.from_payload(payload)
+    )
     eval_ds = input_fn(
-        fn_args.eval_files, fn_args.data_accessor, tft_output, label, hp["batch_size"], hp["seed"], shuffle=False
+        fn_args.eval_files, fn_args.data_accessor, tft_output, label, InputOptions.from_payload(payload, shuffle=False)
     )
 
     strategy = make_strategy(payload["training"]["strategy"])

@@ -1,7 +1,7 @@
-"""End to end: the real TFX pipeline through the `sluice` CLI, on a 2,000-row sample of the bundled data.
+"""End to end: the real TFX pipeline through the `sluice` CLI on a sample of the bundled data (conftest.py).
 
-One module-scoped pipeline per config (minutes, not seconds); the tests below read what it left: the CLI's
-JSON summary, MLMD, the pushed SavedModel and the report.
+The tests read what the session's pipelines left: the CLI's JSON summary, MLMD, the pushed SavedModel and
+the report.
 """
 
 from __future__ import annotations
@@ -12,43 +12,23 @@ import numpy as np
 import pytest
 
 from sluice.pipeline.mlmd import executions_of, latest_run
-from tests.helpers import config_variant, run_json, sample_csv, serialized_examples
+from tests.helpers import serialized_examples
 
 pytestmark = pytest.mark.e2e
 
-SAMPLE_ROWS = 2000
 NODES = {
     "CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "InferredSchemaGen", "ExampleValidator",
-    "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator", "Pusher",
+    "LastPassedDataResolver", "DataGate", "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator",
+    "Pusher",
 }
+# Nodes that legitimately execute on an unchanged re-run: resolvers always resolve, and the DataGate compares
+# the data with the newest passed run's statistics (a new artifact every run), which costs a second or two.
+ALWAYS_RUN = {"LastPassedDataResolver", "LatestBlessedModelResolver", "DataGate"}
 FARE_FEATURES = [
     "trip_miles", "trip_seconds", "trip_start_hour", "trip_start_day", "trip_start_month",
     "pickup_community_area", "dropoff_community_area", "payment_type", "company",
     "pickup_latitude", "pickup_longitude", "dropoff_latitude", "dropoff_longitude",
 ]
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    return sample_csv(tmp_path_factory.mktemp("data") / "sample.csv", SAMPLE_ROWS)
-
-
-@pytest.fixture(scope="module")
-def fare(tmp_path_factory, sample):
-    """Three identical runs of the fare pipeline in one output directory."""
-    work = tmp_path_factory.mktemp("fare")
-    cfg = config_variant("taxi_fare", work, sample, train_steps=300)
-    out = work / "output"
-    runs = [run_json("run", "--config", str(cfg), "--output", str(out)) for _ in range(3)]
-    return {"runs": runs, "out": out}
-
-
-@pytest.fixture(scope="module")
-def tips(tmp_path_factory, sample):
-    work = tmp_path_factory.mktemp("tips")
-    cfg = config_variant("taxi_tips", work, sample, train_steps=300)
-    out = work / "output"
-    return {"run": run_json("run", "--config", str(cfg), "--output", str(out)), "out": out}
 
 
 def _load_serving(path: str):
@@ -65,6 +45,7 @@ def test_first_run_is_blessed_and_pushed(fare):
     assert pushed.parent == fare["out"] / "serving" / "taxi_fare"
     assert (pushed / "saved_model.pb").is_file() and pushed.name == first["version"]
     assert (Path(first["report_dir"]) / "index.html").is_file()
+    assert Path(first["data_report"]).is_file() and "PASSED" in Path(first["data_report"]).read_text()
     assert first["metrics"]["mean_absolute_error"] < 4.0  # the config's value threshold
     assert {c["name"] for c in first["components"]} == NODES
 
@@ -79,7 +60,7 @@ def test_mlmd_records_every_component_and_the_blessing(fare):
 
 def test_pushed_model_answers_finite_predictions_for_raw_examples(fare, sample):
     model = _load_serving(fare["runs"][0]["saved_model_path"])
-    assert {"serving_default", "transform_features"} <= set(model.signatures)
+    assert {"serving_default", "serving_raw", "transform_features"} <= set(model.signatures)
     examples = serialized_examples(sample, FARE_FEATURES, limit=64)
     import tensorflow as tf
 
@@ -105,11 +86,12 @@ def test_identical_rerun_is_served_from_cache_and_pushes_nothing_new(fare):
     # Run 2 has a baseline for the first time (run 1's blessed model), so the Evaluator re-evaluates;
     # everything upstream comes from the cache and the same model is not pushed as a new version.
     cached_2 = {c["name"] for c in second["components"] if c["state"] == "CACHED"}
-    assert NODES - {"LatestBlessedModelResolver", "Evaluator", "Pusher"} <= cached_2
+    assert NODES - ALWAYS_RUN - {"Evaluator", "Pusher"} <= cached_2
     assert second["saved_model_path"] == first["saved_model_path"]
-    # Run 3's inputs are all unchanged: every component with an executor is a cache hit (MLMD state).
+    # Run 3's inputs are all unchanged: every component but the gate is a cache hit (MLMD state).
     states_3 = {c["name"]: c["state"] for c in third["components"]}
-    assert all(state == "CACHED" for name, state in states_3.items() if name != "LatestBlessedModelResolver"), states_3
+    assert all(state == "CACHED" for name, state in states_3.items() if name not in ALWAYS_RUN), states_3
+    assert states_3["DataGate"] == "COMPLETE"
     assert third["saved_model_path"] == first["saved_model_path"]
     versions = [p.name for p in (fare["out"] / "serving" / "taxi_fare").iterdir()]
     assert versions == [first["version"]]

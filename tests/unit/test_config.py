@@ -139,3 +139,15 @@ def test_derive_is_rejected_for_regression(fare_raw):
 def test_categorical_string_default_must_be_text(fare_raw):
     raw = _mutate(fare_raw, lambda r: r["features"][7].update(default=3))
     assert "features (payment_type).default: must be a string" in _error(raw)
+
+
+def test_missing_indicator_needs_optional(fare_raw):
+    raw = _mutate(fare_raw, lambda r: r["features"][0].update(missing_indicator=True))
+    assert "missing_indicator: needs optional: true" in _error(raw)
+
+
+def test_input_options_have_defaults_and_are_validated(fare_raw):
+    cfg = parse_config(fare_raw)
+    assert cfg.input.cache is True and cfg.input.shuffle_buffer >= 1
+    raw = _mutate(fare_raw, lambda r: r.update(input={"shuffle_bufer": 10}))
+    assert "did you mean 'shuffle_buffer'" in _error(raw)

@@ -56,3 +56,32 @@ def test_empty_and_non_utf8_files(tmp_path):
     (tmp_path / "b.csv").write_bytes(b"\xff\xfe,\x00x\n")
     with pytest.raises(DataError, match="UTF-8"):
         check_columns(resolve_data_source(tmp_path / "b.csv"), ["x"])
+
+
+@pytest.mark.parametrize(
+    "body,where,problem",
+    [
+        ("x,y\n1,2\n3,4,5\n", ":3", "has 3 fields, the header has 2"),
+        ("x,y\n1,2\nx,y\n3,4\n", ":3", "repeats the header row"),
+        ("x,y\n", "", "no data rows"),
+        ('x,y\n1,"a,b"\n', None, None),  # a quoted comma is one field: fine
+    ],
+)
+def test_row_level_checks(tmp_path, body, where, problem):
+    f = tmp_path / "d.csv"
+    f.write_text(body)
+    src = resolve_data_source(f)
+    if problem is None:
+        assert check_columns(src, ["x"]) == ["x", "y"]
+        return
+    with pytest.raises(DataError) as exc:
+        check_columns(src, ["x"])
+    assert f"{f}{where}" in exc.value.render() and problem in exc.value.render()
+
+
+def test_non_utf8_data_row_names_the_line(tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_bytes(b"x,y\n1,2\n3,\xff\xfe\n")
+    with pytest.raises(DataError) as exc:
+        check_columns(resolve_data_source(f), ["x"])
+    assert f"{f}:3" in exc.value.render() and "not UTF-8" in exc.value.render()

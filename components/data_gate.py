@@ -1,0 +1,306 @@
+"""DataGate: the custom TFX component that stops a run on bad data, before Transform spends anything.
+
+TFX's ExampleValidator computes anomalies but nothing acts on them: a bad batch still trains and pushes.
+DataGate reads ExampleValidator's anomalies for every split, adds train/eval skew and drift against the last
+run whose data passed the gate (its own previous ``DataVerdict``, resolved from MLMD), applies the config's
+severity and allow-list, writes ``verdict.json`` + ``data_report.html`` into its artifact, and raises
+``DataGateFailed`` (one screen: feature, anomaly, expected vs found, report path) when the data fails.
+Transform is wired downstream of it, so a failed gate means no Transform, no training and no push.
+
+Pure functions (``findings_from_anomalies``, ``comparator_schema``, ``decide``, ``render_message``) hold the
+logic; the executor is glue.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional
+
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
+from tfx import types
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+VERDICT_FILE = "verdict.json"
+REPORT_FILE = "data_report.html"
+BASELINE_STATS = "baseline_statistics.pb"
+
+_SEVERITY_RANK = {"WARNING": 1, "ERROR": 2, "UNKNOWN": 2}
+
+
+class DataVerdict(types.Artifact):
+    """The gate's decision for one run's data; published only when the data passed (drift baseline)."""
+
+    TYPE_NAME = "sluice.DataVerdict"
+
+
+class DataGateFailed(Exception):
+    """The data failed the gate. ``message`` fits one screen; ``report`` is the full HTML report."""
+
+    def __init__(self, message: str, report: str) -> None:
+        self.report = report
+        super().__init__(message)
+
+
+@dataclass
+class Finding:
+    split: str
+    feature: str
+    anomaly: str
+    severity: str
+    description: str
+    expected: str = ""
+    allowed: bool = False
+
+
+# ---------------------------------------------------------------------------------------- pure logic
+def _expected(schema: schema_pb2.Schema, feature: str) -> str:
+    """What the curated schema says about ``feature``, in a few words."""
+    for f in schema.feature:
+        if f.name != feature:
+            continue
+        parts = [schema_pb2.FeatureType.Name(f.type)]
+        if f.HasField("int_domain"):
+            parts.append(f"in [{f.int_domain.min}, {f.int_domain.max}]" if f.int_domain.HasField("max")
+                         else f">= {f.int_domain.min}")
+        if f.HasField("float_domain"):
+            lo = f.float_domain.min if f.float_domain.HasField("min") else "-inf"
+            hi = f.float_domain.max if f.float_domain.HasField("max") else "inf"
+            parts.append(f"in [{lo}, {hi}]")
+        if f.domain:
+            domain = next((d for d in schema.string_domain if d.name == f.domain), None)
+            if domain is not None:
+                values = list(domain.value)
+                parts.append("one of " + ", ".join(values[:6]) + (" …" if len(values) > 6 else ""))
+        if f.presence.min_fraction >= 1.0:
+            parts.append("required")
+        return ", ".join(parts)
+    return "not in the schema"
+
+
+def findings_from_anomalies(anomalies: anomalies_pb2.Anomalies, split: str, schema: schema_pb2.Schema) -> List[Finding]:
+    findings = []
+    for feature, info in sorted(anomalies.anomaly_info.items()):
+        severity = anomalies_pb2.AnomalyInfo.Severity.Name(info.severity)
+        for reason in info.reason or [None]:
+            kind = anomalies_pb2.AnomalyInfo.Type.Name(reason.type) if reason else "UNKNOWN_TYPE"
+            text = (reason.description if reason else "") or info.description
+            findings.append(Finding(split, feature, kind, severity, text, _expected(schema, feature)))
+    dataset = anomalies.dataset_anomaly_info
+    if dataset.reason:
+        for reason in dataset.reason:
+            findings.append(Finding(split, "(dataset)", anomalies_pb2.AnomalyInfo.Type.Name(reason.type),
+                                    anomalies_pb2.AnomalyInfo.Severity.Name(dataset.severity), reason.description))
+    if anomalies.data_missing:
+        findings.append(Finding(split, "(dataset)", "DATA_MISSING", "ERROR", "the split has no examples"))
+    return findings
+
+
+def comparator_schema(schema: schema_pb2.Schema, gate: Dict[str, Any]) -> schema_pb2.Schema:
+    """A copy of the curated schema with skew and drift comparators on the compared columns."""
+    out = schema_pb2.Schema()
+    out.CopyFrom(schema)
+    validation, columns = gate["validation"], gate["columns"]
+    by_name = {f.name: f for f in out.feature}
+    for column, kind in columns.items():
+        feature = by_name.get(column)
+        if feature is None:
+            continue
+        override = validation.get("comparators", {}).get(column, {})
+        for which, comparator in (("skew", feature.skew_comparator), ("drift", feature.drift_comparator)):
+            default = validation[which]["categorical_linf" if kind == "categorical" else "numeric_jsd"]
+            threshold = override.get(which) or default
+            if not threshold:
+                continue
+            if kind == "categorical":
+                comparator.infinity_norm.threshold = threshold
+            else:
+                comparator.jensen_shannon_divergence.threshold = threshold
+    return out
+
+
+def distance_findings(anomalies: anomalies_pb2.Anomalies, label: str) -> List[Finding]:
+    """Skew/drift anomalies from a comparator run, renamed so the report says which comparison it was."""
+    out = []
+    for feature, info in sorted(anomalies.anomaly_info.items()):
+        for reason in info.reason:
+            kind = anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
+            if "COMPARATOR" not in kind:
+                continue
+            out.append(Finding(label, feature, kind, anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
+                               reason.description, "distance below the configured threshold"))
+    return out
+
+
+def measurements(anomalies: anomalies_pb2.Anomalies) -> List[Dict[str, Any]]:
+    rows = []
+    for info in anomalies.drift_skew_info:
+        feature = ".".join(info.path.step)
+        for kind, items in (("drift", info.drift_measurements), ("skew", info.skew_measurements)):
+            for m in items:
+                rows.append({"feature": feature, "comparison": kind, "value": round(m.value, 4),
+                             "threshold": m.threshold,
+                             "measure": anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(m.type)})
+    return rows
+
+
+def decide(findings: List[Finding], validation: Dict[str, Any]) -> List[Finding]:
+    """Mark allowed findings; return those that stop the run."""
+    allowed = {(a["feature"], a["anomaly"]) for a in validation.get("allow", [])}
+    floor = _SEVERITY_RANK["ERROR" if validation.get("fail_on", "error") == "error" else "WARNING"]
+    blocking = []
+    for f in findings:
+        f.allowed = (f.feature, f.anomaly) in allowed
+        if not f.allowed and _SEVERITY_RANK.get(f.severity, 2) >= floor:
+            blocking.append(f)
+    return blocking
+
+
+def render_message(blocking: List[Finding], report: str, limit: int = 8) -> str:
+    """One screen: what failed, where, what was expected, where the full report is, what to do."""
+    lines = [f"data gate: {len(blocking)} problem(s) in the input data; nothing was trained or pushed."]
+    for f in blocking[:limit]:
+        lines.append(f"  - {f.feature} [{f.split}] {f.anomaly}: {f.description}")
+        if f.expected:
+            lines.append(f"      expected: {f.expected}")
+    if len(blocking) > limit:
+        lines.append(f"  … and {len(blocking) - limit} more (see the report)")
+    lines.append(f"  full report: {report}")
+    lines.append("  fix the data, or allow a known anomaly under validation.allow in the config "
+                 "(feature + anomaly type, with why)")
+    return "\n".join(lines)
+
+
+def render_report(findings: List[Finding], blocking: List[Finding], distances: List[Dict[str, Any]],
+                  stats_html: str) -> str:
+    def table(rows, header):
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    verdict = "FAILED" if blocking else "PASSED"
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>sluice data report</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}.bad{color:#a31515}.ok{color:#176a2c}</style>",
+        "</head><body>",
+        f"<h1>Data gate: <span id='verdict' class='{'bad' if blocking else 'ok'}'>{verdict}</span></h1>",
+        "<h2>Anomalies</h2>",
+        table([(f.split, f.feature, f.anomaly, f.severity, "allowed" if f.allowed else
+                ("blocks" if f in blocking else "below fail_on"), f.description, f.expected) for f in findings],
+              ["split", "feature", "anomaly", "severity", "gate", "found", "expected"]) if findings
+        else "<p>No anomalies.</p>",
+        "<h2>Skew (train vs eval) and drift (vs last passed run)</h2>",
+        table([(d["feature"], d["comparison"], d["measure"], d["value"], d["threshold"]) for d in distances],
+              ["feature", "comparison", "measure", "value", "threshold"]) if distances
+        else "<p>No comparisons (first run, or no comparators configured).</p>",
+        "<h2>Statistics</h2>",
+        stats_html,
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------- TFX glue
+def _load_stats(uri: str, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
+    import tensorflow_data_validation as tfdv
+
+    return tfdv.load_stats_binary(os.path.join(uri, f"Split-{split}", "FeatureStats.pb"))
+
+
+def _stats_html(train, eval_) -> str:
+    try:
+        from tensorflow_data_validation.utils.display_util import get_statistics_html
+
+        return get_statistics_html(train, eval_, lhs_name="train", rhs_name="eval")
+    except Exception as e:  # the statistics view is a convenience; the tables above are the verdict
+        return f"<p>(statistics view unavailable: {html.escape(str(e))})</p>"
+
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        import tensorflow_data_validation as tfdv
+
+        gate = json.loads(exec_properties["gate"])
+        schema_uri = artifact_utils.get_single_uri(input_dict["schema"])
+        schema = tfdv.load_schema_text(os.path.join(schema_uri, "schema.pbtxt"))
+        anomalies_artifact = artifact_utils.get_single_instance(input_dict["anomalies"])
+        stats_artifact = artifact_utils.get_single_instance(input_dict["statistics"])
+        out_uri = artifact_utils.get_single_uri(output_dict["verdict"])
+        os.makedirs(out_uri, exist_ok=True)
+
+        findings: List[Finding] = []
+        for split in artifact_utils.decode_split_names(anomalies_artifact.split_names):
+            path = os.path.join(anomalies_artifact.uri, f"Split-{split}", "SchemaDiff.pb")
+            with open(path, "rb") as fh:
+                findings += findings_from_anomalies(anomalies_pb2.Anomalies.FromString(fh.read()), split, schema)
+
+        train = _load_stats(stats_artifact.uri, "train")
+        eval_ = _load_stats(stats_artifact.uri, "eval")
+        compare = comparator_schema(schema, gate)
+        distances: List[Dict[str, Any]] = []
+        skew = tfdv.validate_statistics(train, compare, serving_statistics=eval_)
+        findings += distance_findings(skew, "train vs eval")
+        distances += [d for d in measurements(skew) if d["comparison"] == "skew"]
+        baseline = (input_dict.get("baseline") or [None])[0]
+        if baseline is not None and os.path.exists(os.path.join(baseline.uri, BASELINE_STATS)):
+            previous = tfdv.load_stats_binary(os.path.join(baseline.uri, BASELINE_STATS))
+            drift = tfdv.validate_statistics(train, compare, previous_statistics=previous)
+            findings += distance_findings(drift, "train vs last passed run")
+            distances += [d for d in measurements(drift) if d["comparison"] == "drift"]
+
+        blocking = decide(findings, gate["validation"])
+        # TFX deletes a failed execution's output directory, so the report also goes where it survives.
+        report_dir = os.path.join(exec_properties.get("report_root") or out_uri, os.path.basename(out_uri))
+        os.makedirs(report_dir, exist_ok=True)
+        report = os.path.join(report_dir, REPORT_FILE)
+        with open(report, "w") as fh:
+            fh.write(render_report(findings, blocking, distances, _stats_html(train, eval_)))
+        verdict = {"passed": not blocking, "findings": [asdict(f) for f in findings], "distances": distances,
+                   "report": report}
+        for directory in {out_uri, report_dir}:
+            with open(os.path.join(directory, VERDICT_FILE), "w") as fh:
+                json.dump(verdict, fh, indent=2)
+        if report_dir != out_uri:
+            shutil.copy(report, os.path.join(out_uri, REPORT_FILE))
+        if blocking:
+            raise DataGateFailed(render_message(blocking, report), report)
+        shutil.copy(os.path.join(stats_artifact.uri, "Split-train", "FeatureStats.pb"),
+                    os.path.join(out_uri, BASELINE_STATS))
+        verdict_artifact = artifact_utils.get_single_instance(output_dict["verdict"])
+        verdict_artifact.set_int_custom_property("passed", 1)
+        verdict_artifact.set_int_custom_property("anomalies", len(findings))
+
+
+class DataGateSpec(types.ComponentSpec):
+    PARAMETERS = {
+        "gate": ExecutionParameter(type=str),
+        "report_root": ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS = {
+        "statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics),
+        "anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+        "schema": ChannelParameter(type=standard_artifacts.Schema),
+        "baseline": ChannelParameter(type=DataVerdict, optional=True),
+    }
+    OUTPUTS = {"verdict": ChannelParameter(type=DataVerdict)}
+
+
+class DataGate(base_component.BaseComponent):
+    """``DataGate(statistics, anomalies, schema, baseline, gate=json)`` -> ``verdict`` (DataVerdict)."""
+
+    SPEC_CLASS = DataGateSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, statistics, anomalies, schema, gate: Dict[str, Any], baseline: Optional[Any] = None,
+                 report_root: Optional[str] = None):
+        verdict = types.Channel(type=DataVerdict)
+        super().__init__(spec=DataGateSpec(statistics=statistics, anomalies=anomalies, schema=schema,
+                                           baseline=baseline, gate=json.dumps(gate, sort_keys=True),
+                                           report_root=report_root, verdict=verdict))
