@@ -5,12 +5,16 @@ from __future__ import annotations
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
+import pytest
+
 from sluice.components.data_gate import (
     Finding,
     comparator_schema,
     decide,
+    decile_jsd,
     findings_from_anomalies,
     render_message,
+    threshold_for,
 )
 
 SCHEMA = text_format.Parse(
@@ -67,20 +71,47 @@ def test_message_fits_one_screen_and_names_the_report():
     assert "and 22 more" in message and "/out/report.html" in message and "validation.allow" in message
 
 
-def test_comparators_by_column_kind_with_overrides():
-    gate = {
-        "validation": {
-            "skew": {"categorical_linf": 0.1, "numeric_jsd": 0.2},
-            "drift": {"categorical_linf": 0.3, "numeric_jsd": None},
-            "comparators": {"fare": {"drift": 0.5}},
-        },
-        "columns": {"fare": "numeric", "payment_type": "categorical", "hour": "numeric", "absent": "numeric"},
-    }
-    schema = comparator_schema(SCHEMA, gate)
+GATE = {
+    "validation": {
+        "skew": {"categorical_linf": 0.1, "numeric_jsd": 0.2},
+        "drift": {"categorical_linf": 0.3, "numeric_jsd": None},
+        "comparators": {"fare": {"drift": 0.5}, "payment_type": {"skew": 0.05}},
+    },
+    "columns": {"fare": "numeric", "payment_type": "categorical", "hour": "numeric", "absent": "numeric"},
+}
+
+
+def test_thresholds_by_column_kind_with_overrides():
+    assert threshold_for(GATE, "payment_type", "skew") == 0.05  # per-column override
+    assert threshold_for(GATE, "payment_type", "drift") == 0.3
+    assert threshold_for(GATE, "fare", "skew") == 0.2
+    assert threshold_for(GATE, "fare", "drift") == 0.5
+    assert threshold_for(GATE, "hour", "drift") is None  # numeric drift off, no override
+
+
+def test_tfdv_comparators_only_on_string_columns():
+    schema = comparator_schema(SCHEMA, GATE)
     by = {f.name: f for f in schema.feature}
-    assert by["payment_type"].skew_comparator.infinity_norm.threshold == 0.1
+    assert by["payment_type"].skew_comparator.infinity_norm.threshold == 0.05
     assert by["payment_type"].drift_comparator.infinity_norm.threshold == 0.3
-    assert by["fare"].skew_comparator.jensen_shannon_divergence.threshold == 0.2
-    assert by["fare"].drift_comparator.jensen_shannon_divergence.threshold == 0.5  # per-column override
-    assert not by["hour"].HasField("drift_comparator")  # numeric drift disabled, no override
-    assert not SCHEMA.feature[0].HasField("skew_comparator")  # the curated schema itself is untouched
+    assert not by["fare"].HasField("skew_comparator")  # numeric: decile JSD, computed by the gate
+    assert not SCHEMA.feature[1].HasField("skew_comparator")  # the curated schema itself is untouched
+
+
+def _deciles(values):
+    import numpy as np
+
+    qs = np.quantile(np.asarray(values, float), np.linspace(0, 1, 11))
+    return [(qs[i], qs[i + 1], len(values) / 10) for i in range(10)]
+
+
+def test_decile_jsd_is_zero_for_the_same_data_and_large_for_a_scaled_one():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    fares = np.concatenate([rng.lognormal(2.2, 0.6, 5000), [700.0]])  # one far-off value, as in the taxi data
+    half_a, half_b = fares[::2], fares[1::2]
+    assert decile_jsd(_deciles(fares), _deciles(fares)) == pytest.approx(0.0, abs=1e-9)
+    assert decile_jsd(_deciles(half_a), _deciles(half_b)) < 0.02
+    assert decile_jsd(_deciles(fares), _deciles(fares * 10)) > 0.5
+    assert 0.0 <= decile_jsd(_deciles(fares), _deciles(fares + 1000)) <= 1.0

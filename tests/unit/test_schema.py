@@ -1,0 +1,57 @@
+"""Curated-schema helpers: the shipped schema parses and describes the configs; diff finds departures."""
+
+from __future__ import annotations
+
+import pytest
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from sluice.pipeline.config import load_config
+from sluice.pipeline.errors import ConfigError
+from sluice.pipeline.schema import check_schema_columns, diff_schemas, load_schema
+from tests.helpers import CONFIGS, SCHEMA
+
+
+def test_shipped_schema_describes_every_config_column():
+    for name in ("taxi_fare", "taxi_tips"):
+        cfg = load_config(CONFIGS / f"{name}.yaml")
+        check_schema_columns(cfg.schema_file, cfg.raw_columns())
+
+
+def test_shipped_schema_has_environments_and_label_excluded_at_serving():
+    schema = load_schema(SCHEMA)
+    assert set(schema.default_environment) == {"TRAINING", "SERVING"}
+    tips = next(f for f in schema.feature if f.name == "tips")
+    assert list(tips.not_in_environment) == ["SERVING"]
+    payment = next(f for f in schema.feature if f.name == "payment_type")
+    assert payment.distribution_constraints.min_domain_mass == pytest.approx(0.99)
+
+
+def test_unknown_column_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'trip_miles'"):
+        check_schema_columns(SCHEMA, ["trip_mile"])
+    bad = tmp_path / "s.pbtxt"
+    bad.write_text("feature { name: ")
+    with pytest.raises(ConfigError, match="not a valid schema"):
+        load_schema(bad)
+
+
+def test_diff_reports_type_presence_domain_and_membership():
+    curated = text_format.Parse(
+        """
+        feature { name: "a" type: FLOAT presence { min_fraction: 1 } float_domain { min: 0 } }
+        feature { name: "b" type: INT }
+        feature { name: "only_curated" type: INT }
+        """, schema_pb2.Schema())
+    inferred = text_format.Parse(
+        """
+        feature { name: "a" type: FLOAT presence { min_fraction: 1 } }
+        feature { name: "b" type: BYTES presence { min_fraction: 1 } }
+        feature { name: "only_data" type: INT }
+        """, schema_pb2.Schema())
+    rows = {(r[0], r[1]): r for r in diff_schemas(curated, inferred)}
+    assert rows[("a", "domain")][2] == "float [0.0, ]"
+    assert rows[("b", "type")][2:] == ("INT", "BYTES")
+    assert rows[("b", "required")][2:] == ("False", "True")
+    assert rows[("only_curated", "feature")][3] == "absent from the data"
+    assert "present in the data" in rows[("only_data", "feature")][3]
