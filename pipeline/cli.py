@@ -71,9 +71,15 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     from sluice.pipeline.data_source import resolve_data_source
     from sluice.pipeline.schema import diff_schemas, infer_schema, load_schema
 
+    import tempfile
+
+    from sluice.pipeline.runner import output_to_log
+
     config = _load(args.config, args.data)
     source = resolve_data_source(config.data_path)
-    inferred = infer_schema(source.description)
+    log = Path(tempfile.mkstemp(prefix="sluice-schema-", suffix=".log")[1])
+    with output_to_log(log, 1):  # TensorFlow/Beam start-up noise goes to the log, not the terminal
+        inferred = infer_schema(source.description)
     if args.action == "infer":
         from google.protobuf import text_format
 

@@ -177,6 +177,16 @@ class InputConfig(_Strict):
     """Reproducible runs: fixed order, seeded shuffles and TensorFlow op determinism (slower)."""
 
 
+class TransformConfig(_Strict):
+    """TF Transform settings."""
+
+    reuse_analyzer_cache: bool = False
+    """Feed the newest TransformCache back into Transform. Analyzers whose (data, computation) is unchanged
+    are then not recomputed when Transform re-runs — e.g. one feature's preprocessing changed, same data.
+    Off by default: the cache is a new artifact after every executed Transform, so with it on an unchanged
+    re-run executes Transform (and everything after it) again instead of being served from TFX's cache."""
+
+
 class TrainingConfig(_Strict):
     strategy: Literal["default", "mirrored"] = "default"
     """``mirrored``: tf.distribute.MirroredStrategy over the local devices."""
@@ -293,6 +303,7 @@ class PipelineConfig(_Strict):
     model: ModelConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     input: InputConfig = Field(default_factory=InputConfig)
+    transform: TransformConfig = Field(default_factory=TransformConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     evaluation: EvaluationConfig
     export: ExportConfig = Field(default_factory=ExportConfig)

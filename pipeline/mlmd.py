@@ -35,6 +35,8 @@ class RunRecord:
     model_uri: Optional[str] = None
     outputs: Dict[str, Dict[str, str]] = field(default_factory=dict)
     """node id -> output artifact type -> URI, for every artifact the run's executions produced or reused."""
+    inputs: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    """node id -> input artifact type -> URI."""
 
 
 def open_store(metadata_path: Path):
@@ -96,12 +98,14 @@ def _fill_artifacts(store, run_ctx, record: RunRecord) -> None:
     node_of = {e.execution_id: n for n, e in record.executions.items()}
     artifacts = store.get_artifacts_by_context(run_ctx.id)
     output_kinds = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.INTERNAL_OUTPUT)
-    events = [e for e in store.get_events_by_execution_ids(list(node_of)) if e.type in output_kinds]
+    input_kinds = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.INTERNAL_INPUT)
+    events = [e for e in store.get_events_by_execution_ids(list(node_of)) if e.type in output_kinds + input_kinds]
     by_id = {a.id: a for a in store.get_artifacts_by_id(sorted({e.artifact_id for e in events}))} if events else {}
     for event in events:
         if event.artifact_id in by_id:
             artifact = by_id[event.artifact_id]
-            record.outputs.setdefault(node_of[event.execution_id], {})[types.get(artifact.type_id, "?")] = artifact.uri
+            side = record.outputs if event.type in output_kinds else record.inputs
+            side.setdefault(node_of[event.execution_id], {})[types.get(artifact.type_id, "?")] = artifact.uri
     for artifact in artifacts:
         kind = types.get(artifact.type_id)
         props = artifact.custom_properties

@@ -114,7 +114,14 @@ def create_pipeline(
         gate=config.gate_payload(),
         report_root=str(paths.pipeline_root / "_data_reports"),
     )
+    analyzer_cache = None
+    if config.transform.reuse_analyzer_cache:
+        analyzer_cache = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+            cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache),
+        ).with_id("LatestTransformCacheResolver")
     transform = tfx.components.Transform(
+        analyzer_cache=analyzer_cache.outputs["cache"] if analyzer_cache else None,
         examples=example_gen.outputs["examples"],
         schema=schema_importer.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
@@ -169,6 +176,8 @@ def create_pipeline(
         evaluator,
         pusher,
     ]
+    if analyzer_cache is not None:
+        components.insert(components.index(transform), analyzer_cache)
     if metadata_connection_config is None:
         metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(paths.metadata))
     return tfx.dsl.Pipeline(

@@ -96,7 +96,7 @@ class _Progress(logging.Handler):
 
 
 @contextlib.contextmanager
-def _output_to(log_file: Path, console_fd: int) -> Iterator[TextIO]:
+def output_to_log(log_file: Path, console_fd: int) -> Iterator[TextIO]:
     """Send fd 1/2 (C++ logs, Beam, Keras progress) and Python logging to ``log_file``.
 
     Yields a text stream on what ``console_fd`` (1 or 2) was before the redirect: the console.
@@ -174,7 +174,7 @@ def run_local(
     progress: Optional[_Progress] = None
     failure: Optional[BaseException] = None
     console_fd = 2 if console is sys.stderr else 1
-    with _output_to(log_file, console_fd) as live:
+    with output_to_log(log_file, console_fd) as live:
         progress = _Progress(lambda line: live.write(line + "\n"))
         logging.getLogger().addHandler(progress)
         try:

@@ -37,8 +37,13 @@ def check_schema_columns(path: Path, columns: List[str]) -> None:
 
 def infer_schema(data_location: str):
     """TFDV's inferred schema for CSV files (a file or glob): the starting point for a curated schema."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
     import tensorflow_data_validation as tfdv
 
+    tf.get_logger().setLevel("ERROR")  # TFDV's Beam pass logs deprecation notices a user cannot act on
     return tfdv.infer_schema(tfdv.generate_statistics_from_csv(data_location=data_location))
 
 
@@ -51,7 +56,7 @@ def _describe(feature, schema) -> dict:
         domain = f"int [{d.min if d.HasField('min') else ''}, {d.max if d.HasField('max') else ''}]"
     elif feature.HasField("float_domain"):
         d = feature.float_domain
-        domain = f"float [{d.min if d.HasField('min') else ''}, {d.max if d.HasField('max') else ''}]"
+        domain = f"float [{format(d.min, 'g') if d.HasField('min') else ''}, {format(d.max, 'g') if d.HasField('max') else ''}]"
     elif feature.domain:
         values = next((list(s.value) for s in schema.string_domain if s.name == feature.domain), [])
         domain = f"{len(values)} strings"

@@ -50,7 +50,7 @@ def test_diff_reports_type_presence_domain_and_membership():
         feature { name: "only_data" type: INT }
         """, schema_pb2.Schema())
     rows = {(r[0], r[1]): r for r in diff_schemas(curated, inferred)}
-    assert rows[("a", "domain")][2] == "float [0.0, ]"
+    assert rows[("a", "domain")][2] == "float [0, ]"
     assert rows[("b", "type")][2:] == ("INT", "BYTES")
     assert rows[("b", "required")][2:] == ("False", "True")
     assert rows[("only_curated", "feature")][3] == "absent from the data"
