@@ -41,12 +41,13 @@ def test_feature_kinds_and_missing_values(tmp_path):
         "opt": tf.io.VarLenFeature(tf.float32),
         "city": tf.io.FixedLenFeature([1], tf.string),
         "hour": tf.io.FixedLenFeature([1], tf.int64),
+        "tag": tf.io.FixedLenFeature([1], tf.string),
         "y": tf.io.FixedLenFeature([1], tf.float32),
     }
     rows = [
-        {"x": [1.0], "opt": [2.0], "city": [b"a"], "hour": [0], "y": [10.0]},
-        {"x": [2.0], "opt": [], "city": [b"a"], "hour": [23], "y": [20.0]},
-        {"x": [3.0], "opt": [4.0], "city": [b"b"], "hour": [99], "y": [30.0]},
+        {"x": [1.0], "opt": [2.0], "city": [b"a"], "hour": [0], "tag": [b"p"], "y": [10.0]},
+        {"x": [2.0], "opt": [], "city": [b"a"], "hour": [23], "tag": [b"q"], "y": [20.0]},
+        {"x": [3.0], "opt": [4.0], "city": [b"b"], "hour": [99], "tag": [b"p"], "y": [30.0]},
     ]
     features = [
         {"name": "x", "kind": "numeric"},
@@ -54,6 +55,8 @@ def test_feature_kinds_and_missing_values(tmp_path):
         {"name": "city", "kind": "categorical_string", "top_k": 10, "oov_buckets": 1, "frequency_threshold": 0,
          "hash_buckets": None},
         {"name": "hour", "kind": "categorical_int", "num_buckets": 24},
+        {"name": "tag", "kind": "categorical_string", "top_k": 10, "oov_buckets": 1, "frequency_threshold": 0,
+         "hash_buckets": 7},
     ]
     out = _run(rows, spec, _payload(features=features), tmp_path)
     by = {k: np.array([r[k] for r in out]).reshape(-1) for k in out[0]}
@@ -65,6 +68,21 @@ def test_feature_kinds_and_missing_values(tmp_path):
     assert by["city_xf"].tolist() == [0, 0, 1]  # most frequent first
     assert by["hour_xf"].tolist() == [0, 23, 24]  # 99 is out of range: the OOV id
     assert np.allclose(by["y_xf"], [10.0, 20.0, 30.0])
+    tags = by["tag_xf"].tolist()
+    assert all(0 <= t < 7 for t in tags) and tags[0] == tags[2]  # hashing: stable, in range, no vocabulary
+
+
+def test_quantile_buckets(tmp_path):
+    import tensorflow as tf
+
+    spec = {"v": tf.io.FixedLenFeature([1], tf.float32), "y": tf.io.FixedLenFeature([1], tf.float32)}
+    rows = [{"v": [float(i)], "y": [0.0]} for i in range(100)]
+    features = [{"name": "v", "kind": "bucketized", "buckets": 4}]
+    out = _run(rows, spec, _payload(features=features), tmp_path)
+    ids = np.array([np.asarray(r["v_xf"]).reshape(-1)[0] for r in out])
+    assert ids.min() == 0 and ids.max() == 3
+    assert np.all(np.diff(ids) >= 0)  # monotone in the value
+    assert abs(np.bincount(ids).max() - 25) <= 2  # quantiles: about a quarter each
 
 
 def test_derived_label_with_missing_source_is_negative(tmp_path):
