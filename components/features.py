@@ -32,6 +32,14 @@ def label_key(payload: Mapping[str, Any]) -> str:
     return transformed_name(payload["task"]["label"])
 
 
+def raw_label_columns(task: Mapping[str, Any]) -> List[str]:
+    """The raw CSV columns a task's label is read or derived from (absent at serving time)."""
+    derive = task.get("derive")
+    if derive is None:
+        return [task["label"]]
+    return [derive["left"]] + ([derive["right"]] if isinstance(derive["right"], str) else [])
+
+
 def model_inputs(payload: Mapping[str, Any]) -> List[Tuple[str, bool, Dict[str, Any]]]:
     """Every transformed tensor the model takes: ``(name, is_categorical, feature config)``.
 

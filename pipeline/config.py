@@ -21,6 +21,7 @@ from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from sluice.components.features import raw_label_columns
 from sluice.pipeline.errors import ConfigError
 
 REGRESSION = "regression"
@@ -136,12 +137,7 @@ class Task(_Strict):
 
     def raw_label_columns(self) -> List[str]:
         """The raw CSV columns the label is computed from."""
-        if self.derive is None:
-            return [self.label]
-        cols = [self.derive.left]
-        if isinstance(self.derive.right, str):
-            cols.append(self.derive.right)
-        return cols
+        return raw_label_columns(self.model_dump())
 
 
 # ------------------------------------------------------------------------------------------------ model

@@ -123,10 +123,6 @@ def _fill_artifacts(store, run_ctx, record: RunRecord) -> None:
             record.model_uri = artifact.uri
 
 
-def node_states(record: RunRecord) -> Dict[str, str]:
-    return {node: e.state for node, e in record.executions.items()}
-
-
 def executions_of(metadata_path: Path, pipeline_name: str) -> List[str]:
     """Node ids of every execution ever recorded for the pipeline (test helper and `sluice runs` base)."""
     store = open_store(metadata_path)

@@ -23,21 +23,13 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from sluice.components.features import label_key
+from sluice.components.features import label_key, raw_label_columns
 from sluice.components.trainer.data import InputOptions, input_fn
 from sluice.components.trainer.models import build_model
 from sluice.components.trainer.strategies import make_strategy
 
 # Evaluate on the eval split this many times during training (the curves in TensorBoard).
 _EVALS_PER_RUN = 10
-
-
-def _raw_label_columns(payload: Dict[str, Any]) -> list:
-    task = payload["task"]
-    derive = task.get("derive")
-    if derive is None:
-        return [task["label"]]
-    return [derive["left"]] + ([derive["right"]] if isinstance(derive["right"], str) else [])
 
 
 def _raw_spec(tft_output: tft.TFTransformOutput, columns: list) -> Dict[str, Any]:
@@ -64,7 +56,7 @@ class ServingModule(tf.Module):
         self.tft_layer = tft_output.transform_features_layer()
         feature_columns = [f["name"] for f in payload["features"]]
         self._serving_spec = _raw_spec(tft_output, feature_columns)
-        label_columns = [c for c in _raw_label_columns(payload) if c not in feature_columns]
+        label_columns = [c for c in raw_label_columns(payload["task"]) if c not in feature_columns]
         self._eval_spec = _raw_spec(tft_output, feature_columns + label_columns)
         input_names = tuple(t.name for t in model.inputs)
 
