@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -160,19 +161,16 @@ def decile_jsd(baseline, current) -> float:
     last one, and the same halves measure below 0.01 while fares x 10 measure above 0.5.
     """
     edges = sorted({low for low, _, _ in baseline} | {high for _, high, _ in baseline})
-    inner = edges[1:-1]
-    cuts = [float("-inf")] + inner + [float("inf")]
+    inner = edges[1:-1]  # the outermost buckets extend to -inf and +inf
 
     def masses(buckets):
         cdf = [0.0] + [_cdf(buckets, x) for x in inner] + [1.0]
-        return [max(0.0, cdf[i + 1] - cdf[i]) for i in range(len(cuts) - 1)]
+        return [max(0.0, b - a) for a, b in zip(cdf, cdf[1:])]
 
     p, q = masses(baseline), masses(current)
     m = [(a + b) / 2 for a, b in zip(p, q)]
 
     def kl(a, b):
-        import math
-
         return sum(x * math.log2(x / y) for x, y in zip(a, b) if x > 0 and y > 0)
 
     return max(0.0, min(1.0, 0.5 * kl(p, m) + 0.5 * kl(q, m)))
@@ -298,6 +296,19 @@ def _stats_html(train, eval_) -> str:
         return f"<p>(statistics view unavailable: {html.escape(str(e))})</p>"
 
 
+def _distances(gate, compare, train, other, which: str, label: str):
+    """Skew (``other`` = eval split) or drift (``other`` = last passed run) of ``train``: TFDV's L-infinity
+    comparators on string columns plus decile JSD on numeric ones. Returns ``(measurements, findings)``."""
+    import tensorflow_data_validation as tfdv
+
+    key = "serving_statistics" if which == "skew" else "previous_statistics"
+    result = tfdv.validate_statistics(train, compare, **{key: other})
+    baseline, current = (train, other) if which == "skew" else (other, train)
+    rows, found = numeric_distances(gate, baseline, current, which, label)
+    return ([d for d in measurements(result) if d["comparison"] == which] + rows,
+            distance_findings(result, label) + found)
+
+
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
@@ -320,19 +331,12 @@ class Executor(base_executor.BaseExecutor):
         train = _load_stats(stats_artifact.uri, "train")
         eval_ = _load_stats(stats_artifact.uri, "eval")
         compare = comparator_schema(schema, gate)
-        distances: List[Dict[str, Any]] = []
-        skew = tfdv.validate_statistics(train, compare, serving_statistics=eval_)
-        findings += distance_findings(skew, "train vs eval")
-        distances += [d for d in measurements(skew) if d["comparison"] == "skew"]
-        rows, found = numeric_distances(gate, train, eval_, "skew", "train vs eval")
-        distances, findings = distances + rows, findings + found
+        distances, found = _distances(gate, compare, train, eval_, "skew", "train vs eval")
+        findings += found
         baseline = (input_dict.get("baseline") or [None])[0]
         if baseline is not None and os.path.exists(os.path.join(baseline.uri, BASELINE_STATS)):
             previous = tfdv.load_stats_binary(os.path.join(baseline.uri, BASELINE_STATS))
-            drift = tfdv.validate_statistics(train, compare, previous_statistics=previous)
-            findings += distance_findings(drift, "train vs last passed run")
-            distances += [d for d in measurements(drift) if d["comparison"] == "drift"]
-            rows, found = numeric_distances(gate, previous, train, "drift", "train vs last passed run")
+            rows, found = _distances(gate, compare, train, previous, "drift", "train vs last passed run")
             distances, findings = distances + rows, findings + found
 
         blocking = decide(findings, gate["validation"])
