@@ -111,3 +111,21 @@ def write_result(name: str, rows: List[Dict[str, object]], samples: Dict[str, ob
 
 def ratio(ours: float, reference: float) -> Optional[float]:
     return round(ours / reference, 3) if reference else None
+
+
+def default_pipeline_outputs(work: Path):
+    """Run (or reuse through TFX's cache) the default pipeline on the bundled data into ``work``; returns
+    ``(config, MLMD run record)`` so a benchmark can use its real Transform output and model."""
+    import sys
+
+    exe = Path(sys.executable).parent / "sluice"
+    config = ROOT / "configs" / "taxi_fare.yaml"
+    proc = subprocess.run([str(exe), "run", "--config", str(config), "--output", str(work)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"pipeline run failed:\n{proc.stderr[-3000:]}")
+    from sluice.pipeline.config import load_config
+    from sluice.pipeline.mlmd import latest_run
+
+    cfg = load_config(config)
+    return cfg, latest_run(work / "metadata.sqlite", cfg.name)

@@ -16,40 +16,15 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPS, ROOT, median, ratio, write_result  # noqa: E402
+from common import REPS, default_pipeline_outputs, median, ratio, write_result  # noqa: E402
 
 WORK = Path(__file__).resolve().parent / "work" / "input_pipeline"
 BATCHES = int(os.environ.get("SLUICE_BENCH_BATCHES", "300"))
-
-
-def _pipeline_outputs():
-    exe = Path(sys.executable).parent / "sluice"
-    config = ROOT / "configs" / "taxi_fare.yaml"
-    proc = subprocess.run([str(exe), "run", "--config", str(config), "--output", str(WORK)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"pipeline run failed:\n{proc.stderr[-3000:]}")
-    from sluice.pipeline.config import load_config
-    from sluice.pipeline.mlmd import latest_run
-
-    cfg = load_config(config)
-    record = latest_run(WORK / "metadata.sqlite", cfg.name)
-    return cfg, record
-
-
-def _accessor():
-    from tfx.components.trainer.fn_args_utils import DataAccessor
-    from tfx_bsl.public import tfxio
-
-    def factory(files, options, schema):
-        return tfxio.TFExampleRecord(files, schema=schema, telemetry_descriptors=["bench"]).TensorFlowDataset(options)
-
-    return DataAccessor(tf_dataset_factory=factory, record_batch_factory=None, data_view_decode_fn=None)
 
 
 def _puller():
@@ -83,18 +58,18 @@ def main() -> int:
 
     from sluice.components.features import label_key
     from sluice.components.trainer.data import InputOptions, input_fn
-    from sluice.components.trainer.models import build_model
+    from sluice.components.trainer.losses import make_loss
+    from sluice.components.trainer.models import build_model, feature_specs, vocabulary_sizes
 
-    cfg, record = _pipeline_outputs()
+    cfg, record = default_pipeline_outputs(WORK)
     payload = cfg.component_payload()
     tft_output = tft.TFTransformOutput(record.outputs["Transform"]["TransformGraph"])
     files = sorted(glob.glob(os.path.join(record.outputs["Transform"]["Examples"], "Split-train", "*.gz")))
     label = label_key(payload)
     base = InputOptions.from_payload(payload)
-    accessor = _accessor()
 
     def dataset(options: InputOptions):
-        return input_fn(files, accessor, tft_output, label, options)
+        return input_fn(files, tft_output, label, options)
 
     def measure(options: InputOptions, warm_batches: int) -> float:
         samples = []
@@ -120,7 +95,8 @@ def main() -> int:
     features = {k: tf.concat([b[0][k] for b in batches], 0) for k in batches[0][0]}
     labels = tf.concat([b[1] for b in batches], 0)
     memory = tf.data.Dataset.from_tensor_slices((features, labels)).batch(base.batch_size).cache().repeat()
-    model = build_model(payload, tft_output)
+    model = build_model(payload, feature_specs(payload, vocabulary_sizes(payload, tft_output)))
+    model.compile(optimizer="adam", loss=make_loss(payload))
     model.fit(memory, steps_per_epoch=20, epochs=1, verbose=0)  # trace and warm up
     consume = []
     for _ in range(REPS):

@@ -1,19 +1,28 @@
-"""TFMA EvalConfig built from the config: what the Evaluator computes and what blesses a model.
+"""Model analysis: the TFMA EvalConfig built from the config, the min-slice-size rule, and reading what the
+Evaluator decided.
 
-The model is evaluated through its ``serving_default`` signature (raw tf.Examples, as TF Serving will call
-it) with ``transform_features`` as preprocessing, so the label TFMA compares against is Transform's label
-(a derived label too). Change thresholds compare against the baseline, the latest blessed model; on the first
-run there is none and TFX's Evaluator applies the value thresholds alone.
+- The model is evaluated through ``serving_default`` (raw tf.Examples, as TF Serving will call it) with
+  ``transform_features`` as preprocessing, so the label is Transform's (a derived label too).
+- Slices: the overall slice plus ``evaluation.slices`` (single features and crosses).
+- Thresholds (value bounds and change vs the baseline = the latest blessed model, resolved from MLMD) gate
+  the overall slice, or with ``slices: true`` every feature slice. TFMA validates every slice of a spec, so a
+  3-example slice could block a push; ``evaluator.py`` re-decides the blessing with ``gate_failures``:
+  feature slices under ``evaluation.min_slice_size`` examples are reported, not gated.
+- Metrics per task (config.py's tables) plus a calibration plot, and confusion matrices for classification.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+import json
+from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 
 from sluice.components.features import transformed_name
-from sluice.pipeline.config import LOWER_IS_BETTER, PipelineConfig
+from sluice.pipeline.config import BINARY, LOWER_IS_BETTER, SLUICE_TFMA_METRICS, PipelineConfig
+
+OVERALL = "overall"
+METRICS_MODULE = "sluice.components.evaluation_metrics"
 
 
 def _threshold(metric: str, bounds: Dict[str, Any]) -> tfma.MetricThreshold:
@@ -39,22 +48,36 @@ def _threshold(metric: str, bounds: Dict[str, Any]) -> tfma.MetricThreshold:
     return threshold
 
 
+def _metric_config(config: PipelineConfig, name: str, class_name: str) -> tfma.MetricConfig:
+    if class_name == "Huber":
+        return tfma.MetricConfig(class_name="Huber", module=METRICS_MODULE,
+                                 config=json.dumps({"delta": config.model.huber_delta, "name": name}))
+    if class_name in SLUICE_TFMA_METRICS:
+        return tfma.MetricConfig(class_name=class_name, module=METRICS_MODULE, config=json.dumps({"name": name}))
+    return tfma.MetricConfig(class_name=class_name, config=json.dumps({"name": name}))
+
+
 def build_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     class_names = config.task_metrics()
-    thresholds = {t.metric: t.model_dump() for t in config.evaluation.thresholds}
+    feature_specs = [tfma.SlicingSpec(feature_keys=list(s)) for s in config.evaluation.slices]
     metrics: List[tfma.MetricConfig] = []
     for name in config.metric_names():
-        mc = tfma.MetricConfig(class_name=class_names[name])
-        if name in thresholds:
-            # Gate on the overall slice; feature slices are computed and reported, not gated (a slice with
-            # a handful of examples, or one class only, has no meaningful AUC).
-            mc.per_slice_thresholds.append(
-                tfma.PerSliceMetricThreshold(
-                    slicing_specs=[tfma.SlicingSpec()], threshold=_threshold(name, thresholds[name])
-                )
-            )
+        mc = _metric_config(config, name, class_names[name])
+        for t in config.evaluation.thresholds:
+            if t.metric == name:
+                mc.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
+                    slicing_specs=feature_specs if t.slices else [tfma.SlicingSpec()],
+                    threshold=_threshold(name, t.model_dump())))
         metrics.append(mc)
-    slicing = [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=list(s)) for s in config.evaluation.slices]
+    evaluation = config.evaluation
+    if config.task.type == BINARY:
+        metrics.append(tfma.MetricConfig(class_name="CalibrationPlot", config=json.dumps({"num_buckets": 10})))
+        metrics.append(tfma.MetricConfig(class_name="ConfusionMatrixAtThresholds",
+                                         config=json.dumps({"thresholds": evaluation.confusion_thresholds})))
+    elif evaluation.plot_range:
+        low, high = evaluation.plot_range
+        metrics.append(tfma.MetricConfig(class_name="CalibrationPlot",
+                                         config=json.dumps({"num_buckets": 12, "left": low, "right": high})))
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
@@ -63,56 +86,118 @@ def build_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 preprocessing_function_names=["transform_features"],
             )
         ],
-        slicing_specs=slicing,
+        slicing_specs=[tfma.SlicingSpec()] + feature_specs,
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
     )
 
 
-def _slice_name(slice_key: Any) -> str:
-    parts = [f"{p.column}={p.bytes_value.decode() if p.HasField('bytes_value') else (p.int64_value if p.HasField('int64_value') else p.float_value)}"
-             for p in slice_key.single_slice_keys]
-    return ", ".join(parts) or "overall"
+# ----------------------------------------------------------------------------------------------- reading
+def slice_name(slice_key: Any) -> str:
+    """``SliceKey`` proto -> ``"payment_type=Cash, trip_start_day=3"`` (``"overall"`` for the empty key)."""
+    parts = []
+    for p in slice_key.single_slice_keys:
+        if p.HasField("bytes_value"):
+            value: Any = p.bytes_value.decode(errors="replace")
+        elif p.HasField("int64_value"):
+            value = p.int64_value
+        else:
+            value = f"{p.float_value:g}"
+        parts.append(f"{p.column}={value}")
+    return ", ".join(parts) or OVERALL
 
 
-def read_verdict(evaluation_uri: str) -> Dict[str, Any]:
-    """What the Evaluator decided, for the run summary: validation ok?, failures, overall metric values.
+def slice_spec(name: str) -> str:
+    """``"payment_type=Cash, trip_start_day=3"`` -> ``"payment_type × trip_start_day"``."""
+    return OVERALL if name == OVERALL else " × ".join(part.split("=", 1)[0] for part in name.split(", "))
 
-    Returns ``{"validation_ok", "rubber_stamp", "failures": [{slice, metric, value, threshold, message}],
-    "overall": {metric: value}}``.
-    """
+
+def _number(value: Any) -> Optional[float]:
+    return float(value.double_value.value) if value.HasField("double_value") else None
+
+
+def read_slices(evaluation_uri: str) -> Dict[str, Dict[str, Any]]:
+    """Per slice: ``{"size", "candidate": {metric: v}, "baseline": {...}, "change": {...}}`` (TFMA output)."""
+    slices: Dict[str, Dict[str, Any]] = {}
+    for per_slice in tfma.load_metrics(evaluation_uri):
+        entry = slices.setdefault(slice_name(per_slice.slice_key),
+                                  {"size": None, "candidate": {}, "baseline": {}, "change": {}})
+        for kv in per_slice.metric_keys_and_values:
+            number = _number(kv.value)
+            if number is None:
+                continue
+            key = kv.key
+            side = "change" if key.is_diff else ("baseline" if key.model_name == "baseline" else "candidate")
+            entry[side][key.name] = number
+        entry["size"] = entry["candidate"].get("example_count")
+    return slices
+
+
+def gate_failures(failures: List[Dict[str, Any]], sizes: Dict[str, Optional[float]],
+                  min_slice_size: int) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """Split TFMA's threshold failures into (gating, exempt): a feature slice with fewer than
+    ``min_slice_size`` eval examples is reported but does not block; the overall slice always gates."""
+    gating, exempt = [], []
+    for f in failures:
+        size = sizes.get(f["slice"])
+        small = f["slice"] != OVERALL and (size is None or size < min_slice_size)
+        (exempt if small else gating).append({**f, "size": size})
+    return gating, exempt
+
+
+def _failures(evaluation_uri: str, slices: Dict[str, Dict[str, Any]]) -> Tuple[bool, bool, List[Dict[str, Any]]]:
     result = tfma.load_validation_result(evaluation_uri)
     failures = []
     for per_slice in result.metric_validations_per_slice:
+        name = slice_name(per_slice.slice_key)
         for failure in per_slice.failures:
-            failures.append(
-                {
-                    "slice": _slice_name(per_slice.slice_key),
-                    "metric": failure.metric_key.name + (" (change vs baseline)" if failure.metric_key.is_diff else ""),
-                    "value": _metric_number(failure.metric_value),
-                    "threshold": str(failure.metric_threshold).replace("\n", " ").strip(),
-                    "message": failure.message,
-                }
-            )
-    overall: Dict[str, float] = {}
-    try:
-        eval_result = tfma.load_eval_result(evaluation_uri)
-        for slice_key, metrics in eval_result.slicing_metrics:
-            if slice_key == ():
-                for name, value in metrics.get("", {}).get("", {}).items():
-                    number = value.get("doubleValue")
-                    if number is not None:
-                        overall[name] = float(number)
-    except Exception:  # metrics are informative; the verdict above is what gates
-        pass
+            metric = failure.metric_key.name
+            data = slices.get(name, {})
+            failures.append({
+                "slice": name,
+                "metric": metric,
+                "is_change": failure.metric_key.is_diff,
+                "value": _number(failure.metric_value),
+                "candidate": data.get("candidate", {}).get(metric),
+                "baseline": data.get("baseline", {}).get(metric),
+                "threshold": str(failure.metric_threshold).replace("\n", " ").strip(),
+                "message": failure.message,
+            })
+    return result.validation_ok, result.rubber_stamp, failures
+
+
+GATE_FILE = "sluice_gate.json"
+
+
+def decide(evaluation_uri: str, min_slice_size: int) -> Dict[str, Any]:
+    """The blessing decision with the min-slice-size rule applied to TFMA's validation result."""
+    slices = read_slices(evaluation_uri)
+    validation_ok, rubber_stamp, failures = _failures(evaluation_uri, slices)
+    gating, exempt = gate_failures(failures, {k: v["size"] for k, v in slices.items()}, min_slice_size)
     return {
-        "validation_ok": result.validation_ok,
-        "rubber_stamp": result.rubber_stamp,
-        "failures": failures,
-        "overall": overall,
+        "blessed": not gating,
+        "tfma_validation_ok": validation_ok,
+        "rubber_stamp": rubber_stamp,
+        "min_slice_size": min_slice_size,
+        "failures": gating,
+        "exempt_failures": exempt,
     }
 
 
-def _metric_number(value: Any) -> float | None:
-    if value.HasField("double_value"):
-        return float(value.double_value.value)
-    return None
+def read_verdict(evaluation_uri: str) -> Dict[str, Any]:
+    """What the Evaluator decided, for the run summary and reports.
+
+    ``{"blessed", "rubber_stamp", "failures", "exempt_failures", "overall": {metric: v},
+    "changes": {metric: v}, "baseline": {metric: v}, "slices": read_slices(...)}``.
+    """
+    import os
+
+    gate_path = os.path.join(evaluation_uri, GATE_FILE)
+    if os.path.exists(gate_path):
+        with open(gate_path) as f:
+            verdict = json.load(f)
+    else:  # an evaluation written without sluice's executor: plain TFMA semantics
+        verdict = decide(evaluation_uri, min_slice_size=0)
+    slices = read_slices(evaluation_uri)
+    overall = slices.get(OVERALL, {"candidate": {}, "baseline": {}, "change": {}})
+    return {**verdict, "overall": overall["candidate"], "baseline": overall["baseline"],
+            "changes": overall["change"], "slices": slices}

@@ -27,24 +27,37 @@ from sluice.pipeline.errors import ConfigError
 REGRESSION = "regression"
 BINARY = "binary_classification"
 
-# Evaluation metric names users write -> TFMA/Keras class names. The same names are used in thresholds.
+# Evaluation metric names users write -> TFMA class names (``huber`` and ``r_squared`` are sluice's own TFMA
+# metrics, the same formulas as the Trainer's streaming metrics). The same names are used in thresholds.
 REGRESSION_METRICS = {
     "mean_absolute_error": "MeanAbsoluteError",
     "root_mean_squared_error": "RootMeanSquaredError",
     "mean_squared_error": "MeanSquaredError",
+    "huber": "Huber",
+    "r_squared": "RSquared",
+    "mean_label": "MeanLabel",
+    "mean_prediction": "MeanPrediction",
     "example_count": "ExampleCount",
 }
 BINARY_METRICS = {
     "auc": "AUC",
+    "pr_auc": "AUCPrecisionRecall",
     "binary_accuracy": "BinaryAccuracy",
     "precision": "Precision",
     "recall": "Recall",
+    "calibration": "Calibration",
+    "mean_label": "MeanLabel",
+    "mean_prediction": "MeanPrediction",
     "example_count": "ExampleCount",
 }
+SLUICE_TFMA_METRICS = {"Huber", "RSquared"}
 # Metrics where a smaller value is better (decides the direction of change thresholds).
-LOWER_IS_BETTER = {"mean_absolute_error", "root_mean_squared_error", "mean_squared_error"}
+LOWER_IS_BETTER = {"mean_absolute_error", "root_mean_squared_error", "mean_squared_error", "huber"}
 
-LOSSES = {REGRESSION: ("huber", "mse", "mae"), BINARY: ("binary_crossentropy",)}
+LOSSES = {
+    REGRESSION: ("huber", "log_cosh", "quantile", "mse", "mae"),
+    BINARY: ("binary_crossentropy", "focal"),
+}
 
 
 class _Strict(BaseModel):
@@ -142,14 +155,31 @@ class Task(_Strict):
 
 # ------------------------------------------------------------------------------------------------ model
 class ModelConfig(_Strict):
+    """The Keras model and its loss (components/trainer/models.py, losses.py, layers.py)."""
+
+    architecture: Literal["mlp", "wide_deep"] = "mlp"
+    """``mlp``: functional stack of ConstrainedDense; ``wide_deep``: subclassed linear + residual tower."""
     hidden_units: List[int] = Field(default_factory=lambda: [64, 32], min_length=1)
+    activation: Literal["relu", "leaky_softplus"] = "relu"
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    noise_stddev: float = Field(default=0.0, ge=0.0)
+    """Gaussian noise added to the encoded inputs while training only (a regularizer)."""
+    l2: float = Field(default=0.0, ge=0.0)
+    """L2 penalty on hidden kernels (summed into the loss with the other regularization losses)."""
+    max_norm: Optional[float] = Field(default=None, gt=0.0)
+    """Max-norm constraint on each hidden unit's incoming weights (mlp)."""
+    reconstruction_weight: float = Field(default=0.0, ge=0.0)
+    """Weight of the auxiliary loss: reconstruct the encoded inputs from the first hidden layer."""
     learning_rate: float = Field(default=1e-3, gt=0.0)
     batch_size: int = Field(default=128, ge=1)
     train_steps: int = Field(default=1000, ge=1)
     eval_steps: int = Field(default=50, ge=1)
-    loss: Literal["huber", "mse", "mae", "binary_crossentropy"]
+    loss: Literal["huber", "log_cosh", "quantile", "mse", "mae", "binary_crossentropy", "focal"]
     huber_delta: float = Field(default=1.0, gt=0.0)
+    quantile: float = Field(default=0.5, gt=0.0, lt=1.0)
+    """The quantile ``loss: quantile`` fits (0.5 = median)."""
+    focal_gamma: float = Field(default=2.0, ge=0.0)
+    focal_alpha: float = Field(default=0.25, gt=0.0, lt=1.0)
     seed: int = 42
 
     @field_validator("hidden_units")
@@ -184,8 +214,75 @@ class TransformConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    strategy: Literal["default", "mirrored"] = "default"
-    """``mirrored``: tf.distribute.MirroredStrategy over the local devices."""
+    """How the model is trained (components/trainer/loops.py, strategies.py, launcher.py)."""
+
+    strategy: Literal["default", "mirrored", "multi_worker"] = "default"
+    """``mirrored``: MirroredStrategy over all local GPUs, or ``cpu_devices`` logical CPUs when there are
+    none; ``multi_worker``: MultiWorkerMirroredStrategy over ``workers`` local processes (or the cluster in
+    TF_CONFIG when it is set)."""
+    cpu_devices: int = Field(default=2, ge=1)
+    workers: int = Field(default=2, ge=2)
+    loop: Literal["fit", "custom"] = "fit"
+    """``fit``: model.fit with callbacks; ``custom``: GradientTape in tf.function under strategy.run."""
+    rounds: int = Field(default=10, ge=1)
+    """Evaluation rounds per run (an "epoch" of train_steps / rounds steps): curves, callbacks, checkpoints."""
+    clip_value: Optional[float] = Field(default=None, gt=0.0)
+    clip_norm: Optional[float] = Field(default=None, gt=0.0)
+    """Clip each gradient tensor to this L2 norm."""
+    clip_global_norm: Optional[float] = Field(default=None, gt=0.0)
+    """Clip all gradients together to this global L2 norm."""
+    lr_schedule: Literal["constant", "exponential", "cosine"] = "constant"
+    lr_decay_rate: float = Field(default=0.5, gt=0.0, le=1.0)
+    """exponential: the rate is multiplied by this every ``train_steps / rounds`` steps."""
+    wide_learning_rate: Optional[float] = Field(default=None, gt=0.0)
+    """A second optimizer for the wide part of ``wide_deep`` (custom loop), at this rate."""
+    early_stopping_patience: Optional[int] = Field(default=None, ge=1)
+    """Stop after this many rounds without a better val_loss (restores the best weights)."""
+    reduce_lr_patience: Optional[int] = Field(default=None, ge=1)
+    reduce_lr_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
+    checkpoint: bool = True
+    """Checkpoint every round; a re-run of an interrupted Trainer resumes from the last checkpoint."""
+
+    @model_validator(mode="after")
+    def _compatible(self) -> "TrainingConfig":
+        if self.strategy == "multi_worker" and self.loop == "fit":
+            raise ValueError(
+                "loop: 'fit' does not run under strategy 'multi_worker' with Keras 3.6 (model.fit fails to "
+                "convert PerReplica values across workers); use loop: custom"
+            )
+        clips = [k for k in ("clip_value", "clip_norm", "clip_global_norm") if getattr(self, k) is not None]
+        if len(clips) > 1:
+            raise ValueError(f"{clips[1]}: set one of clip_value, clip_norm, clip_global_norm (Keras applies one)")
+        if self.reduce_lr_patience is not None and self.lr_schedule != "constant":
+            raise ValueError("reduce_lr_patience: needs lr_schedule: constant (a schedule already sets the rate)")
+        if self.wide_learning_rate is not None and self.loop != "custom":
+            raise ValueError("wide_learning_rate: a second optimizer needs loop: custom")
+        return self
+
+
+class TunerConfig(_Strict):
+    """KerasTuner search run by TFX's Tuner component before the Trainer (components/trainer/tuning.py)."""
+
+    enabled: bool = False
+    algorithm: Literal["random", "bayesian"] = "random"
+    max_trials: int = Field(default=4, ge=1)
+    steps_per_trial: int = Field(default=200, ge=1)
+    search_space: Dict[str, List[Any]] = Field(default_factory=dict)
+    """``model`` key -> candidate values, e.g. ``learning_rate: [0.001, 0.003]``,
+    ``hidden_units: [[64, 32], [128, 64]]``. The best values replace the ``model`` settings."""
+
+    @field_validator("search_space")
+    @classmethod
+    def _known_keys(cls, v: Dict[str, List[Any]]) -> Dict[str, List[Any]]:
+        for key, values in v.items():
+            if key not in TUNABLE:
+                raise ValueError(_not_allowed("search_space", key, TUNABLE))
+            if not values:
+                raise ValueError(f"search_space.{key}: give at least one candidate value")
+        return v
+
+
+TUNABLE = ("learning_rate", "hidden_units", "dropout", "l2", "noise_stddev", "huber_delta", "activation")
 
 
 # ------------------------------------------------------------------------------------------- evaluation
@@ -200,6 +297,9 @@ class Threshold(_Strict):
     lower_bound: Optional[float] = None
     upper_bound: Optional[float] = None
     change: Optional[ChangeThreshold] = None
+    slices: bool = False
+    """false: gate the overall slice; true: gate every feature slice (``evaluation.slices``) that has at least
+    ``evaluation.min_slice_size`` eval examples — smaller slices are reported, not gated."""
 
     @model_validator(mode="after")
     def _has_a_bound(self) -> "Threshold":
@@ -210,10 +310,26 @@ class Threshold(_Strict):
 
 class EvaluationConfig(_Strict):
     metrics: List[str] = Field(default_factory=list)
-    """Metric names to compute (empty: the task's defaults)."""
+    """Metric names to compute (empty: the task's defaults). ``example_count`` is always computed."""
     slices: List[List[str]] = Field(default_factory=list)
     """Feature slices (each a list of columns to cross) evaluated besides the overall slice."""
     thresholds: List[Threshold] = Field(min_length=1)
+    min_slice_size: int = Field(default=50, ge=1)
+    """Feature slices with fewer eval examples are reported but never block the push."""
+    confusion_thresholds: List[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75])
+    """Classification: decision thresholds for the confusion matrices in the report."""
+    plot_range: Optional[List[float]] = Field(default=None, min_length=2, max_length=2)
+    """Regression: ``[low, high]`` of the prediction axis for the calibration plot (none: no plot).
+    Classification always plots probabilities over [0, 1]."""
+    report_top_k: int = Field(default=12, ge=1)
+    """Rows per slicing spec in the report table and plots (largest slices first)."""
+
+    @field_validator("confusion_thresholds")
+    @classmethod
+    def _probabilities(cls, v: List[float]) -> List[float]:
+        if any(not 0.0 < t < 1.0 for t in v):
+            raise ValueError("confusion_thresholds must lie strictly between 0 and 1")
+        return v
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -298,6 +414,7 @@ class PipelineConfig(_Strict):
     features: List[Feature] = Field(min_length=1)
     model: ModelConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    tuner: TunerConfig = Field(default_factory=TunerConfig)
     input: InputConfig = Field(default_factory=InputConfig)
     transform: TransformConfig = Field(default_factory=TransformConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
@@ -323,7 +440,25 @@ class PipelineConfig(_Strict):
                 f"model.loss: {self.model.loss!r} does not fit task.type {self.task.type!r} "
                 f"(allowed: {', '.join(LOSSES[self.task.type])})"
             )
+        if self.model.architecture != "wide_deep" and self.training.wide_learning_rate is not None:
+            raise ValueError("training.wide_learning_rate: needs model.architecture: wide_deep")
+        if self.tuner.enabled and not self.tuner.search_space:
+            raise ValueError("tuner.search_space: give at least one model setting to search when enabled")
+        for key, values in self.tuner.search_space.items():
+            for value in values:
+                try:
+                    ModelConfig.model_validate({**self.model.model_dump(), key: value})
+                except ValidationError as e:
+                    raise ValueError(f"tuner.search_space.{key}: candidate {value!r} is invalid: "
+                                     f"{e.errors()[0]['msg'].removeprefix('Value error, ')}")
         known = self.metric_names()
+        gated = [(t.metric, t.slices) for t in self.evaluation.thresholds]
+        for pair in gated:
+            if gated.count(pair) > 1:
+                raise ValueError(f"evaluation.thresholds: two thresholds for {pair[0]} on "
+                                 f"{'feature slices' if pair[1] else 'the overall slice'}; merge them into one")
+        if any(t.slices for t in self.evaluation.thresholds) and not self.evaluation.slices:
+            raise ValueError("evaluation.thresholds.slices: true needs evaluation.slices to gate")
         for m in self.evaluation.metrics:
             if m not in self.task_metrics():
                 raise ValueError(_not_allowed("evaluation.metrics", m, self.task_metrics()))
@@ -350,10 +485,9 @@ class PipelineConfig(_Strict):
 
     def metric_names(self) -> List[str]:
         """Metrics the Evaluator computes: configured ones, the defaults, and any with a threshold."""
-        if self.evaluation.metrics:
-            chosen = list(self.evaluation.metrics)
-        else:
-            chosen = list(self.task_metrics())
+        chosen = list(self.evaluation.metrics) if self.evaluation.metrics else list(self.task_metrics())
+        if "example_count" not in chosen:
+            chosen.append("example_count")  # slice sizes: the min_slice_size rule and the report need it
         return chosen
 
     @property
@@ -396,7 +530,7 @@ class PipelineConfig(_Strict):
         is part of TFX's cache key: changing a feature or hyperparameter re-runs the affected components.
         """
         payload = self.model_dump(
-            mode="json", include={"name", "task", "features", "model", "training", "input"}, by_alias=True
+            mode="json", include={"name", "task", "features", "model", "training", "input", "tuner"}, by_alias=True
         )
         payload["code_version"] = code_fingerprint()
         return payload

@@ -16,6 +16,7 @@ from sluice.pipeline.data_source import DataSource
 
 PREPROCESSING_FN = "sluice.components.transform.preprocessing_fn"
 RUN_FN = "sluice.components.trainer.run_fn.run_fn"
+TUNER_FN = "sluice.components.trainer.tuning.tuner_fn"
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def create_pipeline(
     from sluice.components import pusher as sluice_pusher
     from sluice.components.data_gate import DataGate, DataVerdict
     from sluice.components.evaluation import build_eval_config
+    from sluice.components.evaluator import Evaluator
 
     payload = config.component_payload()
 
@@ -132,8 +134,20 @@ def create_pipeline(
         disable_statistics=True,
     )
     transform.add_upstream_node(data_gate)  # bad data stops the run before Transform spends anything
+    tuner = None
+    if config.tuner.enabled:
+        tuner = tfx.components.Tuner(
+            tuner_fn=TUNER_FN,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_importer.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.tuner.steps_per_trial),
+            eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.model.eval_steps),
+            custom_config=payload,
+        )
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_importer.outputs["schema"],
@@ -146,13 +160,14 @@ def create_pipeline(
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("LatestBlessedModelResolver")
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
         eval_config=build_eval_config(config),
         example_splits=["eval"],
         schema=schema_importer.outputs["schema"],
+        min_slice_size=config.evaluation.min_slice_size,
     )
     pusher = tfx.components.Pusher(
         custom_executor_spec=executor_spec.ExecutorClassSpec(sluice_pusher.Executor),
@@ -178,6 +193,8 @@ def create_pipeline(
     ]
     if analyzer_cache is not None:
         components.insert(components.index(transform), analyzer_cache)
+    if tuner is not None:
+        components.insert(components.index(trainer), tuner)
     if metadata_connection_config is None:
         metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(paths.metadata))
     return tfx.dsl.Pipeline(

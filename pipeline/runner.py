@@ -52,6 +52,11 @@ class RunResult:
     metric_changes: Dict[str, float] = field(default_factory=dict)
     """Candidate minus baseline (latest blessed model), when there was a baseline."""
     failures: List[Dict[str, Any]] = field(default_factory=list)
+    exempt_failures: List[Dict[str, Any]] = field(default_factory=list)
+    """Threshold failures on feature slices smaller than ``evaluation.min_slice_size`` (reported only)."""
+    slice_summary: List[Dict[str, Any]] = field(default_factory=list)
+    """Per gated metric and slicing spec: the worst slice that gates (``slices: true`` thresholds)."""
+    evaluation_report: Optional[str] = None
     tflite_path: Optional[str] = None
     data_report: Optional[str] = None
     error: Optional[str] = None
@@ -247,15 +252,19 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
         line.state = states.get(line.name, line.state)
         line.cached = line.cached or line.state == "CACHED"
     verdict: Dict[str, Any] = {}
+    evaluation_report = None
+    report_dir = paths.reports / _safe(run_id)
     if record and record.evaluation_uri:
         from sluice.components.evaluation import read_verdict
+        from sluice.pipeline.evaluation_report import write_evaluation_report
 
         with contextlib.suppress(Exception):
             verdict = read_verdict(record.evaluation_uri)
+            evaluation = config.evaluation.model_dump(mode="json")
+            evaluation_report = str(write_evaluation_report(record.evaluation_uri, evaluation, report_dir))
     pushed = bool(record and record.pushed)
     blessed = record.blessed if record else None
     status = "succeeded" if pushed else ("not_blessed" if blessed is False else "failed")
-    report_dir = paths.reports / _safe(run_id)
     gate_dir = record.outputs.get("DataGate", {}).get("sluice.DataVerdict") if record else None
     data_report = _keep_data_report(str(Path(gate_dir) / "data_report.html"), report_dir) if gate_dir else None
     return RunResult(
@@ -271,10 +280,36 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
         log_file=str(log_file),
         seconds=round(seconds, 1),
         components=lines,
-        metrics={k: v for k, v in verdict.get("overall", {}).items() if not k.endswith("_diff")},
-        metric_changes={k[: -len("_diff")]: v for k, v in verdict.get("overall", {}).items() if k.endswith("_diff")},
+        metrics=verdict.get("overall", {}),
+        metric_changes=verdict.get("changes", {}),
         failures=verdict.get("failures", []),
+        exempt_failures=verdict.get("exempt_failures", []),
+        slice_summary=_slice_summary(config, verdict),
+        evaluation_report=evaluation_report,
     )
+
+
+def _slice_summary(config: PipelineConfig, verdict: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """For each metric gated on slices and each slicing spec: the worst slice big enough to gate."""
+    from sluice.components.evaluation import slice_spec
+    from sluice.pipeline.config import LOWER_IS_BETTER
+
+    out = []
+    slices = verdict.get("slices", {})
+    for t in config.evaluation.thresholds:
+        if not t.slices:
+            continue
+        for spec in {slice_spec(n) for n in slices} - {"overall"}:
+            big = [(n, s) for n, s in slices.items() if slice_spec(n) == spec and (s["size"] or 0) >= config.evaluation.min_slice_size
+                   and t.metric in s["candidate"]]
+            if not big:
+                continue
+            pick = max if t.metric in LOWER_IS_BETTER else min
+            name, s = pick(big, key=lambda kv: kv[1]["candidate"][t.metric])
+            out.append({"metric": t.metric, "spec": spec, "worst_slice": name, "value": s["candidate"][t.metric],
+                        "size": s["size"], "gated_slices": len(big),
+                        "slices": sum(1 for n in slices if slice_spec(n) == spec)})
+    return sorted(out, key=lambda r: (r["metric"], r["spec"]))
 
 
 def _safe(run_id: str) -> str:
@@ -296,8 +331,20 @@ def format_summary(result: RunResult) -> List[str]:
     if result.metrics:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
         lines.append(f"  metrics (eval split): {shown}")
+    if result.metric_changes:
+        shown = ", ".join(f"{k} {v:+.4g}" for k, v in sorted(result.metric_changes.items()) if k != "example_count")
+        lines.append(f"  vs baseline (latest blessed model): {shown}")
+    for row in result.slice_summary:
+        lines.append(f"  slices {row['spec']}: worst {row['metric']} = {row['value']:.4g} on {row['worst_slice']} "
+                     f"(n={row['size']:.0f}; {row['gated_slices']} of {row['slices']} slices gated)")
     for f in result.failures:
-        lines.append(f"  failed: {f['metric']} on slice {f['slice']} = {f['value']} ({f['message'] or f['threshold']})")
+        base = f" vs baseline {f['baseline']:.4g}" if f.get("baseline") is not None else ""
+        cand = f"{f['candidate']:.4g}" if f.get("candidate") is not None else "?"
+        what = f"change {f['value']:+.4g}" if f.get("is_change") else "value"
+        lines.append(f"  FAILED {f['metric']} on {f['slice']}: candidate {cand}{base} ({what}; {f['message']})")
+    if result.exempt_failures:
+        lines.append(f"  {len(result.exempt_failures)} threshold failure(s) on slices under the minimum size "
+                     "were reported, not gated (see the evaluation report)")
     if result.pushed:
         lines.append(f"  pushed SavedModel: {result.saved_model_path}")
     else:
@@ -305,6 +352,8 @@ def format_summary(result: RunResult) -> List[str]:
     lines.append(f"  TFLite: {result.tflite_path or 'not exported (export.targets has no tflite)'}")
     if result.data_report:
         lines.append(f"  data report: {result.data_report}")
+    if result.evaluation_report:
+        lines.append(f"  evaluation report: {result.evaluation_report}")
     lines.append(f"  report: {Path(result.report_dir) / 'index.html'}")
     return lines
 

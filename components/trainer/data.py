@@ -1,6 +1,6 @@
 """tf.data input for the Trainer, read from Transform's output through TFX's data accessor (TFXIO).
 
-TFXIO reads the gzipped TFRecords with parallel readers, batches *before* parsing (one vectorized
+TFXIO (``TFExampleRecord``: Transform always writes tf.Examples) reads the gzipped TFRecords with parallel readers, batches *before* parsing (one vectorized
 ``parse_example`` per batch instead of one per record) and yields ``(features, label)`` with the shapes of
 Transform's output schema. On top of it, from ``input:`` in the config:
 
@@ -9,6 +9,11 @@ Transform's output schema. On top of it, from ``input:`` in the config:
 - ``shuffle_buffer``: examples in TFXIO's shuffle buffer;
 - ``reader_threads``: parallel file reads and parses;
 - ``deterministic``: same order on every run (no sloppy interleave, seeded shuffles, ordered tf.data).
+
+Training batches are all full (the short last batch of a pass is dropped): the custom loop divides summed
+per-example losses by the *global* batch size, and a short batch would weigh its examples less.
+The same function serves the TFX Trainer, the local worker processes of distributed training (which have no
+TFX ``DataAccessor``) and the benchmarks.
 
 ``prefetch(AUTOTUNE)`` overlaps input with the training step. ``benchmarks/input_pipeline.py`` measures what
 each option contributes.
@@ -21,7 +26,6 @@ from typing import Any, List, Mapping
 
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx.components.trainer.fn_args_utils import DataAccessor
 from tfx_bsl.public import tfxio
 
 # Batches held for reshuffling the cached batch order between epochs.
@@ -55,7 +59,6 @@ class InputOptions:
 
 def input_fn(
     file_pattern: List[str],
-    data_accessor: DataAccessor,
     tft_output: tft.TFTransformOutput,
     label_key: str,
     options: InputOptions,
@@ -74,8 +77,10 @@ def input_fn(
         sloppy_ordering=not options.deterministic,
         # With a cache, read once and repeat from memory; without, let TFXIO repeat the files.
         num_epochs=1 if options.cache else None,
+        drop_final_batch=options.shuffle,
     )
-    dataset = data_accessor.tf_dataset_factory(file_pattern, tfxio_options, tft_output.transformed_metadata.schema)
+    source = tfxio.TFExampleRecord(file_pattern=files, schema=tft_output.transformed_metadata.schema)
+    dataset = source.TensorFlowDataset(tfxio_options)
     if options.cache:
         dataset = dataset.cache()
         if options.shuffle:

@@ -1,62 +1,215 @@
-"""Keras 3 model built from the config and from what Transform produced.
+"""The Keras 3 models a config can choose (``model.architecture``), built from the config and from the
+vocabulary sizes Transform actually computed.
 
-Numeric features enter as z-scores; categorical ids (vocabularies, integer ids, quantile buckets) through
-learned embeddings sized from Transform's actual vocabularies. The head is linear for regression and a
-sigmoid probability for binary classification (what TFMA's AUC/accuracy expect).
+- ``mlp`` (functional): ``FeatureEncoder`` -> ``TrainingNoise`` -> a stack of ``ConstrainedDense`` (custom
+  initializer, L2 regularizer, max-norm constraint, configurable activation) with dropout -> head.
+- ``wide_deep`` (subclassed ``WideDeep``): a linear "wide" part over every input (1-d embeddings for ids)
+  plus a "deep" tower of ``ResidualBlock``s; their logits are summed. The two parts can be trained by two
+  optimizers in the custom loop (``training.wide_learning_rate``).
+
+Both put ``Reconstruction`` after the first hidden layer when ``model.reconstruction_weight > 0``: an
+auxiliary loss on model internals, tracked as its own metric. The head is linear for regression and a
+sigmoid probability for binary classification (what TFMA's AUC/calibration expect).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 import keras
-import tensorflow_transform as tft
+from keras import ops
 
 from sluice.components.features import cardinality, model_inputs, vocabulary_name
-from sluice.components.trainer.losses import make_loss
+from sluice.components.trainer.layers import (
+    ConstrainedDense,
+    FeatureEncoder,
+    L2Regularizer,
+    MaxNorm,
+    Reconstruction,
+    ResidualBlock,
+    ScaledGlorotNormal,
+    TrainingNoise,
+    activation,
+    seeded_glorot,
+)
+
+BINARY = "binary_classification"
 
 
-def _vocabulary_size(feature: Mapping[str, Any], tft_output: tft.TFTransformOutput) -> int | None:
-    if feature["kind"] != "categorical_string" or feature.get("hash_buckets"):
-        return None
-    return tft_output.vocabulary_size_by_name(vocabulary_name(feature["name"]))
+def feature_specs(payload: Mapping[str, Any], vocabulary_sizes: Mapping[str, int]) -> List[List[Any]]:
+    """``[input name, ids (0 = numeric), embedding dim]`` for every model input (``FeatureEncoder``'s specs).
 
-
-def build_model(payload: Dict[str, Any], tft_output: tft.TFTransformOutput) -> keras.Model:
-    """The model for ``payload`` (the config's component payload), compiled with its loss and metrics."""
-    inputs: Dict[str, keras.KerasTensor] = {}
-    encoded = []
+    ``vocabulary_sizes``: Transform's vocabulary size per ``categorical_string`` feature (by feature name).
+    """
+    specs = []
     for key, categorical, feature in model_inputs(payload):
         if categorical:
-            inputs[key] = keras.Input(shape=(1,), name=key, dtype="int64")
-            size = cardinality(feature, _vocabulary_size(feature, tft_output))
-            x = keras.layers.Embedding(size, feature["embedding_dim"], name=f"{key}_embedding")(inputs[key])
-            encoded.append(keras.layers.Flatten(name=f"{key}_flat")(x))
+            size = vocabulary_sizes.get(feature["name"])
+            specs.append([key, cardinality(feature, size), int(feature["embedding_dim"])])
         else:
-            inputs[key] = keras.Input(shape=(1,), name=key, dtype="float32")
-            encoded.append(inputs[key])
+            specs.append([key, 0, 1])
+    return specs
 
+
+def vocabulary_sizes(payload: Mapping[str, Any], tft_output: Any) -> Dict[str, int]:
+    """Transform's vocabulary sizes for the vocabulary (not hashed) string features."""
+    return {
+        f["name"]: tft_output.vocabulary_size_by_name(vocabulary_name(f["name"]))
+        for f in payload["features"]
+        if f["kind"] == "categorical_string" and not f.get("hash_buckets")
+    }
+
+
+def _input_layer(name: str, size: int) -> keras.KerasTensor:
+    return keras.Input(shape=(1,), name=name, dtype="int64" if size else "float32")
+
+
+def _build_mlp(payload: Mapping[str, Any], specs: List[List[Any]]) -> keras.Model:
     hp = payload["model"]
-    x = keras.layers.Concatenate(name="features")(encoded) if len(encoded) > 1 else encoded[0]
+    seed = hp["seed"]
+    inputs = {name: _input_layer(name, size) for name, size, _ in specs}
+    encoded = FeatureEncoder(specs, seed=seed, name="features")(inputs)
+    x = TrainingNoise(hp["noise_stddev"], seed=seed, name="noise")(encoded)
+    regularizer = L2Regularizer(hp["l2"]) if hp["l2"] else None
+    constraint = MaxNorm(hp["max_norm"]) if hp.get("max_norm") else None
     for i, units in enumerate(hp["hidden_units"]):
-        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
+        x = ConstrainedDense(
+            units,
+            activation=activation(hp["activation"]),
+            kernel_initializer=ScaledGlorotNormal(1.0, seed=seed + i),
+            kernel_regularizer=regularizer,
+            kernel_constraint=constraint,
+            name=f"hidden_{i}",
+        )(x)
+        if i == 0 and hp["reconstruction_weight"]:
+            x = Reconstruction(hp["reconstruction_weight"], seed=seed, name="reconstruction")((x, encoded))
         if hp["dropout"]:
-            x = keras.layers.Dropout(hp["dropout"], seed=hp["seed"], name=f"dropout_{i}")(x)
+            x = keras.layers.Dropout(hp["dropout"], seed=seed, name=f"dropout_{i}")(x)
+    binary = payload["task"]["type"] == BINARY
+    output = keras.layers.Dense(
+        1, activation="sigmoid" if binary else None, kernel_initializer=seeded_glorot(seed + 99), name="prediction"
+    )(x)
+    return keras.Model(inputs=inputs, outputs=output, name=payload["name"])
 
-    binary = payload["task"]["type"] == "binary_classification"
-    output = keras.layers.Dense(1, activation="sigmoid" if binary else None, name="prediction")(x)
-    model = keras.Model(inputs=inputs, outputs=output, name=payload["name"])
 
-    if binary:
-        metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="binary_accuracy")]
-    else:
-        metrics = [
-            keras.metrics.MeanAbsoluteError(name="mean_absolute_error"),
-            keras.metrics.RootMeanSquaredError(name="root_mean_squared_error"),
+@keras.saving.register_keras_serializable(package="sluice")
+class WideDeep(keras.Model):
+    """Wide (linear) + deep (residual) model; ``wide_variables`` / ``deep_variables`` split it for two
+    optimizers."""
+
+    def __init__(
+        self,
+        specs: List[List[Any]],
+        hidden_units: List[int],
+        binary: bool = False,
+        activation_name: str = "relu",
+        dropout: float = 0.0,
+        noise_stddev: float = 0.0,
+        l2: float = 0.0,
+        reconstruction_weight: float = 0.0,
+        seed: int = 42,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.specs = [list(s) for s in specs]
+        self.hidden_units = list(hidden_units)
+        self.binary = bool(binary)
+        self.activation_name = activation_name
+        self.dropout_rate = float(dropout)
+        self.noise_stddev = float(noise_stddev)
+        self.l2 = float(l2)
+        self.reconstruction_weight = float(reconstruction_weight)
+        self.seed = int(seed)
+
+        self.wide_encoder = FeatureEncoder([[n, s, 1] for n, s, _ in self.specs], seed=self.seed + 1,
+                                           name="wide_features")
+        self.wide = keras.layers.Dense(1, kernel_initializer=seeded_glorot(self.seed + 2), name="wide_linear")
+        self.encoder = FeatureEncoder(self.specs, seed=self.seed + 3, name="deep_features")
+        self.noise = TrainingNoise(self.noise_stddev, seed=self.seed, name="noise")
+        self.blocks = [
+            ResidualBlock(u, activation(activation_name), l2=self.l2, seed=self.seed + i, name=f"residual_{i}")
+            for i, u in enumerate(self.hidden_units)
         ]
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=hp["learning_rate"]),
-        loss=make_loss(payload),
-        metrics=metrics,
-    )
-    return model
+        self.reconstruction = (
+            Reconstruction(self.reconstruction_weight, seed=self.seed + 4, name="reconstruction")
+            if self.reconstruction_weight
+            else None
+        )
+        self.dropout = keras.layers.Dropout(self.dropout_rate, seed=self.seed) if self.dropout_rate else None
+        self.deep_out = keras.layers.Dense(1, kernel_initializer=seeded_glorot(self.seed + 5), name="deep_linear")
+
+    def build(self, input_shape: Any = None) -> None:
+        wide_dim = len(self.specs)
+        self.wide_encoder.build(None)
+        self.wide.build((None, wide_dim))
+        self.encoder.build(None)
+        width = self.encoder.output_dim
+        for block in self.blocks:
+            block.build((None, width))
+            width = block.units
+        if self.reconstruction is not None:
+            self.reconstruction.build(((None, self.blocks[0].units), (None, self.encoder.output_dim)))
+        self.deep_out.build((None, width))
+        self.built = True
+
+    def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Any:
+        logit = self.wide(self.wide_encoder(inputs))
+        encoded = self.encoder(inputs)
+        h = self.noise(encoded, training=training)
+        for i, block in enumerate(self.blocks):
+            h = block(h)
+            if i == 0 and self.reconstruction is not None:
+                h = self.reconstruction((h, encoded), training=training)
+            if self.dropout is not None:
+                h = self.dropout(h, training=training)
+        logit = logit + self.deep_out(h)
+        return ops.sigmoid(logit) if self.binary else logit
+
+    @property
+    def wide_variables(self) -> List[Any]:
+        return self.wide_encoder.trainable_variables + self.wide.trainable_variables
+
+    @property
+    def deep_variables(self) -> List[Any]:
+        wide = {id(v) for v in self.wide_variables}
+        return [v for v in self.trainable_variables if id(v) not in wide]
+
+    def get_config(self) -> Dict[str, Any]:
+        return {
+            "name": self.name,
+            "specs": self.specs,
+            "hidden_units": self.hidden_units,
+            "binary": self.binary,
+            "activation_name": self.activation_name,
+            "dropout": self.dropout_rate,
+            "noise_stddev": self.noise_stddev,
+            "l2": self.l2,
+            "reconstruction_weight": self.reconstruction_weight,
+            "seed": self.seed,
+        }
+
+
+def build_model(payload: Mapping[str, Any], specs: List[List[Any]]) -> keras.Model:
+    """The (uncompiled, built) model for ``payload``: the loops compile or drive it."""
+    hp = payload["model"]
+    if hp["architecture"] == "wide_deep":
+        model = WideDeep(
+            specs,
+            hp["hidden_units"],
+            binary=payload["task"]["type"] == BINARY,
+            activation_name=hp["activation"],
+            dropout=hp["dropout"],
+            noise_stddev=hp["noise_stddev"],
+            l2=hp["l2"],
+            reconstruction_weight=hp["reconstruction_weight"],
+            seed=hp["seed"],
+            name=payload["name"],
+        )
+        model.build()
+        return model
+    return _build_mlp(payload, specs)
+
+
+def internal_metrics(model: keras.Model) -> List[keras.metrics.Metric]:
+    """Metrics that layers keep about model internals (the ``Reconstruction`` tracker)."""
+    return [layer.tracker for layer in model._flatten_layers() if isinstance(layer, Reconstruction)]

@@ -1,142 +1,47 @@
-"""TFX Trainer entry point (``sluice.components.trainer.run_fn.run_fn``).
+"""TFX Trainer entry point (``sluice.components.trainer.run_fn.run_fn``): thin glue from ``FnArgs`` to a
+``TrainJob``.
 
-Trains the configured Keras model on Transform's output and exports a SavedModel whose signatures embed the
-Transform graph, so clients send raw features only:
-
-- ``serving_default``: serialized ``tf.Example`` of the raw feature columns -> ``{"outputs": prediction}``
-  (TF Serving ``:predict``, TFMA);
-- ``serving_raw``: one named dense tensor per raw feature column (shape ``[batch]``) -> the same outputs; for
-  JSON clients and the basis of the TFLite export. Every value must be present (send the configured default
-  for an empty optional column; ``serving_default`` accepts absent values);
-- ``transform_features``: serialized ``tf.Example`` incl. label columns -> transformed features (TFMA uses it
-  to get the transformed label, e.g. a derived one).
+It applies the Tuner's best hyperparameters (when the Tuner ran), picks a checkpoint directory that an
+interrupted-and-retried Trainer finds again (``<Trainer>/_resume/<key of the inputs>``, beside TFX's
+per-execution directories), and hands the job to the launcher, which trains here or in worker processes.
+TensorBoard logs go to the model run artifact; the per-round history to ``history.json`` beside them.
 """
 
 from __future__ import annotations
 
-import math
+import os
 from typing import Any, Dict
 
-import keras
-import tensorflow as tf
-import tensorflow_transform as tft
-from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from sluice.components.features import label_key, raw_label_columns
-from sluice.components.trainer.data import InputOptions, input_fn
-from sluice.components.trainer.models import build_model
-from sluice.components.trainer.strategies import make_strategy
-
-# Evaluate on the eval split this many times during training (the curves in TensorBoard).
-_EVALS_PER_RUN = 10
+from sluice.components.trainer.launcher import launch
+from sluice.components.trainer.train import TrainJob, apply_hyperparameters, checkpoint_key
 
 
-def _raw_spec(tft_output: tft.TFTransformOutput, columns: list) -> Dict[str, Any]:
-    spec = tft_output.raw_feature_spec()
-    return {c: spec[c] for c in columns if c in spec}
+def _best_hyperparameters(fn_args: FnArgs) -> Dict[str, Any]:
+    hp = fn_args.hyperparameters
+    if not hp:
+        return {}
+    import keras_tuner
 
-
-def _raw_tensor(value: tf.Tensor, spec: Any) -> Any:
-    """A dense ``[batch]`` raw column as the parsing spec would have produced it (dense [batch, 1] or sparse)."""
-    column = tf.reshape(value, [-1, 1])
-    if isinstance(spec, tf.io.VarLenFeature):
-        rows = tf.shape(value, out_type=tf.int64)[0]
-        indices = tf.stack([tf.range(rows), tf.zeros([rows], tf.int64)], axis=1)
-        return tf.SparseTensor(indices, value, tf.stack([rows, tf.constant(1, tf.int64)]))
-    return column
-
-
-class ServingModule(tf.Module):
-    """What is saved: the trained model, the Transform layer and the signatures that join them."""
-
-    def __init__(self, model: keras.Model, tft_output: tft.TFTransformOutput, payload: Dict[str, Any]) -> None:
-        super().__init__()
-        self.model = model
-        self.tft_layer = tft_output.transform_features_layer()
-        feature_columns = [f["name"] for f in payload["features"]]
-        self._serving_spec = _raw_spec(tft_output, feature_columns)
-        label_columns = [c for c in raw_label_columns(payload["task"]) if c not in feature_columns]
-        self._eval_spec = _raw_spec(tft_output, feature_columns + label_columns)
-        input_names = tuple(t.name for t in model.inputs)
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-        def serve_examples(examples: tf.Tensor) -> Dict[str, tf.Tensor]:
-            raw = tf.io.parse_example(examples, self._serving_spec)
-            transformed = self.tft_layer(raw)
-            inputs = {k: transformed[k] for k in input_names}
-            return {"outputs": self.model(inputs, training=False)}
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-        def transform_features(examples: tf.Tensor) -> Dict[str, tf.Tensor]:
-            raw = tf.io.parse_example(examples, self._eval_spec)
-            return self.tft_layer(raw)
-
-        def serve_raw(**columns: tf.Tensor) -> Dict[str, tf.Tensor]:
-            raw = {name: _raw_tensor(columns[name], spec) for name, spec in self._serving_spec.items()}
-            transformed = self.tft_layer(raw)
-            return {"outputs": self.model({k: transformed[k] for k in input_names}, training=False)}
-
-        self.serve_examples = serve_examples
-        self.serve_raw = tf.function(serve_raw)
-        self.transform_features = transform_features
-
-    def signatures(self) -> Dict[str, Any]:
-        return {
-            "serving_default": self.serve_examples,
-            "serving_raw": self.serve_raw.get_concrete_function(
-                **{name: tf.TensorSpec([None], spec.dtype, name=name) for name, spec in self._serving_spec.items()}
-            ),
-            "transform_features": self.transform_features,
-        }
-
-
-def _check_finite(history: keras.callbacks.History) -> None:
-    losses = history.history.get("loss", [])
-    if not losses or not all(math.isfinite(v) for v in losses):
-        raise RuntimeError(
-            f"training diverged: loss history {losses[-3:]} contains NaN/Inf; lower model.learning_rate "
-            "or use a robust loss (huber) — no model was exported"
-        )
+    return dict(keras_tuner.HyperParameters.from_config(hp).values)
 
 
 def run_fn(fn_args: FnArgs) -> None:
-    payload: Dict[str, Any] = fn_args.custom_config
-    hp = payload["model"]
-    keras.utils.set_random_seed(hp["seed"])
-    if payload.get("input", {}).get("deterministic"):
-        tf.config.experimental.enable_op_determinism()
-    tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    label = label_key(payload)
-
-    train_ds = input_fn(
-        fn_args.train_files, fn_args.data_accessor, tft_output, label, InputOptions.from_payload(payload)
-    )
-    eval_ds = input_fn(
-        fn_args.eval_files, fn_args.data_accessor, tft_output, label, InputOptions.from_payload(payload, shuffle=False)
-    )
-
-    strategy = make_strategy(payload["training"]["strategy"])
-    with strategy.scope():
-        model = build_model(payload, tft_output)
-    model.summary(print_fn=logging.info)
-
+    payload: Dict[str, Any] = apply_hyperparameters(fn_args.custom_config, _best_hyperparameters(fn_args))
     steps = int(fn_args.train_steps)
-    epochs = max(1, min(_EVALS_PER_RUN, steps))
-    history = model.fit(
-        train_ds,
-        epochs=epochs,
-        steps_per_epoch=max(1, steps // epochs),
-        validation_data=eval_ds,
-        validation_steps=int(fn_args.eval_steps),
-        callbacks=[
-            keras.callbacks.TerminateOnNaN(),
-            keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
-        ],
-        verbose=2,
+    run_root = os.path.dirname(os.path.dirname(fn_args.model_run_dir.rstrip("/")))
+    key = checkpoint_key(payload, fn_args.transform_output, list(fn_args.train_files), steps)
+    job = TrainJob(
+        payload=payload,
+        train_files=list(fn_args.train_files),
+        eval_files=list(fn_args.eval_files),
+        transform_output=fn_args.transform_output,
+        serving_model_dir=fn_args.serving_model_dir,
+        log_dir=fn_args.model_run_dir,
+        train_steps=steps,
+        eval_steps=int(fn_args.eval_steps),
+        checkpoint_dir=os.path.join(run_root, "_resume", key),
+        history_path=os.path.join(fn_args.model_run_dir, "history.json"),
     )
-    _check_finite(history)
-
-    module = ServingModule(model, tft_output, payload)
-    tf.saved_model.save(module, fn_args.serving_model_dir, signatures=module.signatures())
-    logging.info("exported SavedModel to %s", fn_args.serving_model_dir)
+    launch(job, workdir=os.path.join(fn_args.model_run_dir, "workers"))

@@ -84,6 +84,16 @@ CASES = [
     ("unknown strategy", lambda r: r["training"].update(strategy="tpu"), ["training.strategy", "'tpu'", "mirrored"]),
     ("categorical_int without num_buckets", lambda r: r["features"][2].pop("num_buckets"), ["features[2] (trip_start_hour).num_buckets", "missing"]),
     ("bad pipeline name", lambda r: r.update(name="taxi fare!"), ["name", "taxi fare!"]),
+    ("fit under multi_worker", lambda r: r["training"].update(strategy="multi_worker", loop="fit"), ["training", "multi_worker", "use loop: custom"]),
+    ("two clipping modes", lambda r: r["training"].update(clip_value=1.0), ["clip_global_norm", "set one of clip_value"]),
+    ("plateau with a schedule", lambda r: r["training"].update(reduce_lr_patience=2, lr_schedule="cosine"), ["reduce_lr_patience", "lr_schedule: constant"]),
+    ("second optimizer needs custom loop", lambda r: r["training"].update(wide_learning_rate=0.1), ["wide_learning_rate", "loop: custom"]),
+    ("second optimizer needs wide_deep", lambda r: r["training"].update(wide_learning_rate=0.1, loop="custom"), ["wide_learning_rate", "wide_deep"]),
+    ("focal loss for regression", lambda r: r["model"].update(loss="focal"), ["focal", "does not fit", "log_cosh"]),
+    ("unknown architecture", lambda r: r["model"].update(architecture="widedeep"), ["model.architecture", "did you mean 'wide_deep'"]),
+    ("tuner on unknown key", lambda r: r.update(tuner={"enabled": True, "search_space": {"learnig_rate": [0.1]}}), ["search_space", "did you mean 'learning_rate'"]),
+    ("tuner candidate invalid", lambda r: r.update(tuner={"enabled": True, "search_space": {"dropout": [0.1, 1.5]}}), ["tuner.search_space.dropout", "1.5"]),
+    ("tuner enabled without a space", lambda r: r.update(tuner={"enabled": True}), ["tuner.search_space"]),
 ]
 
 

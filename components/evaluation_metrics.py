@@ -1,0 +1,131 @@
+"""sluice's regression metrics as native TFMA metrics, so the Evaluator reports (and can gate on) the same
+numbers the Trainer logs.
+
+TFMA 0.47 wraps only ``tf_keras`` metrics; the Trainer's ``StreamingHuber`` / ``RSquared`` are Keras 3
+objects that TFMA does not recognize (measured: ``'StreamingHuber' object has no attribute
+'computations'``). These combiners keep the same sufficient statistics as the Keras metrics (sums and a
+count, merged by addition across Beam workers) and apply the same formulas; ``tests/unit/test_evaluation.py``
+checks they agree with the Trainer's metrics on the same data.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Optional
+
+import apache_beam as beam
+import numpy as np
+from tensorflow_model_analysis.metrics import metric_types, metric_util
+
+
+def huber_values(labels: np.ndarray, predictions: np.ndarray, delta: float) -> np.ndarray:
+    """Per-example Huber loss — ``losses.Huber`` in NumPy."""
+    error = np.abs(np.asarray(predictions, np.float64) - np.asarray(labels, np.float64))
+    quadratic = np.minimum(error, delta)
+    return 0.5 * quadratic**2 + delta * (error - quadratic)
+
+
+class _Sums:
+    def __init__(self, size: int) -> None:
+        self.values = np.zeros(size, np.float64)
+
+
+class _SumsCombiner(beam.CombineFn):
+    """Accumulates per-example statistics (weighted sums); ``finish`` turns the totals into the metric."""
+
+    size = 1
+
+    def __init__(self, key: metric_types.MetricKey, eval_config: Any, example_weighted: bool) -> None:
+        self._key = key
+        self._eval_config = eval_config
+        self._example_weighted = example_weighted
+
+    def stats(self, label: float, prediction: float) -> List[float]:
+        raise NotImplementedError
+
+    def finish(self, sums: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def create_accumulator(self) -> _Sums:
+        return _Sums(self.size + 1)
+
+    def add_input(self, acc: _Sums, element: metric_types.StandardMetricInputs) -> _Sums:
+        for label, prediction, weight in metric_util.to_label_prediction_example_weight(
+            element, eval_config=self._eval_config, model_name=self._key.model_name,
+            output_name=self._key.output_name, example_weighted=self._example_weighted, flatten=True,
+        ):
+            w = float(metric_util.safe_to_scalar(weight))
+            row = self.stats(float(metric_util.safe_to_scalar(label)), float(metric_util.safe_to_scalar(prediction)))
+            acc.values += w * np.asarray(row + [1.0])
+        return acc
+
+    def merge_accumulators(self, accumulators: Iterable[_Sums]) -> _Sums:
+        merged = self.create_accumulator()
+        for acc in accumulators:
+            merged.values += acc.values
+        return merged
+
+    def extract_output(self, acc: _Sums) -> Dict[metric_types.MetricKey, float]:
+        return {self._key: self.finish(acc.values) if acc.values[-1] > 0 else float("nan")}
+
+
+class _HuberCombiner(_SumsCombiner):
+    size = 1
+
+    def __init__(self, key: metric_types.MetricKey, eval_config: Any, example_weighted: bool, delta: float) -> None:
+        super().__init__(key, eval_config, example_weighted)
+        self._delta = delta
+
+    def stats(self, label: float, prediction: float) -> List[float]:
+        return [float(huber_values(np.array([label]), np.array([prediction]), self._delta)[0])]
+
+    def finish(self, sums: np.ndarray) -> float:
+        return float(sums[0] / sums[-1])
+
+
+class _RSquaredCombiner(_SumsCombiner):
+    size = 3  # Σy, Σy², Σ(y - ŷ)²
+
+    def stats(self, label: float, prediction: float) -> List[float]:
+        return [label, label * label, (label - prediction) ** 2]
+
+    def finish(self, sums: np.ndarray) -> float:
+        sum_y, sum_y2, ss_res, n = sums
+        ss_tot = sum_y2 - sum_y * sum_y / n
+        return float(1.0 - ss_res / ss_tot) if ss_tot > 0 else float("nan")
+
+
+def _computations(combiner_class: type, **combiner_kwargs: Any):
+    def computations(
+        name: Optional[str] = None,
+        eval_config: Any = None,
+        model_name: str = "",
+        output_name: str = "",
+        example_weighted: bool = False,
+        **_: Any,
+    ) -> metric_types.MetricComputations:
+        key = metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name,
+                                     example_weighted=example_weighted)
+        return [metric_types.MetricComputation(
+            keys=[key], preprocessors=None,
+            combiner=combiner_class(key, eval_config, example_weighted, **combiner_kwargs))]
+
+    return computations
+
+
+class Huber(metric_types.Metric):
+    """Mean Huber loss (``delta`` in label units), as the Trainer's ``StreamingHuber``."""
+
+    def __init__(self, delta: float = 1.0, name: str = "huber") -> None:
+        super().__init__(metric_util.merge_per_key_computations(_computations(_HuberCombiner, delta=float(delta))),
+                         delta=delta, name=name)
+
+
+class RSquared(metric_types.Metric):
+    """Coefficient of determination ``1 - SS_res / SS_tot``, as the Trainer's ``RSquared``."""
+
+    def __init__(self, name: str = "r_squared") -> None:
+        super().__init__(metric_util.merge_per_key_computations(_computations(_RSquaredCombiner)), name=name)
+
+
+metric_types.register_metric(Huber)
+metric_types.register_metric(RSquared)

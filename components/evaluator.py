@@ -1,0 +1,83 @@
+"""TFX's Evaluator with one policy added: feature slices under ``min_slice_size`` eval examples do not block.
+
+TFMA applies a slicing spec's thresholds to every slice of that spec, however small. This component is
+TFX's Evaluator (same inputs, outputs, TFMA run and artifacts) with an extra ``min_slice_size`` parameter;
+its executor runs TFX's executor, then re-decides the ``ModelBlessing`` with
+``evaluation.decide`` — threshold failures only on small slices bless the model, and every decision
+(gating and exempt failures, candidate vs baseline values) is written to ``sluice_gate.json`` in the
+evaluation artifact for the run summary and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List
+
+from tfx import types
+from tfx.components.evaluator import component as tfx_evaluator
+from tfx.components.evaluator import constants
+from tfx.components.evaluator import executor as tfx_executor
+from tfx.dsl.components.base import executor_spec
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.types.component_spec import ExecutionParameter
+from tfx.utils import io_utils, json_utils
+
+from sluice.components.evaluation import GATE_FILE, decide
+
+MIN_SLICE_SIZE = "min_slice_size"
+
+
+class EvaluatorSpec(standard_component_specs.EvaluatorSpec):
+    PARAMETERS = {**standard_component_specs.EvaluatorSpec.PARAMETERS, MIN_SLICE_SIZE: ExecutionParameter(type=int)}
+
+
+class Executor(tfx_executor.Executor):
+    def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        exec_properties = dict(exec_properties)
+        min_slice_size = int(exec_properties.pop(MIN_SLICE_SIZE, 0) or 0)
+        super().Do(input_dict, output_dict, exec_properties)
+        evaluation = artifact_utils.get_single_uri(output_dict[standard_component_specs.EVALUATION_KEY])
+        blessing = artifact_utils.get_single_instance(output_dict[standard_component_specs.BLESSING_KEY])
+        verdict = decide(evaluation, min_slice_size)
+        io_utils.write_string_file(os.path.join(evaluation, GATE_FILE), json.dumps(verdict, indent=1))
+        blessed_file = os.path.join(blessing.uri, constants.BLESSED_FILE_NAME)
+        not_blessed_file = os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME)
+        for stale in (blessed_file, not_blessed_file):
+            if os.path.exists(stale):
+                os.remove(stale)
+        io_utils.write_string_file(blessed_file if verdict["blessed"] else not_blessed_file, "")
+        blessing.set_int_custom_property(
+            constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+            constants.BLESSED_VALUE if verdict["blessed"] else constants.NOT_BLESSED_VALUE,
+        )
+
+
+class Evaluator(tfx_evaluator.Evaluator):
+    """``tfx.components.Evaluator`` + ``min_slice_size`` (keyword arguments as TFX's, eval_config required)."""
+
+    SPEC_CLASS = EvaluatorSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+    def __init__(self, *, examples: types.BaseChannel, model: types.BaseChannel, baseline_model: Any,
+                 eval_config: Any, schema: types.BaseChannel, example_splits: List[str], min_slice_size: int) -> None:
+        from tfx.types import standard_artifacts
+
+        spec = EvaluatorSpec(
+            examples=examples,
+            model=model,
+            baseline_model=baseline_model,
+            feature_slicing_spec=None,
+            fairness_indicator_thresholds=json_utils.dumps(None),
+            example_splits=json_utils.dumps(example_splits),
+            evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
+            eval_config=eval_config,
+            blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+            schema=schema,
+            module_file=None,
+            module_path=None,
+            min_slice_size=min_slice_size,
+        )
+        # Skip TFX Evaluator.__init__ (it builds TFX's own spec); BaseBeamComponent takes ours.
+        super(tfx_evaluator.Evaluator, self).__init__(spec=spec)

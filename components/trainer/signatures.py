@@ -1,0 +1,86 @@
+"""What the Trainer exports: the trained model joined to the Transform graph, with three signatures, so
+clients send raw features only:
+
+- ``serving_default``: serialized ``tf.Example`` of the raw feature columns -> ``{"outputs": prediction}``
+  (TF Serving ``:predict``, TFMA);
+- ``serving_raw``: one named dense tensor per raw feature column (shape ``[batch]``) -> the same outputs; for
+  JSON clients and the basis of the TFLite export. Every value must be present (send the configured default
+  for an empty optional column; ``serving_default`` accepts absent values);
+- ``transform_features``: serialized ``tf.Example`` incl. label columns -> transformed features (TFMA uses it
+  to get the transformed label, e.g. a derived one).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from sluice.components.features import model_inputs, raw_label_columns
+
+
+def _raw_spec(tft_output: tft.TFTransformOutput, columns: list) -> Dict[str, Any]:
+    spec = tft_output.raw_feature_spec()
+    return {c: spec[c] for c in columns if c in spec}
+
+
+def _raw_tensor(value: tf.Tensor, spec: Any) -> Any:
+    """A dense ``[batch]`` raw column as the parsing spec would have produced it (dense [batch, 1] or sparse)."""
+    column = tf.reshape(value, [-1, 1])
+    if isinstance(spec, tf.io.VarLenFeature):
+        rows = tf.shape(value, out_type=tf.int64)[0]
+        indices = tf.stack([tf.range(rows), tf.zeros([rows], tf.int64)], axis=1)
+        return tf.SparseTensor(indices, value, tf.stack([rows, tf.constant(1, tf.int64)]))
+    return column
+
+
+class ServingModule(tf.Module):
+    """What is saved: the trained model, the Transform layer and the signatures that join them."""
+
+    def __init__(self, model: keras.Model, tft_output: tft.TFTransformOutput, payload: Dict[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.tft_layer = tft_output.transform_features_layer()
+        feature_columns = [f["name"] for f in payload["features"]]
+        self._serving_spec = _raw_spec(tft_output, feature_columns)
+        label_columns = [c for c in raw_label_columns(payload["task"]) if c not in feature_columns]
+        self._eval_spec = _raw_spec(tft_output, feature_columns + label_columns)
+        input_names = tuple(name for name, _, _ in model_inputs(payload))
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve_examples(examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+            raw = tf.io.parse_example(examples, self._serving_spec)
+            transformed = self.tft_layer(raw)
+            inputs = {k: transformed[k] for k in input_names}
+            return {"outputs": self.model(inputs, training=False)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def transform_features(examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+            raw = tf.io.parse_example(examples, self._eval_spec)
+            return self.tft_layer(raw)
+
+        def serve_raw(**columns: tf.Tensor) -> Dict[str, tf.Tensor]:
+            raw = {name: _raw_tensor(columns[name], spec) for name, spec in self._serving_spec.items()}
+            transformed = self.tft_layer(raw)
+            return {"outputs": self.model({k: transformed[k] for k in input_names}, training=False)}
+
+        self.serve_examples = serve_examples
+        self.serve_raw = tf.function(serve_raw)
+        self.transform_features = transform_features
+
+    def signatures(self) -> Dict[str, Any]:
+        return {
+            "serving_default": self.serve_examples,
+            "serving_raw": self.serve_raw.get_concrete_function(
+                **{name: tf.TensorSpec([None], spec.dtype, name=name) for name, spec in self._serving_spec.items()}
+            ),
+            "transform_features": self.transform_features,
+        }
+
+
+def export_saved_model(model: keras.Model, tft_output: tft.TFTransformOutput, payload: Dict[str, Any], path: str) -> None:
+    """Write the serving SavedModel (all three signatures) to ``path``."""
+    module = ServingModule(model, tft_output, payload)
+    tf.saved_model.save(module, path, signatures=module.signatures())

@@ -1,0 +1,82 @@
+"""TFX Tuner entry point (``sluice.components.trainer.tuning.tuner_fn``): a KerasTuner search over the
+``tuner.search_space`` of the config.
+
+Each trial builds the same model the Trainer would (``models.build_model``) with the trial's values
+replacing the ``model`` settings, trains it with ``fit`` for ``tuner.steps_per_trial`` steps on one device
+and is scored by ``val_loss`` on the eval split. TFX writes the best values as the ``best_hyperparameters``
+artifact; the Trainer's ``run_fn`` applies them (``train.apply_hyperparameters``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import keras
+import keras_tuner
+import tensorflow_transform as tft
+from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx.components.tuner.component import TunerFnResult
+
+from sluice.components.features import label_key
+from sluice.components.trainer import loops
+from sluice.components.trainer.data import InputOptions, input_fn
+from sluice.components.trainer.losses import make_loss
+from sluice.components.trainer.metrics import task_metrics
+from sluice.components.trainer.models import build_model, feature_specs, vocabulary_sizes
+from sluice.components.trainer.train import apply_hyperparameters
+
+_ROUNDS = 4
+
+
+def _choice_values(key: str, values: list) -> list:
+    # KerasTuner choices are scalars: layer stacks travel as "64,32".
+    return [",".join(str(u) for u in v) if key == "hidden_units" else v for v in values]
+
+
+def search_space(space: Dict[str, list]) -> keras_tuner.HyperParameters:
+    hp = keras_tuner.HyperParameters()
+    for key, values in space.items():
+        hp.Choice(key, _choice_values(key, values))
+    return hp
+
+
+def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
+    payload: Dict[str, Any] = fn_args.custom_config
+    settings = payload["tuner"]
+    tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    specs = feature_specs(payload, vocabulary_sizes(payload, tft_output))
+    steps = settings["steps_per_trial"]
+
+    def build(hp: keras_tuner.HyperParameters) -> keras.Model:
+        trial = apply_hyperparameters(payload, {k: hp.get(k) for k in settings["search_space"]})
+        plan = loops.Plan.from_payload(trial, steps, int(fn_args.eval_steps))
+        model = build_model(trial, specs)
+        optimizer = loops.make_optimizer(trial["model"]["learning_rate"], trial["training"], plan, with_clipping=True)
+        model.compile(optimizer=optimizer, loss=make_loss(trial), metrics=task_metrics(trial))
+        return model
+
+    tuner_class = keras_tuner.BayesianOptimization if settings["algorithm"] == "bayesian" else keras_tuner.RandomSearch
+    tuner = tuner_class(
+        hypermodel=build,
+        hyperparameters=search_space(settings["search_space"]),
+        objective=keras_tuner.Objective("val_loss", "min"),
+        max_trials=settings["max_trials"],
+        seed=payload["model"]["seed"],
+        directory=fn_args.working_dir,
+        project_name="sluice",
+        overwrite=True,
+    )
+    label = label_key(payload)
+    train_ds = input_fn(fn_args.train_files, tft_output, label, InputOptions.from_payload(payload))
+    eval_ds = input_fn(fn_args.eval_files, tft_output, label, InputOptions.from_payload(payload, shuffle=False))
+    return TunerFnResult(
+        tuner=tuner,
+        fit_kwargs={
+            "x": train_ds,
+            "validation_data": eval_ds,
+            "epochs": _ROUNDS,
+            "steps_per_epoch": max(1, steps // _ROUNDS),
+            "validation_steps": int(fn_args.eval_steps),
+            "verbose": 2,
+        },
+    )

@@ -1,0 +1,197 @@
+"""The evaluation page: ``reports/<run>/evaluation.html``, standalone (inline CSS and SVG, no scripts, no
+network), written from the Evaluator's artifact by the runner after every run that evaluated a model.
+
+It answers "why was this model (not) blessed": the verdict, each failed threshold with candidate and
+baseline values, then per slicing spec a table of the largest ``report_top_k`` slices (size, every metric,
+candidate vs baseline and the change, pass / fail / not gated) and a bar chart of the gated metric, and the
+calibration plot (mean label vs mean prediction per prediction bucket) from TFMA's CalibrationPlot.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from sluice.components.evaluation import OVERALL, slice_spec
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:72rem;color:#1f2933;padding:0 1rem}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d8dee4;padding-bottom:.3rem}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}th,td{border:1px solid #d8dee4;padding:.25rem .5rem;text-align:right}
+th{background:#f3f5f7}td:first-child,th:first-child{text-align:left}
+.ok{color:#0a7d32;font-weight:600}.bad{color:#b42318;font-weight:600}.muted{color:#6b7785}
+.verdict{font-size:1.2rem;padding:.6rem 1rem;border-radius:.4rem;display:inline-block}
+.verdict.ok{background:#e6f4ea}.verdict.bad{background:#fdecea}
+"""
+
+
+def _fmt(value: Optional[float]) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.4g}"
+
+
+def _bar_chart(title: str, rows: Sequence[Tuple[str, Optional[float], Optional[float]]]) -> str:
+    """Horizontal bars, candidate (dark) and baseline (light) per slice, as inline SVG."""
+    values = [abs(v) for _, c, b in rows for v in (c, b) if v is not None and not math.isnan(v)]
+    if not values:
+        return ""
+    top = max(values) or 1.0
+    label_w, bar_w, row_h = 260, 360, 26
+    height = 30 + row_h * len(rows)
+    parts = [f'<svg role="img" aria-label="{html.escape(title)}" width="{label_w + bar_w + 80}" height="{height}" '
+             f'xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">',
+             f'<text x="0" y="14" font-weight="bold">{html.escape(title)}</text>']
+    for i, (name, cand, base) in enumerate(rows):
+        y = 24 + i * row_h
+        parts.append(f'<text x="0" y="{y + 13}">{html.escape(name[:40])}</text>')
+        for j, (value, color) in enumerate(((cand, "#1f6feb"), (base, "#a5c8f5"))):
+            if value is None or math.isnan(value):
+                continue
+            w = max(1.0, bar_w * abs(value) / top)
+            parts.append(f'<rect x="{label_w}" y="{y + j * 10}" width="{w:.1f}" height="9" fill="{color}"/>')
+            parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + j * 10 + 8}">{value:.3g}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _calibration_svg(points: List[Tuple[float, float, float]], title: str) -> str:
+    """Mean prediction (x) vs mean label (y) per bucket, marker area ~ bucket weight; diagonal = perfect."""
+    points = [p for p in points if p[2] > 0]
+    if not points:
+        return ""
+    lo = min(min(x, y) for x, y, _ in points)
+    hi = max(max(x, y) for x, y, _ in points)
+    span = (hi - lo) or 1.0
+    size, pad = 320, 40
+    total = sum(w for _, _, w in points)
+
+    def sx(v: float) -> float:
+        return pad + (v - lo) / span * size
+
+    def sy(v: float) -> float:
+        return pad + size - (v - lo) / span * size
+
+    parts = [f'<svg role="img" aria-label="{html.escape(title)}" width="{size + 2 * pad}" height="{size + 2 * pad}" '
+             'xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">',
+             f'<text x="{pad}" y="16" font-weight="bold">{html.escape(title)}</text>',
+             f'<rect x="{pad}" y="{pad}" width="{size}" height="{size}" fill="none" stroke="#d8dee4"/>',
+             f'<line x1="{sx(lo)}" y1="{sy(lo)}" x2="{sx(hi)}" y2="{sy(hi)}" stroke="#9aa5b1" stroke-dasharray="4"/>',
+             f'<text x="{pad}" y="{size + pad + 16}">mean prediction ({lo:.3g} … {hi:.3g})</text>',
+             f'<text x="8" y="{pad - 6}">mean label</text>']
+    for x, y, w in points:
+        r = 2 + 10 * math.sqrt(w / total)
+        parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{r:.1f}" fill="#1f6feb" fill-opacity="0.6"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def calibration_points(evaluation_uri: str) -> List[Tuple[float, float, float]]:
+    """(mean prediction, mean label, weight) per bucket of the overall slice's CalibrationPlot."""
+    import tensorflow_model_analysis as tfma
+
+    from sluice.components.evaluation import slice_name
+
+    for plots in tfma.load_plots(evaluation_uri):
+        if slice_name(plots.slice_key) != OVERALL:
+            continue
+        for kv in plots.plot_keys_and_values:
+            if kv.key.model_name == "baseline" or not kv.value.HasField("calibration_histogram_buckets"):
+                continue
+            out = []
+            for b in kv.value.calibration_histogram_buckets.buckets:
+                w = b.num_weighted_examples.value
+                if w > 0:
+                    out.append((b.total_weighted_refined_prediction.value / w, b.total_weighted_label.value / w, w))
+            return out
+    return []
+
+
+def _status(name: str, metric: str, failed: Dict[Tuple[str, str], str]) -> str:
+    state = failed.get((name, metric))
+    if state == "gating":
+        return '<span class="bad">fail</span>'
+    if state == "exempt":
+        return '<span class="muted">fail, not gated (small)</span>'
+    return ""
+
+
+def render(verdict: Dict[str, Any], evaluation: Dict[str, Any], calibration: List[Tuple[float, float, float]]) -> str:
+    """The page. ``verdict``: ``components.evaluation.read_verdict``; ``evaluation``: the config section."""
+    slices: Dict[str, Dict[str, Any]] = verdict.get("slices", {})
+    blessed = verdict.get("blessed")
+    failed: Dict[Tuple[str, str], str] = {}
+    for f in verdict.get("failures", []):
+        failed[(f["slice"], f["metric"])] = "gating"
+    for f in verdict.get("exempt_failures", []):
+        failed.setdefault((f["slice"], f["metric"]), "exempt")
+    gated_metrics = sorted({t["metric"] for t in evaluation.get("thresholds", [])})
+    metrics = sorted({m for s in slices.values() for m in s["candidate"] if m != "example_count"})
+    has_baseline = any(s["baseline"] for s in slices.values())
+    out = ['<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Evaluation</title>',
+           f"<style>{_CSS}</style></head><body><h1>Model evaluation</h1>"]
+    cls = "ok" if blessed else "bad"
+    word = "BLESSED — may be pushed" if blessed else "NOT BLESSED — nothing pushed"
+    out.append(f'<p class="verdict {cls}">{word}</p>')
+    out.append(f'<p class="muted">Baseline: {"the latest blessed model" if has_baseline else "none (first model: value thresholds only)"}. '
+               f'Feature slices under {evaluation.get("min_slice_size")} examples are reported, not gated.</p>')
+    rows = verdict.get("failures", []) + verdict.get("exempt_failures", [])
+    if rows:
+        out.append("<h2>Failed thresholds</h2><table><tr><th>slice</th><th>metric</th><th>candidate</th>"
+                   "<th>baseline</th><th>checked value</th><th>gates?</th><th>TFMA says</th></tr>")
+        for f in rows:
+            gates = "yes" if f in verdict.get("failures", []) else f"no (n={_fmt(f.get('size'))})"
+            checked = f"change {_fmt(f['value'])}" if f.get("is_change") else _fmt(f["value"])
+            out.append(f"<tr><td>{html.escape(f['slice'])}</td><td>{html.escape(f['metric'])}</td>"
+                       f"<td>{_fmt(f.get('candidate'))}</td><td>{_fmt(f.get('baseline'))}</td><td>{checked}</td>"
+                       f"<td>{gates}</td><td>{html.escape(f.get('message') or '')}</td></tr>")
+        out.append("</table>")
+
+    specs: Dict[str, List[str]] = {}
+    for name in slices:
+        specs.setdefault(slice_spec(name), []).append(name)
+    top_k = int(evaluation.get("report_top_k", 12))
+    for spec, names in sorted(specs.items(), key=lambda kv: kv[0] != OVERALL):
+        names = sorted(names, key=lambda n: -(slices[n]["size"] or 0))
+        shown = names[:top_k]
+        out.append(f"<h2>Slices: {html.escape(spec)}</h2>")
+        if len(names) > top_k:
+            out.append(f'<p class="muted">{len(shown)} largest of {len(names)} slices.</p>')
+        head = "".join(f"<th>{html.escape(m)}</th>" + ("<th>baseline</th><th>change</th>" if has_baseline else "")
+                       for m in metrics)
+        out.append(f"<table><tr><th>slice</th><th>examples</th>{head}</tr>")
+        for name in shown:
+            s = slices[name]
+            cells = []
+            for m in metrics:
+                status = _status(name, m, failed)
+                cells.append(f"<td>{_fmt(s['candidate'].get(m))} {status}</td>")
+                if has_baseline:
+                    cells.append(f"<td>{_fmt(s['baseline'].get(m))}</td><td>{_fmt(s['change'].get(m))}</td>")
+            out.append(f"<tr><td>{html.escape(name)}</td><td>{_fmt(s['size'])}</td>{''.join(cells)}</tr>")
+        out.append("</table>")
+        for m in gated_metrics or metrics[:1]:
+            chart = _bar_chart(f"{m} by slice (dark: candidate, light: baseline)",
+                               [(n, slices[n]["candidate"].get(m), slices[n]["baseline"].get(m)) for n in shown])
+            out.append(chart)
+    if calibration:
+        out.append("<h2>Calibration (overall)</h2>")
+        out.append(_calibration_svg(calibration, "mean label vs mean prediction per bucket"))
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_evaluation_report(evaluation_uri: str, evaluation_config: Dict[str, Any], report_dir: Path) -> Path:
+    from sluice.components.evaluation import read_verdict
+
+    verdict = read_verdict(evaluation_uri)
+    try:
+        calibration = calibration_points(evaluation_uri)
+    except Exception:  # the plot is a nicety; the tables carry the verdict
+        calibration = []
+    report_dir.mkdir(parents=True, exist_ok=True)
+    path = report_dir / "evaluation.html"
+    path.write_text(render(verdict, evaluation_config, calibration))
+    return path
