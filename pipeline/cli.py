@@ -45,7 +45,104 @@ def _parser() -> argparse.ArgumentParser:
     schema.add_argument("--config", default=DEFAULT_CONFIG)
     schema.add_argument("--data", help="CSV file or directory; overrides data.path")
     schema.add_argument("--out", help="infer: where to write the inferred schema (default: stdout)")
+
+    runs = sub.add_parser("runs", help="list past runs recorded in an output directory's MLMD")
+    runs.add_argument("--output", default=DEFAULT_OUTPUT, help=f"run directory (default: ./{DEFAULT_OUTPUT})")
+    runs.add_argument("--pipeline", help="only this pipeline's runs")
+    runs.add_argument("--json", action="store_true", help="one JSON object per run, one per line")
+    show = sub.add_parser("show", help="one run's lineage: data -> schema -> transform -> model -> blessing -> push")
+    show.add_argument("run", nargs="?", default="latest", help="run id, unique prefix, or position (-1 = latest)")
+    show.add_argument("--output", default=DEFAULT_OUTPUT)
+    report = sub.add_parser("report", help="print the path of a run's report page (or open it)")
+    report.add_argument("run", nargs="?", default="latest", help="run id, unique prefix, or position (-1 = latest)")
+    report.add_argument("--output", default=DEFAULT_OUTPUT)
+    report.add_argument("--open", action="store_true", help="open the page in the default browser")
     return parser
+
+
+def _find(output: str, ref: str):
+    from sluice.pipeline.errors import SluiceError
+    from sluice.pipeline.mlmd import find_run
+
+    metadata = Path(output) / "metadata.sqlite"
+    if not metadata.is_file():
+        raise SluiceError(str(metadata), "no runs recorded here", f"run `sluice run --output {output}` first, or pass --output")
+    record = find_run(metadata, ref)
+    if record is None:
+        raise SluiceError(f"run {ref!r}", "no such run (or the prefix matches several)",
+                          f"see `sluice runs --output {output}` for run ids")
+    return record
+
+
+def _report_path(output: str, run_id: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in run_id)
+    return Path(output).resolve() / "reports" / safe / "index.html"
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import json
+
+    from sluice.pipeline.mlmd import all_runs
+
+    records = all_runs(Path(args.output) / "metadata.sqlite", args.pipeline)
+    if not records:
+        print(f"no runs recorded in {Path(args.output).resolve()}", file=sys.stderr)
+        return EXIT_OK
+    rows = []
+    for i, r in enumerate(records, 1):
+        rows.append({
+            "n": i, "run": r.run_id, "pipeline": r.pipeline,
+            "started": dt.datetime.fromtimestamp(r.started).strftime("%Y-%m-%d %H:%M:%S"),
+            "seconds": round(r.seconds, 1), "data": r.data_fingerprint or "-",
+            "blessed": {True: "yes", False: "no", None: "-"}[r.blessed],
+            "pushed": r.pushed_version if r.pushed else "-",
+            "failed": ",".join(n for n, e in r.executions.items() if e.state == "FAILED" and "Resolver" not in n),
+        })
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, sort_keys=True))
+        return EXIT_OK
+    header = f"{'#':>3}  {'started':<19}  {'pipeline':<14} {'data':<12} {'blessed':<7}  {'pushed':<11} {'time':>7}  run"
+    print(header)
+    for row in rows:
+        note = f"  (failed: {row['failed']})" if row["failed"] else ""
+        print(f"{row['n']:>3}  {row['started']:<19}  {row['pipeline']:<14} {row['data']:<12} {row['blessed']:<7}  "
+              f"{row['pushed']:<11} {row['seconds']:>6.1f}s  {row['run']}{note}")
+    return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from sluice.pipeline.run_details import lineage
+
+    record = _find(args.output, args.run)
+    print(f"run {record.run_id} ({record.pipeline}), data {record.data_fingerprint or '-'}, "
+          f"blessed: {record.blessed}, pushed: {record.pushed_version if record.pushed else 'no'}")
+    for step, uri in lineage(record):
+        print(f"  {step:<13} {uri or '-'}")
+    if record.pushed:
+        print(f"  {'served at':<13} {record.pushed_destination}")
+    for node, execution in sorted(record.executions.items(), key=lambda kv: kv[1].execution_id):
+        if execution.state == "FAILED" and "Resolver" not in node:
+            print(f"  FAILED at {node}")
+    report = _report_path(args.output, record.run_id)
+    print(f"  {'report':<13} {report if report.is_file() else '(none)'}")
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from sluice.pipeline.errors import SluiceError
+
+    record = _find(args.output, args.run)
+    path = _report_path(args.output, record.run_id)
+    if not path.is_file():
+        raise SluiceError(str(path), "this run has no report page", "reports are written by `sluice run`")
+    print(path)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(path.as_uri())
+    return EXIT_OK
 
 
 def _load(config_path: str, data: Optional[str]):
@@ -131,7 +228,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USER_ERROR
-    handlers = {"run": _cmd_run, "check": _cmd_check, "schema": _cmd_schema}
+    handlers = {"run": _cmd_run, "check": _cmd_check, "schema": _cmd_schema, "runs": _cmd_runs, "show": _cmd_show,
+                "report": _cmd_report}
     try:
         return handlers[args.command](args)
     except SluiceError as e:

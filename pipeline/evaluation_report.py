@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from sluice.components.evaluation import OVERALL, slice_spec
+from sluice.pipeline.svg import bar_chart, calibration_svg
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:72rem;color:#1f2933;padding:0 1rem}
@@ -31,61 +32,6 @@ def _fmt(value: Optional[float]) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     return f"{value:.4g}"
-
-
-def _bar_chart(title: str, rows: Sequence[Tuple[str, Optional[float], Optional[float]]]) -> str:
-    """Horizontal bars, candidate (dark) and baseline (light) per slice, as inline SVG."""
-    values = [abs(v) for _, c, b in rows for v in (c, b) if v is not None and not math.isnan(v)]
-    if not values:
-        return ""
-    top = max(values) or 1.0
-    label_w, bar_w, row_h = 260, 360, 26
-    height = 30 + row_h * len(rows)
-    parts = [f'<svg role="img" aria-label="{html.escape(title)}" width="{label_w + bar_w + 80}" height="{height}" '
-             f'xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">',
-             f'<text x="0" y="14" font-weight="bold">{html.escape(title)}</text>']
-    for i, (name, cand, base) in enumerate(rows):
-        y = 24 + i * row_h
-        parts.append(f'<text x="0" y="{y + 13}">{html.escape(name[:40])}</text>')
-        for j, (value, color) in enumerate(((cand, "#1f6feb"), (base, "#a5c8f5"))):
-            if value is None or math.isnan(value):
-                continue
-            w = max(1.0, bar_w * abs(value) / top)
-            parts.append(f'<rect x="{label_w}" y="{y + j * 10}" width="{w:.1f}" height="9" fill="{color}"/>')
-            parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + j * 10 + 8}">{value:.3g}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _calibration_svg(points: List[Tuple[float, float, float]], title: str) -> str:
-    """Mean prediction (x) vs mean label (y) per bucket, marker area ~ bucket weight; diagonal = perfect."""
-    points = [p for p in points if p[2] > 0]
-    if not points:
-        return ""
-    lo = min(min(x, y) for x, y, _ in points)
-    hi = max(max(x, y) for x, y, _ in points)
-    span = (hi - lo) or 1.0
-    size, pad = 320, 40
-    total = sum(w for _, _, w in points)
-
-    def sx(v: float) -> float:
-        return pad + (v - lo) / span * size
-
-    def sy(v: float) -> float:
-        return pad + size - (v - lo) / span * size
-
-    parts = [f'<svg role="img" aria-label="{html.escape(title)}" width="{size + 2 * pad}" height="{size + 2 * pad}" '
-             'xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">',
-             f'<text x="{pad}" y="16" font-weight="bold">{html.escape(title)}</text>',
-             f'<rect x="{pad}" y="{pad}" width="{size}" height="{size}" fill="none" stroke="#d8dee4"/>',
-             f'<line x1="{sx(lo)}" y1="{sy(lo)}" x2="{sx(hi)}" y2="{sy(hi)}" stroke="#9aa5b1" stroke-dasharray="4"/>',
-             f'<text x="{pad}" y="{size + pad + 16}">mean prediction ({lo:.3g} … {hi:.3g})</text>',
-             f'<text x="8" y="{pad - 6}">mean label</text>']
-    for x, y, w in points:
-        r = 2 + 10 * math.sqrt(w / total)
-        parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{r:.1f}" fill="#1f6feb" fill-opacity="0.6"/>')
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def calibration_points(evaluation_uri: str) -> List[Tuple[float, float, float]]:
@@ -173,12 +119,12 @@ def render(verdict: Dict[str, Any], evaluation: Dict[str, Any], calibration: Lis
             out.append(f"<tr><td>{html.escape(name)}</td><td>{_fmt(s['size'])}</td>{''.join(cells)}</tr>")
         out.append("</table>")
         for m in gated_metrics or metrics[:1]:
-            chart = _bar_chart(f"{m} by slice (dark: candidate, light: baseline)",
+            chart = bar_chart(f"{m} by slice (dark: candidate, light: baseline)",
                                [(n, slices[n]["candidate"].get(m), slices[n]["baseline"].get(m)) for n in shown])
             out.append(chart)
     if calibration:
         out.append("<h2>Calibration (overall)</h2>")
-        out.append(_calibration_svg(calibration, "mean label vs mean prediction per bucket"))
+        out.append(calibration_svg(calibration, "mean label vs mean prediction per bucket"))
     out.append("</body></html>")
     return "\n".join(out)
 

@@ -37,6 +37,13 @@ class RunRecord:
     """node id -> output artifact type -> URI, for every artifact the run's executions produced or reused."""
     inputs: Dict[str, Dict[str, str]] = field(default_factory=dict)
     """node id -> input artifact type -> URI."""
+    pipeline: str = ""
+    started: float = 0.0
+    """Seconds since the epoch when the run's first execution was created."""
+    seconds: float = 0.0
+    """From the first execution's creation to the last execution's last update."""
+    data_fingerprint: Optional[str] = None
+    """A short hash of CsvExampleGen's input fingerprint (file sizes and checksums): same data, same value."""
 
 
 def open_store(metadata_path: Path):
@@ -56,28 +63,61 @@ def _node_id(store, execution_id: int, pipeline_name: str) -> str:
     return "?"
 
 
-def latest_run(metadata_path: Path, pipeline_name: str) -> Optional[RunRecord]:
-    """The newest run of ``pipeline_name`` recorded in the store, or None."""
-    if not Path(metadata_path).exists():
-        return None
-    store = open_store(metadata_path)
+def _run_contexts(store, pipeline_name: str) -> list:
     pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline_ctx is None:
-        return None
+        return []
     pipeline_exec_ids = {e.id for e in store.get_executions_by_context(pipeline_ctx.id)}
     runs = [
         c
         for c in store.get_contexts_by_type("pipeline_run")
         if any(e.id in pipeline_exec_ids for e in store.get_executions_by_context(c.id))
     ]
+    return sorted(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+
+
+def latest_run(metadata_path: Path, pipeline_name: str) -> Optional[RunRecord]:
+    """The newest run of ``pipeline_name`` recorded in the store, or None."""
+    if not Path(metadata_path).exists():
+        return None
+    store = open_store(metadata_path)
+    runs = _run_contexts(store, pipeline_name)
+    return _record(store, runs[-1], pipeline_name) if runs else None
+
+
+def pipeline_names(metadata_path: Path) -> List[str]:
+    if not Path(metadata_path).exists():
+        return []
+    return sorted(c.name for c in open_store(metadata_path).get_contexts_by_type("pipeline"))
+
+
+def all_runs(metadata_path: Path, pipeline_name: Optional[str] = None) -> List[RunRecord]:
+    """Every run in the store (of one pipeline, or of all), oldest first."""
+    if not Path(metadata_path).exists():
+        return []
+    store = open_store(metadata_path)
+    names = [pipeline_name] if pipeline_name else pipeline_names(metadata_path)
+    records = [_record(store, ctx, name) for name in names for ctx in _run_contexts(store, name)]
+    return sorted(records, key=lambda r: (r.started, r.run_id))
+
+
+def find_run(metadata_path: Path, ref: Optional[str]) -> Optional[RunRecord]:
+    """A run by id, unique id prefix, or position (``-1`` / ``latest`` = newest, ``1`` = oldest)."""
+    runs = all_runs(metadata_path)
     if not runs:
         return None
-    run_ctx = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
-    return _record(store, run_ctx, pipeline_name)
+    if ref in (None, "", "latest"):
+        return runs[-1]
+    if ref.lstrip("-").isdigit():
+        index = int(ref)
+        position = index - 1 if index > 0 else index
+        return runs[position] if -len(runs) <= position < len(runs) else None
+    matches = [r for r in runs if r.run_id == ref] or [r for r in runs if r.run_id.startswith(ref)]
+    return matches[0] if len(matches) == 1 else None
 
 
 def _record(store, run_ctx, pipeline_name: str) -> RunRecord:
-    record = RunRecord(run_id=run_ctx.name)
+    record = RunRecord(run_id=run_ctx.name, pipeline=pipeline_name)
     for execution in store.get_executions_by_context(run_ctx.id):
         node = _node_id(store, execution.id, pipeline_name)
         seconds = max(0.0, (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000.0)
@@ -87,6 +127,10 @@ def _record(store, run_ctx, pipeline_name: str) -> RunRecord:
             seconds=seconds,
             execution_id=execution.id,
         )
+    executions = store.get_executions_by_context(run_ctx.id)
+    if executions:
+        record.started = min(e.create_time_since_epoch for e in executions) / 1000.0
+        record.seconds = max(e.last_update_time_since_epoch for e in executions) / 1000.0 - record.started
     _fill_artifacts(store, run_ctx, record)
     return record
 
@@ -121,6 +165,11 @@ def _fill_artifacts(store, run_ctx, record: RunRecord) -> None:
                 record.pushed_version = props["pushed_version"].string_value
         elif kind == "Model":
             record.model_uri = artifact.uri
+        elif kind == "Examples" and "input_fingerprint" in props and record.data_fingerprint is None:
+            import hashlib
+
+            fingerprint = props["input_fingerprint"].string_value
+            record.data_fingerprint = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
 
 
 def executions_of(metadata_path: Path, pipeline_name: str) -> List[str]:

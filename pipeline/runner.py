@@ -57,6 +57,8 @@ class RunResult:
     slice_summary: List[Dict[str, Any]] = field(default_factory=list)
     """Per gated metric and slicing spec: the worst slice that gates (``slices: true`` thresholds)."""
     evaluation_report: Optional[str] = None
+    details: Dict[str, Any] = field(default_factory=dict)
+    """What the run page shows besides the summary (pipeline/run_details.py)."""
     tflite_path: Optional[str] = None
     data_report: Optional[str] = None
     error: Optional[str] = None
@@ -77,11 +79,14 @@ class RunFailed(Exception):
 
 
 class _Progress(logging.Handler):
-    """Turns LocalDagRunner's and the launcher's log records into one console line per component."""
+    """Turns LocalDagRunner's log records into console lines: a component's start, then its end with cache
+    state and duration. On a terminal the end line replaces the start line in place; otherwise (a log, CI)
+    both are plain lines."""
 
-    def __init__(self, printer: Callable[[str], None]) -> None:
+    def __init__(self, write: Callable[[str], None], tty: bool = False) -> None:
         super().__init__(level=logging.INFO)
-        self.printer = printer
+        self.write = write
+        self.tty = tty
         self.current: Optional[str] = None
         self.started = 0.0
         self.cached = False
@@ -91,12 +96,14 @@ class _Progress(logging.Handler):
         msg, args = record.msg, record.args or ()
         if msg == "Component %s is running.":
             self.current, self.started, self.cached = str(args[0]), time.monotonic(), False
+            self.write(f"  {self.current:<28} running…" + ("" if self.tty else "\n"))
         elif msg == "A cached execution %d is used.":
             self.cached = True
         elif msg == "Component %s is finished." and self.current:
             line = ComponentLine(self.current, self.cached, time.monotonic() - self.started)
             self.lines.append(line)
-            self.printer(f"  {line.name:<28} {'cached' if line.cached else 'ran':<7}{line.seconds:7.1f} s")
+            text = f"  {line.name:<28} {'cached' if line.cached else 'ran':<7}{line.seconds:7.1f} s"
+            self.write(("\r\033[K" + text if self.tty else text) + "\n")
             self.current = None
 
 
@@ -180,7 +187,11 @@ def run_local(
     failure: Optional[BaseException] = None
     console_fd = 2 if console is sys.stderr else 1
     with output_to_log(log_file, console_fd) as live:
-        progress = _Progress(lambda line: live.write(line + "\n"))
+        def write(text: str) -> None:
+            live.write(text)
+            live.flush()
+
+        progress = _Progress(write, tty=console.isatty())
         logging.getLogger().addHandler(progress)
         try:
             _quiet_absl()
@@ -286,7 +297,18 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
         exempt_failures=verdict.get("exempt_failures", []),
         slice_summary=_slice_summary(config, verdict),
         evaluation_report=evaluation_report,
+        details=_details(record, paths, config),
     )
+
+
+def _details(record: Any, paths: OutputPaths, config: PipelineConfig) -> Dict[str, Any]:
+    from sluice.pipeline.run_details import gather
+
+    try:
+        return gather(record, paths.pipeline_root, config.training.model_dump(mode="json"))
+    except Exception as e:  # the page must still be written; say what is missing
+        logging.getLogger(__name__).exception("run details")
+        return {"error": f"could not read run details: {type(e).__name__}: {e}"}
 
 
 def _slice_summary(config: PipelineConfig, verdict: Dict[str, Any]) -> List[Dict[str, Any]]:

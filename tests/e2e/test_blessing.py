@@ -58,6 +58,9 @@ def test_weak_run_explains_itself_on_screen_and_in_the_evaluation_page(gated):
     assert "vs baseline" in weak["_stderr"] and "nothing pushed" in weak["_stderr"]
     page = Path(weak["evaluation_report"]).read_text()
     assert "NOT BLESSED" in page and "mean_absolute_error" in page and "<svg" in page
+    run_page = (Path(weak["report_dir"]) / "index.html").read_text()  # failed runs get the run page too
+    assert "not_blessed" in run_page and "not blessed" in run_page and "nothing pushed" in run_page
+    assert "FAILED" not in run_page or "mean_absolute_error" in run_page
 
 
 def test_good_model_afterwards_is_blessed_and_pushed_against_the_baseline(gated):
