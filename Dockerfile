@@ -10,6 +10,9 @@ COPY components/ components/
 COPY serving/ serving/
 COPY schemas/ schemas/
 COPY configs/ configs/
+# The bundled data, so the shipped configs compile and run unchanged (`sluice compile` maps checkout paths
+# to /sluice/...); real pipelines read their data from a URI (`sluice compile --data gs://...`).
+COPY data/ data/
 
 # The base image already carries tfx 1.16.0 and its stack; the constraints keep pip from moving any of it.
 RUN python -m pip install --no-cache-dir -c constraints.txt . \

@@ -46,6 +46,26 @@ def _parser() -> argparse.ArgumentParser:
     schema.add_argument("--data", help="CSV file or directory; overrides data.path")
     schema.add_argument("--out", help="infer: where to write the inferred schema (default: stdout)")
 
+    comp = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines / Vertex AI (KFP v2 JSON)",
+                          description="Compile the same pipeline graph with KubeflowV2DagRunner; works offline.")
+    comp.add_argument("--target", choices=["kubeflow"], default="kubeflow")
+    comp.add_argument("--config", default=DEFAULT_CONFIG)
+    comp.add_argument("--image", required=True, help="the pipeline image (built from the root Dockerfile)")
+    comp.add_argument("--pipeline-root", required=True, help="e.g. gs://bucket/sluice/<pipeline>")
+    comp.add_argument("--data", help="data URI at run time (default: the config's data, inside the image)")
+    comp.add_argument("--serving-dir", help="where the Pusher writes (default: <pipeline-root>/serving)")
+    comp.add_argument("--output", default=None, help="pipeline JSON to write (default: <pipeline name>.json)")
+
+    synth = sub.add_parser("synth", help="write seeded synthetic data shaped like a reference CSV (scale tests)")
+    synth.add_argument("--like", required=True, help="reference CSV (e.g. data/taxi/data.csv)")
+    synth.add_argument("--rows", type=int, required=True)
+    synth.add_argument("--out", required=True, help="directory for the shards")
+    synth.add_argument("--shards", type=int, default=4)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--schema", help="curated schema: keeps jittered values inside its float domains")
+    synth.add_argument("--outlier-rate", type=float, default=0.001)
+    synth.add_argument("--missing-rate", type=float, default=0.01)
+
     runs = sub.add_parser("runs", help="list past runs recorded in an output directory's MLMD")
     runs.add_argument("--output", default=DEFAULT_OUTPUT, help=f"run directory (default: ./{DEFAULT_OUTPUT})")
     runs.add_argument("--pipeline", help="only this pipeline's runs")
@@ -77,6 +97,33 @@ def _find(output: str, ref: str):
 def _report_path(output: str, run_id: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in run_id)
     return Path(output).resolve() / "reports" / safe / "index.html"
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from sluice.pipeline.config import load_config
+    from sluice.pipeline.kubeflow import compile_kubeflow
+
+    config = load_config(args.config)
+    output = Path(args.output or f"{config.name}.json")
+    serving = args.serving_dir or f"{args.pipeline_root.rstrip('/')}/serving"
+    path = compile_kubeflow(config, args.image, args.pipeline_root, output, data=args.data, serving_base=serving)
+    print(f"sluice: compiled {config.name} for Kubeflow V2 -> {path} (image {args.image}, root {args.pipeline_root})")
+    return EXIT_OK
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from sluice.pipeline.errors import SluiceError
+    from sluice.pipeline.synth import synthesize
+
+    if args.rows < 1 or args.shards < 1:
+        raise SluiceError("--rows/--shards", "must be at least 1", "e.g. --rows 100000 --shards 8")
+    if not Path(args.like).is_file():
+        raise SluiceError(args.like, "reference CSV not found", "pass --like PATH to a CSV file")
+    paths = synthesize(Path(args.like), Path(args.out), args.rows, args.shards, args.seed,
+                       Path(args.schema) if args.schema else None, outlier_rate=args.outlier_rate,
+                       missing_rate=args.missing_rate)
+    print(f"sluice: wrote {args.rows} rows in {len(paths)} files under {Path(args.out).resolve()}")
+    return EXIT_OK
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
@@ -228,7 +275,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USER_ERROR
-    handlers = {"run": _cmd_run, "check": _cmd_check, "schema": _cmd_schema, "runs": _cmd_runs, "show": _cmd_show,
+    handlers = {"run": _cmd_run, "check": _cmd_check, "schema": _cmd_schema, "runs": _cmd_runs, "compile": _cmd_compile, "synth": _cmd_synth, "show": _cmd_show,
                 "report": _cmd_report}
     try:
         return handlers[args.command](args)

@@ -370,12 +370,69 @@ class ValidationConfig(_Strict):
 
 
 # --------------------------------------------------------------------------------------------- runtime
+class DataflowProfile(_Strict):
+    """Google Cloud Dataflow (``beam.profile: dataflow``)."""
+
+    project: str = Field(min_length=1)
+    region: str = Field(min_length=1)
+    temp_location: str = Field(pattern=r"^gs://")
+    """A gs:// path Dataflow stages and writes temporary files to."""
+    machine_type: str = "n1-standard-4"
+    max_num_workers: int = Field(default=10, ge=1)
+    sdk_container_image: Optional[str] = None
+    """Workers' image; the pipeline image (root Dockerfile) carries sluice, so module paths resolve."""
+    service_account_email: Optional[str] = None
+
+
+class PortableProfile(_Strict):
+    """A portable runner (Flink or Spark job server)."""
+
+    job_endpoint: str = "localhost:8099"
+    environment_type: Literal["DOCKER", "PROCESS", "EXTERNAL", "LOOPBACK"] = "DOCKER"
+    environment_config: Optional[str] = None
+    """DOCKER: the SDK harness image (the pipeline image); EXTERNAL: the worker pool address."""
+    parallelism: Optional[int] = Field(default=None, ge=1)
+
+
 class BeamConfig(_Strict):
+    """Where TFX's Beam-based components (ExampleGen, StatisticsGen, Transform, Evaluator) run."""
+
+    profile: Literal["direct", "dataflow", "flink", "spark"] = "direct"
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
     direct_num_workers: int = Field(default=1, ge=0)
     """0 means one worker per core."""
+    dataflow: Optional[DataflowProfile] = None
+    flink: Optional[PortableProfile] = None
+    spark: Optional[PortableProfile] = None
+
+    @model_validator(mode="after")
+    def _profile_has_settings(self) -> "BeamConfig":
+        if self.profile == "dataflow" and self.dataflow is None:
+            raise ValueError("dataflow: profile 'dataflow' needs beam.dataflow {project, region, temp_location}")
+        return self
 
     def args(self) -> List[str]:
+        """``beam_pipeline_args`` for the chosen profile."""
+        if self.profile == "dataflow":
+            d = self.dataflow
+            assert d is not None
+            args = ["--runner=DataflowRunner", f"--project={d.project}", f"--region={d.region}",
+                    f"--temp_location={d.temp_location}", f"--machine_type={d.machine_type}",
+                    f"--max_num_workers={d.max_num_workers}", "--experiments=use_runner_v2"]
+            if d.sdk_container_image:
+                args.append(f"--sdk_container_image={d.sdk_container_image}")
+            if d.service_account_email:
+                args.append(f"--service_account_email={d.service_account_email}")
+            return args
+        if self.profile in ("flink", "spark"):
+            p = getattr(self, self.profile) or PortableProfile()
+            args = ["--runner=PortableRunner", f"--job_endpoint={p.job_endpoint}",
+                    f"--environment_type={p.environment_type}"]
+            if p.environment_config:
+                args.append(f"--environment_config={p.environment_config}")
+            if p.parallelism:
+                args.append(f"--parallelism={p.parallelism}")
+            return args
         return [
             "--runner=DirectRunner",
             f"--direct_running_mode={self.direct_running_mode}",

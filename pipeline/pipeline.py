@@ -20,10 +20,30 @@ TUNER_FN = "sluice.components.trainer.tuning.tuner_fn"
 
 
 @dataclass(frozen=True)
+class Locations:
+    """Where a pipeline reads and writes, as strings (local paths or gs:// URIs)."""
+
+    pipeline_root: str
+    serving_base: str
+    """``<serving_base>/<model>/<version>/`` is what the Pusher writes."""
+    schema_uri: str
+    metadata_path: Optional[str] = None
+    """SQLite MLMD for local runs; None on Kubeflow/Vertex (the orchestrator owns MLMD)."""
+
+
+@dataclass(frozen=True)
 class OutputPaths:
     """Everything of a run lives under one output directory."""
 
     root: Path
+
+    def locations(self, config: PipelineConfig) -> Locations:
+        return Locations(
+            pipeline_root=str(self.pipeline_root),
+            serving_base=str(self.root / "serving"),
+            schema_uri=str(pinned_schema(config.schema_file, self.pipeline_root)),
+            metadata_path=str(self.metadata),
+        )
 
     @property
     def pipeline_root(self) -> Path:
@@ -64,11 +84,15 @@ def pinned_schema(schema_file: Path, pipeline_root: Path) -> Path:
 def create_pipeline(
     config: PipelineConfig,
     source: DataSource,
-    paths: OutputPaths,
+    paths: "OutputPaths | Locations",
     enable_cache: bool = True,
     metadata_connection_config: Optional[object] = None,
+    pipeline_name: Optional[str] = None,
 ):
-    """Build the TFX pipeline for ``config`` reading ``source`` and writing under ``paths``."""
+    """Build the TFX pipeline for ``config`` reading ``source`` and writing to ``paths`` (a local output
+    directory, or explicit ``Locations`` — the Kubeflow compile)."""
+    where = paths.locations(config) if isinstance(paths, OutputPaths) else paths
+    pipeline_root = where.pipeline_root.rstrip("/")
     from tfx import v1 as tfx
     from tfx.dsl.components.base import executor_spec
     from tfx.proto import example_gen_pb2
@@ -96,7 +120,7 @@ def create_pipeline(
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_importer = tfx.components.ImportSchemaGen(
-        schema_file=str(pinned_schema(config.schema_file, paths.pipeline_root))
+        schema_file=where.schema_uri
     )
     inferred_schema = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
@@ -114,7 +138,7 @@ def create_pipeline(
         schema=schema_importer.outputs["schema"],
         baseline=last_passed_data.outputs["verdict"],
         gate=config.gate_payload(),
-        report_root=str(paths.pipeline_root / "_data_reports"),
+        report_root=f"{pipeline_root}/_data_reports",
     )
     analyzer_cache = None
     if config.transform.reuse_analyzer_cache:
@@ -134,26 +158,26 @@ def create_pipeline(
         disable_statistics=True,
     )
     transform.add_upstream_node(data_gate)  # bad data stops the run before Transform spends anything
+    # Tuner and Trainer read the same transformed data with the same payload; they differ in steps.
+    training_inputs = dict(
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_importer.outputs["schema"],
+        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.model.eval_steps),
+        custom_config=payload,
+    )
     tuner = None
     if config.tuner.enabled:
         tuner = tfx.components.Tuner(
             tuner_fn=TUNER_FN,
-            examples=transform.outputs["transformed_examples"],
-            transform_graph=transform.outputs["transform_graph"],
-            schema=schema_importer.outputs["schema"],
             train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.tuner.steps_per_trial),
-            eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.model.eval_steps),
-            custom_config=payload,
+            **training_inputs,
         )
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_importer.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.model.train_steps),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.model.eval_steps),
-        custom_config=payload,
+        **training_inputs,
     )
     baseline = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -174,7 +198,7 @@ def create_pipeline(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=str(paths.serving(config.model_name)))
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=f"{where.serving_base.rstrip('/')}/{config.model_name}")
         ),
     )
     components: List = [
@@ -195,11 +219,11 @@ def create_pipeline(
         components.insert(components.index(transform), analyzer_cache)
     if tuner is not None:
         components.insert(components.index(trainer), tuner)
-    if metadata_connection_config is None:
-        metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(paths.metadata))
+    if metadata_connection_config is None and where.metadata_path:
+        metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(where.metadata_path)
     return tfx.dsl.Pipeline(
-        pipeline_name=config.name,
-        pipeline_root=str(paths.pipeline_root),
+        pipeline_name=pipeline_name or config.name,
+        pipeline_root=pipeline_root,
         components=components,
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
