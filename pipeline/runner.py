@@ -362,8 +362,7 @@ def format_summary(result: RunResult) -> List[str]:
     for f in result.failures:
         base = f" vs baseline {f['baseline']:.4g}" if f.get("baseline") is not None else ""
         cand = f"{f['candidate']:.4g}" if f.get("candidate") is not None else "?"
-        what = f"change {f['value']:+.4g}" if f.get("is_change") else "value"
-        lines.append(f"  FAILED {f['metric']} on {f['slice']}: candidate {cand}{base} ({what}; {f['message']})")
+        lines.append(f"  FAILED {f['metric']} on {f['slice']}: candidate {cand}{base} — {_rule(f)}")
     if result.exempt_failures:
         lines.append(f"  {len(result.exempt_failures)} threshold failure(s) on slices under the minimum size "
                      "were reported, not gated (see the evaluation report)")
@@ -378,6 +377,20 @@ def format_summary(result: RunResult) -> List[str]:
         lines.append(f"  evaluation report: {result.evaluation_report}")
     lines.append(f"  report: {Path(result.report_dir) / 'index.html'}")
     return lines
+
+
+def _rule(failure: Dict[str, Any]) -> str:
+    """The broken rule in words, from TFMA's threshold text (its failure message is often empty)."""
+    import re
+
+    text = failure.get("threshold", "")
+    if failure.get("is_change"):
+        allowed = re.search(r"absolute \{ value: ([-+\d.e]+) \}", text)
+        limit = f"{float(allowed.group(1)):+.4g}" if allowed else "?"
+        return f"change {failure['value']:+.4g} vs baseline, allowed {limit}"
+    bounds = re.findall(r"(lower_bound|upper_bound) \{ value: ([-+\d.e]+) \}", text.split("change_threshold")[0])
+    rule = " and ".join(("≥ " if kind == "lower_bound" else "≤ ") + f"{float(v):.4g}" for kind, v in bounds)
+    return f"must be {rule}" if rule else (failure.get("message") or text)
 
 
 def summary_json(result: RunResult) -> str:

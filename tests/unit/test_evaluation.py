@@ -126,3 +126,13 @@ def test_evaluation_page_explains_the_verdict():
     assert "NOT BLESSED" in page and "change too large" in page and "not gated" in page
     assert "payment_type=&lt;b&gt;" in page and "<b>" not in page.replace("<body>", "")  # escaped
     assert page.count("<svg") == 3 and "<script" not in page and "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_failed_threshold_is_said_in_words():
+    from sluice.pipeline.runner import _rule
+
+    value = {"threshold": "value_threshold { upper_bound { value: 8.0 } }", "value": 10.0}
+    change = {"threshold": "value_threshold { upper_bound { value: 4.0 } } change_threshold { direction: "
+                           "LOWER_IS_BETTER absolute { value: 0.25 } }", "value": 3.1, "is_change": True}
+    assert _rule(value) == "must be ≤ 8"
+    assert _rule(change) == "change +3.1 vs baseline, allowed +0.25"
