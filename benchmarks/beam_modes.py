@@ -9,22 +9,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPS, ROOT, median, ratio, run_measured, write_result  # noqa: E402
+from common import REPS, fare_config, median, ratio, run_measured, write_result  # noqa: E402
 
 WORK = Path(__file__).resolve().parent / "work" / "beam_modes"
 
 
 def _measure(mode: str, workers: int) -> dict:
-    raw = yaml.safe_load((ROOT / "configs" / "taxi_fare.yaml").read_text())
-    raw["data"]["path"] = str(ROOT / "data" / "taxi" / "data.csv")
-    raw["schema"] = str(ROOT / "schemas" / "taxi" / "schema.pbtxt")
-    raw["beam"] = {"direct_running_mode": mode, "direct_num_workers": workers}
-    WORK.mkdir(parents=True, exist_ok=True)
-    config = WORK / f"{mode}.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    config = fare_config(WORK / f"{mode}.yaml", {"direct_running_mode": mode, "direct_num_workers": workers})
     exe = Path(sys.executable).parent / "sluice"
     samples = [run_measured([str(exe), "run", "--config", str(config), "--output", str(WORK / f"out-{mode}"), "--fresh"],
                             log=WORK / f"{mode}.log") for _ in range(max(1, REPS - 1))]

@@ -129,3 +129,16 @@ def default_pipeline_outputs(work: Path):
 
     cfg = load_config(config)
     return cfg, latest_run(work / "metadata.sqlite", cfg.name)
+
+
+def fare_config(dest: Path, beam: Dict[str, object]) -> Path:
+    """``configs/taxi_fare.yaml`` with absolute data/schema paths and the given ``beam`` section, at ``dest``."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "configs" / "taxi_fare.yaml").read_text())
+    raw["data"]["path"] = str(ROOT / "data" / "taxi" / "data.csv")
+    raw["schema"] = str(ROOT / "schemas" / "taxi" / "schema.pbtxt")
+    raw["beam"] = beam
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return dest

@@ -15,23 +15,11 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, ratio, run_measured, write_result  # noqa: E402
+from common import ROOT, fare_config, ratio, run_measured, write_result  # noqa: E402
 
 WORK = Path(__file__).resolve().parent / "work" / "scale"
 SIZES = [int(n) for n in os.environ.get("SLUICE_SCALE_ROWS", "100000,1000000").split(",")]
-
-
-def _config(mode: str, workers: int) -> Path:
-    raw = yaml.safe_load((ROOT / "configs" / "taxi_fare.yaml").read_text())
-    raw["data"]["path"] = str(ROOT / "data" / "taxi" / "data.csv")
-    raw["schema"] = str(ROOT / "schemas" / "taxi" / "schema.pbtxt")
-    raw["beam"] = {"direct_running_mode": mode, "direct_num_workers": workers}
-    path = WORK / f"taxi_fare_{mode}.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
 
 
 def _run(rows: int, mode: str = "in_memory", workers: int = 1) -> dict:
@@ -45,7 +33,7 @@ def _run(rows: int, mode: str = "in_memory", workers: int = 1) -> dict:
     out = WORK / f"out-{rows}-{mode}"
     log = WORK / f"run-{rows}-{mode}.log"
     log.unlink(missing_ok=True)
-    sample = run_measured([str(exe), "run", "--config", str(_config(mode, workers)), "--data", str(data),
+    sample = run_measured([str(exe), "run", "--config", str(fare_config(WORK / f"taxi_fare_{mode}.yaml", {"direct_running_mode": mode, "direct_num_workers": workers})), "--data", str(data),
                            "--output", str(out), "--fresh", "--json"], log=log)
     summary = None
     for line in reversed(log.read_text(errors="replace").splitlines()):
