@@ -168,9 +168,10 @@ def _failures(evaluation_uri: str, slices: Dict[str, Dict[str, Any]]) -> Tuple[b
 GATE_FILE = "sluice_gate.json"
 
 
-def decide(evaluation_uri: str, min_slice_size: int) -> Dict[str, Any]:
+def decide(evaluation_uri: str, min_slice_size: int,
+           slices: Optional[Dict[str, Dict[str, Any]]] = None) -> Dict[str, Any]:
     """The blessing decision with the min-slice-size rule applied to TFMA's validation result."""
-    slices = read_slices(evaluation_uri)
+    slices = read_slices(evaluation_uri) if slices is None else slices
     validation_ok, rubber_stamp, failures = _failures(evaluation_uri, slices)
     gating, exempt = gate_failures(failures, {k: v["size"] for k, v in slices.items()}, min_slice_size)
     return {
@@ -191,13 +192,13 @@ def read_verdict(evaluation_uri: str) -> Dict[str, Any]:
     """
     import os
 
+    slices = read_slices(evaluation_uri)
     gate_path = os.path.join(evaluation_uri, GATE_FILE)
     if os.path.exists(gate_path):
         with open(gate_path) as f:
             verdict = json.load(f)
     else:  # an evaluation written without sluice's executor: plain TFMA semantics
-        verdict = decide(evaluation_uri, min_slice_size=0)
-    slices = read_slices(evaluation_uri)
+        verdict = decide(evaluation_uri, min_slice_size=0, slices=slices)
     overall = slices.get(OVERALL, {"candidate": {}, "baseline": {}, "change": {}})
     return {**verdict, "overall": overall["candidate"], "baseline": overall["baseline"],
             "changes": overall["change"], "slices": slices}

@@ -129,10 +129,9 @@ def render(verdict: Dict[str, Any], evaluation: Dict[str, Any], calibration: Lis
     return "\n".join(out)
 
 
-def write_evaluation_report(evaluation_uri: str, evaluation_config: Dict[str, Any], report_dir: Path) -> Path:
-    from sluice.components.evaluation import read_verdict
-
-    verdict = read_verdict(evaluation_uri)
+def write_evaluation_report(evaluation_uri: str, verdict: Dict[str, Any], evaluation_config: Dict[str, Any],
+                            report_dir: Path) -> Path:
+    """``verdict``: ``components.evaluation.read_verdict(evaluation_uri)``, which the caller already has."""
     try:
         calibration = calibration_points(evaluation_uri)
     except Exception:  # the plot is a nicety; the tables carry the verdict

@@ -272,7 +272,7 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
         with contextlib.suppress(Exception):
             verdict = read_verdict(record.evaluation_uri)
             evaluation = config.evaluation.model_dump(mode="json")
-            evaluation_report = str(write_evaluation_report(record.evaluation_uri, evaluation, report_dir))
+            evaluation_report = str(write_evaluation_report(record.evaluation_uri, verdict, evaluation, report_dir))
     pushed = bool(record and record.pushed)
     blessed = record.blessed if record else None
     status = "succeeded" if pushed else ("not_blessed" if blessed is False else "failed")
