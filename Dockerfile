@@ -15,5 +15,5 @@ COPY configs/ configs/
 COPY data/ data/
 
 # The base image already carries tfx 1.16.0 and its stack; the constraints keep pip from moving any of it.
-RUN python -m pip install --no-cache-dir -c constraints.txt . \
- && python -c "import sluice.components.transform, sluice.components.trainer.run_fn"
+RUN python -m pip install --no-cache-dir -c constraints.txt ".[serving]" \
+ && python -c "import sluice.components.transform, sluice.components.trainer.run_fn, sluice.components.infra_check"

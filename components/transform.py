@@ -6,6 +6,13 @@ signature, so training and serving compute features with identical code and anal
 
 Every output is a dense ``[batch, 1]`` tensor: Transform's output schema then declares fixed-length features,
 the Trainer's tf.data input yields matching shapes, and the model never sees a SparseTensor.
+
+The graph is written with ops that TFLite has as builtins, because the TFLite export embeds this very graph
+(``components/export/``): TFT's ``bucketize`` (``UpperBound``), its one-OOV-bucket vocabulary
+(``StringToHashBucketFast``) and densifying optional strings (``SparseToDense``, string ``ConcatV2``) would
+each need the Flex delegate that mobile runtimes lack, so the same results are computed here with
+comparisons, a default-valued table lookup, and ids densified after the lookup. Hashed features (``hash_buckets``, ``oov_buckets > 1``) still hash;
+the config refuses them for a TFLite export.
 """
 
 from __future__ import annotations
@@ -19,12 +26,20 @@ from sluice.components.features import label_key, missing_indicator_name, transf
 
 
 def _dense(x: Any, default: Any) -> tf.Tensor:
-    """A ``[batch, 1]`` dense tensor from a dense or sparse (optional) feature; missing values -> default."""
+    """A ``[batch, 1]`` dense tensor from a dense or sparse (optional) feature; missing values -> default.
+
+    The schema allows at most one value per row. Row ``r`` takes value ``pos[r]`` (a scatter of value positions
+    by row) or the default appended after the values: builtin ``ScatterNd`` + ``Gather`` work for strings,
+    where TFLite's ``SparseToDense`` does not.
+    """
     if isinstance(x, tf.sparse.SparseTensor):
-        default = tf.cast(default, x.dtype)
-        x = tf.sparse.to_dense(
-            tf.SparseTensor(x.indices, x.values, [x.dense_shape[0], 1]), default_value=default
-        )
+        default = tf.reshape(tf.cast(default, x.dtype), [1])
+        rows = tf.cast(x.indices[:, :1], tf.int32)
+        count = tf.shape(x.values)[0]
+        batch = tf.cast(x.dense_shape[:1], tf.int32)
+        position = tf.scatter_nd(rows, tf.range(1, count + 1), batch) - 1
+        position = tf.where(position < 0, count, position)
+        x = tf.gather(tf.concat([x.values, default], axis=0), position)
     return tf.reshape(x, [-1, 1])
 
 
@@ -60,19 +75,11 @@ def _transform_feature(x: Any, feature: Mapping[str, Any]) -> tf.Tensor:
     if kind == "numeric":
         return tft.scale_to_z_score(_numeric(x, feature))
     if kind == "bucketized":
-        return tft.bucketize(_numeric(x, feature), feature["buckets"], name=f"bucketize_{name}")
+        return _bucketize(_numeric(x, feature), feature["buckets"], name)
     if kind == "categorical_string":
-        default = feature.get("default") or ""
-        dense = _dense(x, default)
         if feature.get("hash_buckets"):
-            return tf.strings.to_hash_bucket_fast(dense, feature["hash_buckets"])
-        return tft.compute_and_apply_vocabulary(
-            dense,
-            top_k=feature["top_k"],
-            num_oov_buckets=feature["oov_buckets"],
-            frequency_threshold=feature["frequency_threshold"] or None,
-            vocab_filename=vocabulary_name(name),
-        )
+            return tf.strings.to_hash_bucket_fast(_dense(x, feature.get("default") or ""), feature["hash_buckets"])
+        return _vocabulary_ids(x, feature)
     if kind == "categorical_int":
         n = int(feature["num_buckets"])
         default = feature.get("default")
@@ -80,6 +87,47 @@ def _transform_feature(x: Any, feature: Mapping[str, Any]) -> tf.Tensor:
         in_range = tf.logical_and(dense >= 0, dense < n)
         return tf.where(in_range, dense, tf.constant(n, tf.int64))  # one OOV id for anything unexpected
     raise ValueError(f"unknown feature kind {kind!r} for {name}")
+
+
+def _bucketize(x: tf.Tensor, buckets: int, name: str) -> tf.Tensor:
+    """``tft.bucketize``'s result (how many quantile boundaries are <= x; NaN -> the last bucket), computed
+    with builtin comparisons instead of ``UpperBound``. Same quantiles analyzer and epsilon as TFT's."""
+    boundaries = tft.quantiles(x, buckets, min(1.0 / buckets, 0.01), name=f"bucketize_{name}")  # [1, n]
+    ids = tf.reduce_sum(tf.cast(x >= boundaries, tf.int64), axis=1, keepdims=True)
+    last = tf.cast(tf.shape(boundaries)[1], tf.int64)
+    return tf.where(tf.not_equal(x, x), last, ids)
+
+
+def _vocabulary_ids(x: Any, feature: Mapping[str, Any]) -> tf.Tensor:
+    """Vocabulary ids of a (possibly optional) string feature; unseen strings -> the OOV id(s) after the
+    vocabulary, an empty optional value -> the id of the configured default (``""`` unless set).
+
+    With one OOV bucket (the default) the OOV id is the vocabulary size, the table's default value (TFT's own
+    one-bucket path hashes, which TFLite cannot run). An optional feature's present values are looked up
+    first and the ids densified (TFLite has no string concat or SparseToDense); the analyzer still counts the
+    default for empty rows, as the dense column it sees has them. More OOV buckets hash as TFT does.
+    """
+    default = feature.get("default") or ""
+    filename = vocabulary_name(feature["name"])
+    frequency_threshold = feature["frequency_threshold"] or None
+    dense = _dense(x, default)
+    if feature["oov_buckets"] > 1:
+        return tft.compute_and_apply_vocabulary(
+            dense, top_k=feature["top_k"], num_oov_buckets=feature["oov_buckets"],
+            frequency_threshold=frequency_threshold, vocab_filename=filename,
+        )
+    vocabulary = tft.vocabulary(dense, top_k=feature["top_k"], frequency_threshold=frequency_threshold,
+                                vocab_filename=filename)
+    size = tf.cast(tft.experimental.get_vocabulary_size_by_name(filename), tf.int64)
+
+    def ids(strings: tf.Tensor) -> tf.Tensor:
+        found = tft.apply_vocabulary(strings, vocabulary, default_value=-1)
+        return tf.where(found < 0, size, found)
+
+    if not isinstance(x, tf.sparse.SparseTensor):
+        return ids(dense)
+    present = tf.SparseTensor(x.indices, ids(x.values), x.dense_shape)
+    return _dense(present, ids(tf.constant([default]))[0])
 
 
 _OPS = {">": tf.greater, ">=": tf.greater_equal, "<": tf.less, "<=": tf.less_equal}

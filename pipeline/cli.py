@@ -8,6 +8,7 @@ a gate that says no exits 3; a crashing component prints its traceback and the p
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -77,6 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run", nargs="?", default="latest", help="run id, unique prefix, or position (-1 = latest)")
     report.add_argument("--output", default=DEFAULT_OUTPUT)
     report.add_argument("--open", action="store_true", help="open the page in the default browser")
+    serve = sub.add_parser("serve", help="serve pushed models with TF Serving's REST + gRPC API (no Docker needed)")
+    from sluice.serving.server import add_arguments
+
+    add_arguments(serve)
+    predict = sub.add_parser("predict", help="send raw rows (CSV or JSON) to TF Serving or `sluice serve`")
+    predict.add_argument("--input", required=True, help="rows.csv (header, one row per line) or rows.json")
+    predict.add_argument("--endpoint", default="http://127.0.0.1:8501",
+                         help="REST URL (http://host:8501) or gRPC target (grpc://host:8500)")
+    predict.add_argument("--model", default="taxi_fare")
+    predict.add_argument("--signature", default="serving_raw")
     return parser
 
 
@@ -264,7 +275,47 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(summary_json(result))
     if result.status == "succeeded":
         return EXIT_OK
-    return EXIT_GATE if result.status in ("not_blessed", "data_rejected") else EXIT_INTERNAL
+    return EXIT_GATE if result.status in ("not_blessed", "data_rejected", "parity_failed", "infra_failed") else EXIT_INTERNAL
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from sluice.pipeline.errors import SluiceError
+    from sluice.serving.errors import ServingError
+    from sluice.serving.server import serve
+
+    try:
+        return serve(args)
+    except ServingError as e:
+        raise SluiceError(f"--model-dir {args.model_dir}", e.message, "run `make run` (or `sluice run`) first")
+    except OSError as e:
+        raise SluiceError(f"ports {args.rest_port}/{args.grpc_port}", str(e),
+                          "pass free ports with --rest-port / --grpc-port")
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from sluice.pipeline.errors import SluiceError
+    from sluice.serving import client
+    from sluice.serving.errors import ServingError
+
+    try:
+        rows = client.read_rows(Path(args.input))
+    except (OSError, ValueError) as e:
+        raise SluiceError(f"--input {args.input}", str(e), "give a CSV with a header row or a JSON list of objects")
+    grpc = args.endpoint.startswith("grpc://")
+    try:
+        if grpc:
+            service = client.GrpcClient(args.endpoint[len("grpc://"):], args.model)
+        else:
+            service = client.RestClient(args.endpoint, args.model)
+        predictions = service.predict(client.fill_rows(rows, service.input_types(args.signature)), args.signature)
+    except ServingError as e:
+        raise SluiceError(f"{args.endpoint} ({args.model})", f"{e.code}: {e.message}",
+                          "check the model name and that `sluice serve` (or TF Serving) is running")
+    except OSError as e:
+        raise SluiceError(args.endpoint, f"cannot connect: {e}", "start `sluice serve` or pass --endpoint")
+    for row, value in zip(rows, predictions.reshape(len(rows), -1)):
+        print(json.dumps({"prediction": value.tolist() if value.size > 1 else float(value[0]), "input": row}))
+    return EXIT_OK
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -276,7 +327,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     handlers = {"run": _cmd_run, "check": _cmd_check, "schema": _cmd_schema, "runs": _cmd_runs, "compile": _cmd_compile, "synth": _cmd_synth, "show": _cmd_show,
-                "report": _cmd_report}
+                "report": _cmd_report, "serve": _cmd_serve, "predict": _cmd_predict}
     try:
         return handlers[args.command](args)
     except SluiceError as e:

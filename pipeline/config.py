@@ -440,10 +440,43 @@ class BeamConfig(_Strict):
         ]
 
 
+class ParityBudget(_Strict):
+    """How close a TFLite variant must answer to the SavedModel (``components/export/parity.py``)."""
+
+    rtol: float = Field(default=1e-4, gt=0)
+    """float32: every eval row within ``atol + rtol * |SavedModel output|``."""
+    atol: float = Field(default=1e-5, gt=0)
+    metric_budget: float = Field(default=0.01, ge=0)
+    """Quantized variants: the task metric (MAE / AUC) may be at most this much worse, relative (0.01 = 1 %)."""
+
+
 class ExportConfig(_Strict):
-    targets: List[Literal["saved_model"]] = Field(default_factory=lambda: ["saved_model"], min_length=1)
+    targets: List[Literal["saved_model", "tflite"]] = Field(default_factory=lambda: ["saved_model"], min_length=1)
     model_name: Optional[str] = None
-    """Directory name under ``<output>/serving/`` (default: the pipeline name)."""
+    """Directory name under ``<output>/serving/`` (default: the pipeline name); TFLite goes to ``<name>_tflite``."""
+    tflite_variants: List[Literal["float32", "dynamic_range", "float16", "int8"]] = Field(
+        default_factory=lambda: ["float32", "dynamic_range", "int8"], min_length=1)
+    """float16 stores Transform's constants in fp16 too (see components/export/tflite.py): opt in, and let the
+    parity gate judge it on your data."""
+    parity: ParityBudget = Field(default_factory=ParityBudget)
+    eval_rows: int = Field(default=5000, ge=10)
+    """Eval rows the parity gate compares on (and warmup requests are drawn from)."""
+    calibration_rows: int = Field(default=200, ge=10)
+    """Train rows that calibrate the int8 variant's activation ranges."""
+
+    @field_validator("targets")
+    @classmethod
+    def _saved_model_first(cls, v: List[str]) -> List[str]:
+        if "saved_model" not in v:
+            raise ValueError("targets must include saved_model (TF Serving, the Evaluator and parity need it)")
+        return v
+
+    @field_validator("tflite_variants")
+    @classmethod
+    def _float32_reference(cls, v: List[str]) -> List[str]:
+        if "float32" not in v:
+            raise ValueError("tflite_variants must include float32 (the variant mobile apps fall back to)")
+        return list(dict.fromkeys(v))
 
 
 class DataConfig(_Strict):
@@ -529,6 +562,12 @@ class PipelineConfig(_Strict):
             for col in s:
                 if col not in names:
                     raise ValueError(_not_allowed("evaluation.slices", col, names))
+        if "tflite" in self.export.targets:
+            for f in self.features:
+                if isinstance(f, CategoricalStringFeature) and (f.hash_buckets or f.oov_buckets > 1):
+                    raise ValueError(
+                        f"features ({f.name}): hash_buckets / oov_buckets > 1 hash strings, which TFLite's builtin "
+                        "ops cannot do; use a vocabulary with oov_buckets: 1, or drop tflite from export.targets")
         for f in self.features:
             if isinstance(f, CategoricalStringFeature) and f.default is not None and not isinstance(f.default, str):
                 raise ValueError(f"features ({f.name}).default: must be a string for a categorical_string feature")
@@ -591,6 +630,18 @@ class PipelineConfig(_Strict):
         )
         payload["code_version"] = code_fingerprint()
         return payload
+
+    def export_settings(self) -> Dict[str, Any]:
+        """What the ModelExport component needs (warmup, TFLite variants, the parity budget)."""
+        export = self.export
+        return {
+            "payload": self.model_dump(mode="json", include={"name", "task", "features"}, by_alias=True),
+            "model_name": self.model_name,
+            "variants": list(export.tflite_variants) if "tflite" in export.targets else [],
+            "budget": export.parity.model_dump(mode="json"),
+            "eval_rows": export.eval_rows,
+            "calibration_rows": export.calibration_rows,
+        }
 
     def fingerprint(self) -> str:
         body = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)

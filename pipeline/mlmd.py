@@ -166,10 +166,9 @@ def _fill_artifacts(store, run_ctx, record: RunRecord) -> None:
         elif kind == "Model":
             record.model_uri = artifact.uri
         elif kind == "Examples" and "input_fingerprint" in props and record.data_fingerprint is None:
-            import hashlib
+            from sluice.components.export.component import data_fingerprint
 
-            fingerprint = props["input_fingerprint"].string_value
-            record.data_fingerprint = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
+            record.data_fingerprint = data_fingerprint(props["input_fingerprint"].string_value)
 
 
 def executions_of(metadata_path: Path, pipeline_name: str) -> List[str]:

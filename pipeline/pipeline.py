@@ -94,13 +94,14 @@ def create_pipeline(
     where = paths.locations(config) if isinstance(paths, OutputPaths) else paths
     pipeline_root = where.pipeline_root.rstrip("/")
     from tfx import v1 as tfx
-    from tfx.dsl.components.base import executor_spec
     from tfx.proto import example_gen_pb2
 
     from sluice.components import pusher as sluice_pusher
     from sluice.components.data_gate import DataGate, DataVerdict
     from sluice.components.evaluation import build_eval_config
     from sluice.components.evaluator import Evaluator
+    from sluice.components.export.component import ModelExport
+    from sluice.components.infra_check import InfraCheck
 
     payload = config.component_payload()
 
@@ -193,13 +194,25 @@ def create_pipeline(
         schema=schema_importer.outputs["schema"],
         min_slice_size=config.evaluation.min_slice_size,
     )
-    pusher = tfx.components.Pusher(
-        custom_executor_spec=executor_spec.ExecutorClassSpec(sluice_pusher.Executor),
+    # Warmup requests always; TFLite variants and their parity gate when export.targets has tflite.
+    export = ModelExport(
+        model=trainer.outputs["model"],
+        transform_graph=transform.outputs["transform_graph"],
+        examples=example_gen.outputs["examples"],
+        settings=config.export_settings(),
+    ).with_id("ModelExport")
+    infra_check = InfraCheck(model=trainer.outputs["model"], export=export.outputs["exported"],
+                             model_name=config.model_name)
+    pusher = sluice_pusher.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=infra_check.outputs["blessing"],
+        export=export.outputs["exported"],
+        evaluation=evaluator.outputs["evaluation"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=f"{where.serving_base.rstrip('/')}/{config.model_name}")
         ),
+        custom_config={"pipeline": config.name, "config_hash": config.fingerprint()},
     )
     components: List = [
         example_gen,
@@ -213,6 +226,8 @@ def create_pipeline(
         trainer,
         baseline,
         evaluator,
+        export,
+        infra_check,
         pusher,
     ]
     if analyzer_cache is not None:

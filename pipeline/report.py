@@ -52,8 +52,28 @@ def _gates(result: Dict[str, Any], details: Dict[str, Any]) -> List[List[str]]:
                 None: '<span class="muted">not evaluated</span>'}[result["blessed"]]
     push = (f'<span class="ok">pushed version {html.escape(str(result["version"]))}</span>' if result["pushed"]
             else '<span class="muted">nothing pushed</span>')
+    parity = result.get("parity") or {}
+    if not parity:
+        tflite = '<span class="muted">not reached</span>'
+    elif not parity.get("variants"):
+        tflite = '<span class="muted">no TFLite target (warmup only)</span>'
+    else:
+        tflite = ('<span class="ok">passed</span>' if parity.get("passed") else
+                  '<span class="bad">failed: ' + html.escape("; ".join(parity.get("failures", []))) + "</span>")
     return [["DataGate (anomalies, skew, drift)", data], ["Evaluator (thresholds vs baseline)", blessing],
+            ["ModelExport (TFLite parity vs SavedModel)", tflite], ["InfraCheck (local TF Serving API)", _infra(result)],
             ["Pusher", push]]
+
+
+def _infra(result: Dict[str, Any]) -> str:
+    infra = result.get("infra") or {}
+    if not infra:
+        return '<span class="muted">not reached</span>'
+    if infra.get("blessed"):
+        checked = infra.get("checked", {})
+        return (f'<span class="ok">passed</span> ({checked.get("grpc", 0)} gRPC + {checked.get("rest", 0)} REST '
+                "warmup requests)")
+    return '<span class="bad">failed: ' + html.escape("; ".join(infra.get("failures", []))) + "</span>"
 
 
 def _data_section(result: Dict[str, Any], details: Dict[str, Any]) -> List[str]:
@@ -130,7 +150,18 @@ def _export_section(result: Dict[str, Any], details: Dict[str, Any]) -> List[str
     if sigs:
         parts.append(_table([(name, ", ".join(s["inputs"]), ", ".join(s["outputs"])) for name, s in sorted(sigs.items())],
                             ["SavedModel signature", "inputs", "outputs"]))
-    parts.append(f"<p>TFLite: {html.escape(result.get('tflite_path') or 'not exported (export.targets has no tflite)')}</p>")
+    parity = result.get("parity") or {}
+    variants = parity.get("variants") or []
+    if variants:
+        verdict = "passed" if parity.get("passed") else "FAILED — nothing pushed"
+        parts.append(f"<p>TFLite parity vs the SavedModel on {parity.get('rows', 0)} eval rows: "
+                     f"<strong>{verdict}</strong>.</p>")
+        parts.append(_table([(v["variant"], _num(v.get("size_bytes", 0) / 1024), _num(v.get("max_abs_diff")),
+                              v.get("rows_outside_tolerance", ""), f"{v.get('metric', '')} {_num(v.get('metric_tflite'))}",
+                              _num(v.get("metric_saved_model")), v.get("rule", ""),
+                              "pass" if v["passed"] else f"FAIL {v.get('error') or ''}") for v in variants],
+                            ["variant", "KiB", "max |diff|", "rows off", "metric", "SavedModel", "rule", "verdict"]))
+    parts.append(f"<p>TFLite: {html.escape(result.get('tflite_path') or ('not pushed' if variants else 'not exported (export.targets has no tflite)'))}</p>")
     parts.append('<h2 id="serving">Where the model is</h2>')
     if result["pushed"]:
         path = result["saved_model_path"]

@@ -37,7 +37,9 @@ class ComponentLine:
 class RunResult:
     status: str
     """``succeeded`` (blessed and pushed), ``data_rejected`` (the DataGate stopped it before Transform),
-    ``not_blessed`` (the Evaluator said no) or ``failed``; nothing is pushed unless ``succeeded``."""
+    ``not_blessed`` (the Evaluator said no), ``parity_failed`` (a TFLite variant did not answer like the
+    SavedModel), ``infra_failed`` (the model did not load or answer in the local TF Serving–compatible
+    server) or ``failed``; nothing is pushed unless ``succeeded``."""
     pipeline: str
     run_id: str
     blessed: Optional[bool]
@@ -60,6 +62,10 @@ class RunResult:
     details: Dict[str, Any] = field(default_factory=dict)
     """What the run page shows besides the summary (pipeline/run_details.py)."""
     tflite_path: Optional[str] = None
+    parity: Dict[str, Any] = field(default_factory=dict)
+    """The ModelExport verdict (``parity.json``): per TFLite variant size, differences, metric, pass/fail."""
+    infra: Dict[str, Any] = field(default_factory=dict)
+    """The InfraCheck verdict (``infra_check.json``): requests replayed over gRPC/REST, failures."""
     data_report: Optional[str] = None
     error: Optional[str] = None
 
@@ -275,12 +281,23 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
             evaluation_report = str(write_evaluation_report(record.evaluation_uri, verdict, evaluation, report_dir))
     pushed = bool(record and record.pushed)
     blessed = record.blessed if record else None
-    status = "succeeded" if pushed else ("not_blessed" if blessed is False else "failed")
+    parity = _parity(record)
+    infra = _infra(record)
+    status = "succeeded" if pushed else ("not_blessed" if blessed is False else
+                                         "parity_failed" if parity.get("passed") is False else
+                                         "infra_failed" if infra.get("blessed") is False else "failed")
+    tflite = None
+    if pushed and parity.get("variants"):  # <serving>/<model>/<v> -> <serving>/<model>_tflite/<v>
+        destination = Path(record.pushed_destination)
+        tflite = destination.parent.parent / f"{destination.parent.name}_tflite" / destination.name
     gate_dir = record.outputs.get("DataGate", {}).get("sluice.DataVerdict") if record else None
     data_report = _keep_data_report(str(Path(gate_dir) / "data_report.html"), report_dir) if gate_dir else None
     return RunResult(
         data_report=data_report,
         status=status,
+        parity=parity,
+        infra=infra,
+        tflite_path=str(tflite) if tflite and tflite.is_dir() else None,
         pipeline=config.name,
         run_id=run_id,
         blessed=blessed,
@@ -338,6 +355,30 @@ def _safe(run_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in run_id)
 
 
+def _parity(record: Any) -> Dict[str, Any]:
+    """The ModelExport's parity.json for this run, or {}."""
+    uri = record.outputs.get("ModelExport", {}).get("sluice.ExportedModel") if record else None
+    if not uri:
+        return {}
+    from sluice.components.export.component import read_parity
+
+    with contextlib.suppress(OSError, ValueError):
+        return read_parity(uri)
+    return {}
+
+
+def _infra(record: Any) -> Dict[str, Any]:
+    """The InfraCheck's infra_check.json for this run, or {}."""
+    uri = record.outputs.get("InfraCheck", {}).get("InfraBlessing") if record else None
+    if not uri:
+        return {}
+    from sluice.components.infra_check import read_report
+
+    with contextlib.suppress(OSError, ValueError):
+        return read_report(uri) or {}
+    return {}
+
+
 def _write_report(result: RunResult, config: PipelineConfig) -> None:
     from sluice.pipeline.report import write_run_report
 
@@ -370,7 +411,25 @@ def format_summary(result: RunResult) -> List[str]:
         lines.append(f"  pushed SavedModel: {result.saved_model_path}")
     else:
         lines.append("  nothing pushed: the serving directory is unchanged")
-    lines.append(f"  TFLite: {result.tflite_path or 'not exported (export.targets has no tflite)'}")
+    for variant in result.parity.get("variants", []):
+        if variant.get("rows"):
+            lines.append(f"  TFLite {variant['variant']:<13} {variant['size_bytes'] / 1024:7.1f} KiB  "
+                         f"{variant['metric']} {variant['metric_tflite']:.4g} (SavedModel "
+                         f"{variant['metric_saved_model']:.4g}), max |diff| {variant['max_abs_diff']:.2g}  "
+                         f"{'ok' if variant['passed'] else 'FAILED'}")
+    for line in result.parity.get("failures", []):
+        lines.append(f"  FAILED TFLite parity: {line}")
+    if result.infra:
+        checked = result.infra.get("checked", {})
+        lines.append(f"  infra check: {'passed' if result.infra.get('blessed') else 'FAILED'} — "
+                     f"{checked.get('grpc', 0)} gRPC + {checked.get('rest', 0)} REST warmup requests replayed "
+                     "in the local TF Serving-compatible server")
+        for line in result.infra.get("failures", []):
+            lines.append(f"  FAILED infra check: {line}")
+    if result.tflite_path:
+        lines.append(f"  TFLite: {result.tflite_path}")
+    elif not result.parity.get("variants"):
+        lines.append("  TFLite: not exported (export.targets has no tflite)")
     if result.data_report:
         lines.append(f"  data report: {result.data_report}")
     if result.evaluation_report:

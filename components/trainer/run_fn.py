@@ -15,6 +15,7 @@ from typing import Any, Dict
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from sluice.components.trainer.launcher import launch
+from sluice.components.trainer.signatures import keras_model_path
 from sluice.components.trainer.train import TrainJob, apply_hyperparameters, checkpoint_key
 
 
@@ -43,5 +44,6 @@ def run_fn(fn_args: FnArgs) -> None:
         eval_steps=int(fn_args.eval_steps),
         checkpoint_dir=os.path.join(run_root, "_resume", key),
         history_path=os.path.join(fn_args.model_run_dir, "history.json"),
+        keras_model_path=keras_model_path(os.path.dirname(fn_args.serving_model_dir.rstrip("/"))),
     )
     launch(job, workdir=os.path.join(fn_args.model_run_dir, "workers"))

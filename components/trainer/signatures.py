@@ -12,6 +12,7 @@ clients send raw features only:
 
 from __future__ import annotations
 
+import os
 from typing import Any, Dict
 
 import keras
@@ -21,9 +22,20 @@ import tensorflow_transform as tft
 from sluice.components.features import model_inputs, raw_label_columns
 
 
+def keras_model_path(model_uri: str) -> str:
+    """``<Model artifact>/Format-Keras/model.keras``, beside TFX's ``Format-Serving``: the bare Keras model,
+    which the TFLite export (``components/export/``) starts from."""
+    return os.path.join(model_uri, "Format-Keras", "model.keras")
+
+
 def _raw_spec(tft_output: tft.TFTransformOutput, columns: list) -> Dict[str, Any]:
     spec = tft_output.raw_feature_spec()
     return {c: spec[c] for c in columns if c in spec}
+
+
+def serving_columns(tft_output: tft.TFTransformOutput, payload: Dict[str, Any]) -> Dict[str, Any]:
+    """The raw feature columns a request carries (no label columns), in config order, with parsing specs."""
+    return _raw_spec(tft_output, [f["name"] for f in payload["features"]])
 
 
 def _raw_tensor(value: tf.Tensor, spec: Any) -> Any:
@@ -44,7 +56,7 @@ class ServingModule(tf.Module):
         self.model = model
         self.tft_layer = tft_output.transform_features_layer()
         feature_columns = [f["name"] for f in payload["features"]]
-        self._serving_spec = _raw_spec(tft_output, feature_columns)
+        self._serving_spec = serving_columns(tft_output, payload)
         label_columns = [c for c in raw_label_columns(payload["task"]) if c not in feature_columns]
         self._eval_spec = _raw_spec(tft_output, feature_columns + label_columns)
         input_names = tuple(name for name, _, _ in model_inputs(payload))

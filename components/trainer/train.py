@@ -44,6 +44,8 @@ class TrainJob:
     eval_steps: int
     checkpoint_dir: Optional[str] = None
     history_path: Optional[str] = None
+    keras_model_path: Optional[str] = None
+    """Where the chief also saves the bare Keras model (``.keras``): the TFLite export starts from it."""
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -69,6 +71,15 @@ def apply_hyperparameters(payload: Dict[str, Any], values: Dict[str, Any]) -> Di
         if key in model:
             model[key] = value
     return {**payload, "model": model}
+
+
+def save_keras_model(model: keras.Model, path: str) -> None:
+    """``model.save`` to ``path`` (any filesystem: Keras writes local files, so go through a temp file)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, "model.keras")
+        model.save(local)
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        tf.io.gfile.copy(local, path, overwrite=True)
 
 
 def train(job: TrainJob) -> loops.History:
@@ -130,6 +141,8 @@ def train(job: TrainJob) -> loops.History:
     export_saved_model(model, tft_output, payload, target)
     if chief:
         logging.info("exported SavedModel to %s", target)
+        if job.keras_model_path:
+            save_keras_model(model, job.keras_model_path)
         if job.history_path:
             with tf.io.gfile.GFile(job.history_path, "w") as f:
                 f.write(json.dumps(history))

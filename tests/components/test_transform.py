@@ -101,3 +101,43 @@ def test_derived_label_with_missing_source_is_negative(tmp_path):
             "derive": {"left": "tips", "op": ">", "right": "fare", "scale": 0.2}}
     out = _run(rows, spec, _payload(task=task, features=[{"name": "fare", "kind": "numeric"}]), tmp_path)
     assert [int(np.asarray(r["big_xf"]).reshape(-1)[0]) for r in out] == [1, 0, 0]
+
+
+def test_builtin_op_rewrites_match_tft(tmp_path):
+    """The TFLite-friendly forms give TFT's own answers: buckets as tft.bucketize, one OOV id after the
+    vocabulary, and optional strings filled with the default (the gather path)."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+    from sluice.components.transform import _bucketize, _dense, _vocabulary_ids
+
+    spec = {"v": tf.io.FixedLenFeature([1], tf.float32), "s": tf.io.VarLenFeature(tf.string)}
+    rng = np.random.default_rng(0)
+    values = rng.lognormal(size=200).astype(np.float32)
+    words = [b"a", b"a", b"a", b"b", b"b", b"c"]
+    rows = [{"v": [float(v)], "s": [words[i % 6]] if i % 7 else []} for i, v in enumerate(values)]
+
+    def fn(inputs):
+        v = inputs["v"]
+        s = _dense(inputs["s"], "zz")
+        return {
+            "ours": _bucketize(v, 5, "v"),
+            "tft": tft.bucketize(v, 5),
+            "ids": _vocabulary_ids(inputs["s"], {"name": "s", "top_k": 2, "oov_buckets": 1,
+                                                 "frequency_threshold": 0, "default": "zz"}),
+            "s": s,
+        }
+
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+    with tft_beam.Context(temp_dir=str(tmp_path), force_tf_compat_v1=False):
+        (out, _), _ = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(fn)
+    ours = np.array([np.asarray(r["ours"]).reshape(-1)[0] for r in out])
+    theirs = np.array([np.asarray(r["tft"]).reshape(-1)[0] for r in out])
+    assert np.array_equal(ours, theirs) and ours.max() == 4
+    strings = [np.asarray(r["s"]).reshape(-1)[0] for r in out]
+    assert strings[0] == b"zz" and strings[1] == b"a"  # row 0 has no value: the default
+    ids = {s: int(np.asarray(r["ids"]).reshape(-1)[0]) for s, r in zip(strings, out)}
+    # top_k=2 keeps "a" (86 rows) and "b" (57); "c" (28) and the default "zz" (29) share the one OOV id, 2.
+    assert (ids[b"a"], ids[b"b"]) == (0, 1) and ids[b"c"] == ids[b"zz"] == 2

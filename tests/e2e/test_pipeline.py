@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 NODES = {
     "CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "InferredSchemaGen", "ExampleValidator",
     "LastPassedDataResolver", "DataGate", "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator",
-    "Pusher",
+    "ModelExport", "InfraCheck", "Pusher",
 }
 # Nodes that legitimately execute on an unchanged re-run: resolvers always resolve, and the DataGate compares
 # the data with the newest passed run's statistics (a new artifact every run), which costs a second or two.

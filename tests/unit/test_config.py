@@ -94,6 +94,10 @@ CASES = [
     ("tuner on unknown key", lambda r: r.update(tuner={"enabled": True, "search_space": {"learnig_rate": [0.1]}}), ["search_space", "did you mean 'learning_rate'"]),
     ("tuner candidate invalid", lambda r: r.update(tuner={"enabled": True, "search_space": {"dropout": [0.1, 1.5]}}), ["tuner.search_space.dropout", "1.5"]),
     ("tuner enabled without a space", lambda r: r.update(tuner={"enabled": True}), ["tuner.search_space"]),
+    ("tflite with hashed strings", lambda r: r["features"][7].update(hash_buckets=16), ["payment_type", "TFLite", "oov_buckets: 1"]),
+    ("tflite without float32", lambda r: r["export"].update(tflite_variants=["int8"]), ["export.tflite_variants", "float32"]),
+    ("unknown tflite variant", lambda r: r["export"].update(tflite_variants=["float32", "int4"]), ["export.tflite_variants", "'int4'"]),
+    ("no saved_model target", lambda r: r["export"].update(targets=["tflite"]), ["export.targets", "saved_model"]),
 ]
 
 

@@ -70,13 +70,16 @@ def test_every_container_runs_the_image_with_the_beam_profile_and_package_code(c
     _, body, text = compiled
     executors = body["pipelineSpec"]["deploymentSpec"]["executors"]
     containers = {k: v["container"] for k, v in executors.items() if "container" in v}
-    assert len(containers) == 10 and {c["image"] for c in containers.values()} == {IMAGE}
+    assert len(containers) == 12 and {c["image"] for c in containers.values()} == {IMAGE}
     transform_args = containers["Transform_executor"]["args"]
     for arg in ("--runner=DataflowRunner", "--project=proj", "--region=europe-west4",
                 "--temp_location=gs://bucket/tmp", f"--sdk_container_image={IMAGE}"):
         assert arg in transform_args
     assert "sluice.components.transform.preprocessing_fn" in text and "user_module" not in text
     assert containers["Evaluator_executor"]["args"][1] == "sluice.components.evaluator.Executor"
+    assert containers["ModelExport_executor"]["args"][1] == "sluice.components.export.component.Executor"
+    assert containers["InfraCheck_executor"]["args"][1] == "sluice.components.infra_check.Executor"
+    assert containers["Pusher_executor"]["args"][1] == "sluice.components.pusher.Executor"
     assert "/sluice/schemas/taxi/schema.pbtxt" in text  # the curated schema, inside the image
     assert "gs://bucket/data/taxi" in text and f"{ROOT_URI}/serving/taxi_fare" in text
     assert "placeholder" not in text

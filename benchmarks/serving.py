@@ -1,0 +1,145 @@
+"""Serving: p50/p99 latency and requests/s of the local TF Serving–compatible server (`sluice serve`) over
+REST and gRPC, single row and batch 64, at 1, 8 and 32 concurrent clients, against an in-process call of the
+same signature (``serving_raw``) on the same rows.
+
+The server runs in its own process (as `sluice serve` does); clients are threads of this process with one
+keep-alive connection (REST) or one channel (gRPC) each. Uses the default pipeline's pushed model on the
+bundled data (run or reused in ``benchmarks/work/serving``). On a 2-core machine client and server share the
+cores: the numbers say what one box does, not what a serving fleet does.
+Results: results/serving.json.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import default_pipeline_outputs, ratio, write_result  # noqa: E402
+
+WORK = Path(__file__).resolve().parent / "work" / "deploy"  # shared with export.py: one pipeline run
+REQUESTS = int(os.environ.get("SLUICE_BENCH_SERVING_REQUESTS", "150"))  # per client
+CONCURRENCY = (1, 8, 32)
+BATCHES = {"single": 1, "batch64": 64}
+
+
+def _percentiles(samples):
+    a = np.array(samples) * 1e3
+    return round(float(np.percentile(a, 50)), 2), round(float(np.percentile(a, 99)), 2)
+
+
+def _rest_worker(port, body, n, out, errors):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for _ in range(n):
+        start = time.perf_counter()
+        conn.request("POST", "/v1/models/taxi_fare:predict", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        out.append(time.perf_counter() - start)
+        if response.status != 200:
+            errors.append(response.status)
+    conn.close()
+
+
+def _grpc_worker(target, request, n, out, errors):
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    channel = grpc.insecure_channel(target)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    for _ in range(n):
+        start = time.perf_counter()
+        try:
+            stub.Predict(request, timeout=60)
+        except grpc.RpcError as e:
+            errors.append(e.code().name)
+        out.append(time.perf_counter() - start)
+    channel.close()
+
+
+def _load(worker, args, clients):
+    samples, errors, threads = [], [], []
+    start = time.perf_counter()
+    for _ in range(clients):
+        threads.append(threading.Thread(target=worker, args=(*args, REQUESTS, samples, errors)))
+        threads[-1].start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - start
+    p50, p99 = _percentiles(samples)
+    return {"p50_ms": p50, "p99_ms": p99, "rps": round(len(samples) / seconds, 1), "errors": len(errors),
+            "requests": len(samples)}
+
+
+def main() -> None:
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    from tensorflow_serving.apis import predict_pb2
+
+    from sluice.components.export.rows import read_rows
+    from sluice.components.infra_check import start_server
+    from sluice.components.trainer.signatures import serving_columns
+
+    cfg, record = default_pipeline_outputs(WORK)
+    payload = cfg.component_payload()
+    spec = serving_columns(tft.TFTransformOutput(record.inputs["Trainer"]["TransformGraph"]), payload)
+    rows = read_rows(record.outputs["CsvExampleGen"]["Examples"], "eval", payload["features"], spec, 64)
+    saved = tf.saved_model.load(record.pushed_destination).signatures["serving_raw"]
+
+    results = {}
+    for shape, size in BATCHES.items():
+        columns = {k: v[:size] for k, v in rows.columns.items()}
+        tensors = {k: tf.constant(v) for k, v in columns.items()}
+        saved(**tensors)
+        samples = []
+        for _ in range(REQUESTS * 2):
+            start = time.perf_counter()
+            saved(**tensors)
+            samples.append(time.perf_counter() - start)
+        p50, p99 = _percentiles(samples)
+        results[f"in_process_{shape}"] = {"p50_ms": p50, "p99_ms": p99, "rps": round(1 / np.mean(samples), 1)}
+
+    proc, rest_port, grpc_port = start_server(str(Path(record.pushed_destination).parent.parent),
+                                              str(WORK / "server.log"))
+    try:
+        for shape, size in BATCHES.items():
+            columns = {k: v[:size] for k, v in rows.columns.items()}
+            instances = [{k: (v[i].decode() if isinstance(v[i], bytes) else v[i].item()) for k, v in columns.items()}
+                         for i in range(size)]
+            body = json.dumps({"signature_name": "serving_raw", "instances": instances})
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "taxi_fare"
+            request.model_spec.signature_name = "serving_raw"
+            for k, v in columns.items():
+                request.inputs[k].CopyFrom(tf.make_tensor_proto(v))
+            for clients in CONCURRENCY:
+                results[f"rest_{shape}_c{clients}"] = _load(_rest_worker, (rest_port, body), clients)
+                results[f"grpc_{shape}_c{clients}"] = _load(_grpc_worker, (f"127.0.0.1:{grpc_port}", request), clients)
+                print(shape, clients, results[f"rest_{shape}_c{clients}"], results[f"grpc_{shape}_c{clients}"], flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    table = []
+    for shape in BATCHES:
+        ref = results[f"in_process_{shape}"]
+        for protocol in ("rest", "grpc"):
+            for clients in CONCURRENCY:
+                r = results[f"{protocol}_{shape}_c{clients}"]
+                table.append({"measure": f"{protocol} {shape} c={clients}: p50 latency (p99 {r['p99_ms']} ms, "
+                                         f"{r['rps']} req/s, {r['errors']} errors)",
+                              "sluice": r["p50_ms"], "reference": ref["p50_ms"], "unit": "ms",
+                              "ratio": ratio(r["p50_ms"], ref["p50_ms"]), "goal": "0 errors"})
+    path = write_result("serving", table, results, notes="reference = in-process serving_raw call, same rows")
+    print(path.read_text())
+
+
+if __name__ == "__main__":
+    main()

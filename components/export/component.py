@@ -1,0 +1,169 @@
+"""``ModelExport``: the custom TFX component between the Evaluator and the Pusher that prepares everything
+the serving side gets besides the SavedModel, and gates on TFLite parity.
+
+For the Trainer's model it writes, into its ``sluice.ExportedModel`` artifact:
+
+- ``warmup/tf_serving_warmup_requests``: real eval rows as TF Serving warmup requests (``warmup.py``);
+- ``tflite/<variant>/model.tflite`` + ``io_spec.json`` for each configured variant (``tflite.py``; each
+  conversion in a subprocess);
+- ``parity.json``: every variant's answers vs the SavedModel's ``serving_raw`` on the eval split, under the
+  configured budget (``parity.py``). The artifact's ``passed`` property is what the Pusher checks: a failed
+  variant (a wrong answer, a converter crash, a corrupt file) means nothing is pushed.
+
+It does not wait for the blessing (so an unchanged re-run is a cache hit even when the Evaluator re-runs
+against a new baseline); the Pusher needs both verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+from absl import logging
+from tfx import types
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.utils import path_utils
+
+from sluice.components.export import parity, rows as rows_lib, tflite, warmup
+
+PARITY_FILE = "parity.json"
+WARMUP_PATH = os.path.join("warmup", warmup.WARMUP_FILE)
+
+
+class ExportedModel(types.Artifact):
+    """What ``ModelExport`` wrote: warmup requests, TFLite variants, parity verdict (``passed`` property)."""
+
+    TYPE_NAME = "sluice.ExportedModel"
+
+
+def data_fingerprint(input_fingerprint: str) -> str:
+    """A short hash of CsvExampleGen's input fingerprint (file sizes and checksums): same data, same value."""
+    import hashlib
+
+    return hashlib.sha256(input_fingerprint.encode()).hexdigest()[:12]
+
+
+def tflite_dir(export_uri: str, variant: str) -> str:
+    return os.path.join(export_uri, "tflite", variant)
+
+
+def read_parity(export_uri: str) -> Dict[str, Any]:
+    with open(os.path.join(export_uri, PARITY_FILE)) as f:
+        return json.load(f)
+
+
+def _saved_model_outputs(saved_model_dir: str, rows: rows_lib.Rows, label: str, batch: int = 512):
+    """``serving_raw`` predictions and Transform's label (via ``transform_features``) for ``rows``."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(saved_model_dir)
+    raw, features = loaded.signatures["serving_raw"], loaded.signatures["transform_features"]
+    predictions, labels = [], []
+    for start in range(0, len(rows), batch):
+        part = {k: tf.constant(v[start:start + batch]) for k, v in rows.columns.items()}
+        predictions.append(raw(**part)["outputs"].numpy())
+        labels.append(features(examples=tf.constant(rows.serialized[start:start + batch]))[label].numpy())
+    return np.concatenate(predictions), np.concatenate(labels).reshape(-1)
+
+
+def export_variants(settings: Dict[str, Any], model_uri: str, transform_dir: str, train: rows_lib.Rows,
+                    evaluation: rows_lib.Rows, out_uri: str) -> Dict[str, Any]:
+    """Convert every variant and check it against the SavedModel; the parity verdict as a dict."""
+    from sluice.components.features import label_key
+    from sluice.components.trainer.signatures import keras_model_path
+
+    payload = settings["payload"]
+    work = os.path.join(out_uri, "_work")
+    budget = parity.Budget(**settings["budget"])
+    results: List[Dict[str, Any]] = []
+    timings: Dict[str, float] = {}
+    started = time.perf_counter()
+    archive = os.path.join(work, "archive")
+    tflite.run_step({"step": "archive", "keras_model": keras_model_path(model_uri), "transform_dir": transform_dir,
+                     "payload": payload, "out_dir": archive}, work, "archive")
+    timings["archive"] = time.perf_counter() - started
+    representative = os.path.join(work, "representative.npz")
+    np.savez(representative, **train.columns)
+    saved, labels = _saved_model_outputs(path_utils.serving_model_path(model_uri), evaluation, label_key(payload))
+    for variant in settings["variants"]:
+        target = tflite_dir(out_uri, variant)
+        os.makedirs(target, exist_ok=True)
+        model_file = os.path.join(target, tflite.MODEL_FILE)
+        started = time.perf_counter()
+        try:
+            tflite.run_step({"step": "convert", "archive_dir": archive, "variant": variant, "out_path": model_file,
+                             "representative": representative}, work, variant)
+            timings[variant] = time.perf_counter() - started
+            predictions = tflite.predict(model_file, evaluation.columns)
+            result = parity.compare(variant, payload["task"]["type"], labels, saved, predictions,
+                                    os.path.getsize(model_file), budget).to_dict()
+            with open(os.path.join(target, tflite.IO_SPEC_FILE), "w") as f:
+                json.dump(tflite.io_spec(model_file), f, indent=1)
+        except Exception as e:  # a converter crash or an unreadable model fails this variant, with the cause
+            logging.exception("TFLite variant %s failed", variant)
+            result = {"variant": variant, "rows": 0, "passed": False, "error": f"{type(e).__name__}: {e}"[:600]}
+        results.append(result)
+    shutil.rmtree(archive, ignore_errors=True)
+    return {"passed": all(r["passed"] for r in results), "variants": results, "rows": len(evaluation),
+            "budget": settings["budget"], "convert_seconds": timings, "failures": parity.failure_lines(results)}
+
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        import tensorflow_transform as tft
+
+        from sluice.components.trainer.signatures import serving_columns
+
+        settings = json.loads(exec_properties["export"])
+        payload = settings["payload"]
+        model_uri = artifact_utils.get_single_uri(input_dict["model"])
+        transform_dir = artifact_utils.get_single_uri(input_dict["transform_graph"])
+        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        exported = artifact_utils.get_single_instance(output_dict["exported"])
+        out_uri = exported.uri
+        os.makedirs(out_uri, exist_ok=True)
+
+        spec = serving_columns(tft.TFTransformOutput(transform_dir), payload)
+        evaluation = rows_lib.read_rows(examples.uri, "eval", payload["features"], spec, settings["eval_rows"])
+        warmup.write(os.path.join(out_uri, WARMUP_PATH), warmup.requests(settings["model_name"], evaluation))
+
+        verdict: Dict[str, Any] = {"passed": True, "variants": [], "rows": 0, "failures": []}
+        if settings["variants"]:
+            train = rows_lib.read_rows(examples.uri, "train", payload["features"], spec, settings["calibration_rows"])
+            verdict = export_variants(settings, model_uri, transform_dir, train, evaluation, out_uri)
+        verdict["data_fingerprint"] = data_fingerprint(examples.get_string_custom_property("input_fingerprint"))
+        with open(os.path.join(out_uri, PARITY_FILE), "w") as f:
+            json.dump(verdict, f, indent=1)
+        exported.set_int_custom_property("passed", int(verdict["passed"]))
+        exported.set_string_custom_property("variants", ",".join(settings["variants"]))
+        for line in verdict["failures"]:
+            logging.error("TFLite parity: %s", line)
+
+
+class ModelExportSpec(types.ComponentSpec):
+    PARAMETERS = {"export": ExecutionParameter(type=str)}
+    INPUTS = {
+        "model": ChannelParameter(type=standard_artifacts.Model),
+        "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph),
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+    }
+    OUTPUTS = {"exported": ChannelParameter(type=ExportedModel)}
+
+
+class ModelExport(base_component.BaseComponent):
+    """``ModelExport(model, transform_graph, examples, export=settings)`` -> ``exported`` (ExportedModel)."""
+
+    SPEC_CLASS = ModelExportSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, model, transform_graph, examples, settings: Dict[str, Any]):
+        super().__init__(spec=ModelExportSpec(model=model, transform_graph=transform_graph, examples=examples,
+                                              export=json.dumps(settings, sort_keys=True),
+                                              exported=types.Channel(type=ExportedModel)))

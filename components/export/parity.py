@@ -1,0 +1,126 @@
+"""The parity gate's arithmetic: how far a TFLite variant's answers are from the SavedModel's, and whether
+that is inside the budget. Pure numpy, so the rules are unit-tested without TensorFlow.
+
+- ``float32`` must answer like the SavedModel row by row: ``|tflite - saved| <= atol + rtol * |saved|`` for
+  every eval row (default rtol 1e-4, atol 1e-5: float32 kernels differ in summation order, nothing else).
+- Quantized variants may differ per row; what must hold is the task metric on the eval split: MAE
+  (regression) or AUC (binary classification), relative change vs the SavedModel's within ``metric_budget``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Budget:
+    rtol: float = 1e-4
+    atol: float = 1e-5
+    metric_budget: float = 0.01
+    """Largest relative change of the task metric a quantized variant may cost (0.01 = 1 %)."""
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    variant: str
+    rows: int
+    size_bytes: int
+    max_abs_diff: float
+    max_rel_diff: float
+    rows_outside_tolerance: int
+    metric: str
+    metric_saved_model: float
+    metric_tflite: float
+    metric_change: float
+    """Relative change of the task metric vs the SavedModel (signed; positive = worse)."""
+    rule: str
+    passed: bool
+    error: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def mean_absolute_error(labels: np.ndarray, predictions: np.ndarray) -> float:
+    return float(np.mean(np.abs(labels.reshape(-1) - predictions.reshape(-1))))
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
+    labels = labels.reshape(-1).astype(bool)
+    scores = scores.reshape(-1).astype(np.float64)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), np.float64)
+    sorted_scores = scores[order]
+    start = 0
+    while start < len(scores):  # average ranks over ties
+        end = start
+        while end + 1 < len(scores) and sorted_scores[end + 1] == sorted_scores[start]:
+            end += 1
+        ranks[order[start:end + 1]] = (start + end) / 2.0 + 1.0
+        start = end + 1
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+TASK_METRICS = {"regression": ("mean_absolute_error", True), "binary_classification": ("auc", False)}
+"""Task type -> (metric, lower is better)."""
+
+
+def task_metric(task_type: str, labels: np.ndarray, predictions: np.ndarray) -> float:
+    name, _ = TASK_METRICS[task_type]
+    return mean_absolute_error(labels, predictions) if name == "mean_absolute_error" else roc_auc(labels, predictions)
+
+
+def compare(variant: str, task_type: str, labels: np.ndarray, saved: np.ndarray, tflite: np.ndarray,
+            size_bytes: int, budget: Budget) -> VariantResult:
+    """One variant against the SavedModel on the same rows."""
+    saved = saved.reshape(len(saved), -1).astype(np.float64)
+    tflite = tflite.reshape(len(tflite), -1).astype(np.float64)
+    if saved.shape != tflite.shape:
+        raise ValueError(f"{variant}: output shape {tflite.shape} differs from the SavedModel's {saved.shape}")
+    diff = np.abs(tflite - saved)
+    finite = bool(np.all(np.isfinite(tflite)))
+    outside = int(np.sum(np.any(~(diff <= budget.atol + budget.rtol * np.abs(saved)), axis=1)))
+    rel = diff / np.maximum(np.abs(saved), budget.atol)
+    metric, lower_is_better = TASK_METRICS[task_type]
+    reference = task_metric(task_type, labels, saved)
+    candidate = task_metric(task_type, labels, tflite)
+    change = (candidate - reference) / abs(reference) if reference else 0.0
+    worse = change if lower_is_better else -change
+    if variant == "float32":
+        rule = f"every row within {budget.atol:g} + {budget.rtol:g} x |SavedModel output|"
+        passed = finite and outside == 0
+    else:
+        rule = f"{metric} at most {budget.metric_budget:.1%} worse than the SavedModel's"
+        passed = finite and bool(np.isfinite(candidate)) and worse <= budget.metric_budget
+    return VariantResult(
+        variant=variant, rows=len(saved), size_bytes=size_bytes,
+        max_abs_diff=float(diff.max()) if diff.size else 0.0,
+        max_rel_diff=float(rel.max()) if rel.size else 0.0,
+        rows_outside_tolerance=outside, metric=metric, metric_saved_model=reference, metric_tflite=candidate,
+        metric_change=float(worse), rule=rule, passed=passed,
+        error=None if finite else "non-finite outputs",
+    )
+
+
+def failure_lines(results: List[Mapping[str, Any]]) -> List[str]:
+    """One line per failed variant, in words: what was expected and what was measured."""
+    lines = []
+    for r in results:
+        if r["passed"]:
+            continue
+        if r.get("error") and r.get("rows", 0) == 0:
+            lines.append(f"{r['variant']}: {r['error']}")
+        elif r["variant"] == "float32":
+            lines.append(f"float32: {r['rows_outside_tolerance']} of {r['rows']} rows differ from the SavedModel by "
+                         f"more than the tolerance ({r['rule']}); largest difference {r['max_abs_diff']:.3g}")
+        else:
+            lines.append(f"{r['variant']}: {r['metric']} {r['metric_tflite']:.4g} vs SavedModel "
+                         f"{r['metric_saved_model']:.4g} ({r['metric_change']:+.2%} worse; budget {r['rule']})")
+    return lines

@@ -1,0 +1,75 @@
+"""Raw rows for the export checks, read from an Examples split (CsvExampleGen's gzipped TFRecords).
+
+The parity gate, the int8 calibration set and the warmup requests all need real rows in two forms: the
+serialized ``tf.Example`` (what ``serving_default`` and TFMA take) and one dense column per raw feature (what
+``serving_raw`` and the TFLite model take, every value present).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping
+
+import numpy as np
+
+
+@dataclass
+class Rows:
+    serialized: List[bytes]
+    columns: Dict[str, np.ndarray]
+    """Raw feature column -> ``[rows]`` array (float32, int64 or bytes objects)."""
+
+    def __len__(self) -> int:
+        return len(self.serialized)
+
+    def head(self, n: int) -> "Rows":
+        return Rows(self.serialized[:n], {k: v[:n] for k, v in self.columns.items()})
+
+
+def split_files(examples_uri: str, split: str) -> List[str]:
+    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    if not files:
+        raise FileNotFoundError(f"no {split} split under {examples_uri}")
+    return files
+
+
+def fill_value(feature: Mapping[str, Any], dtype: Any) -> Any:
+    """What a client sends for an empty optional column: the configured default, else 0 / ""."""
+    default = feature.get("default")
+    if default is not None:
+        return default.encode() if isinstance(default, str) else default
+    return b"" if dtype == "string" else 0
+
+
+def read_rows(examples_uri: str, split: str, features: List[Mapping[str, Any]], spec: Mapping[str, Any],
+              limit: int) -> Rows:
+    """The first ``limit`` rows of ``split``; ``spec`` is the raw feature spec (column -> tf parsing spec)."""
+    import tensorflow as tf
+
+    serialized: List[bytes] = []
+    for record in tf.data.TFRecordDataset(split_files(examples_uri, split), compression_type="GZIP").take(limit):
+        serialized.append(record.numpy())
+    columns: Dict[str, List[Any]] = {f["name"]: [] for f in features}
+    for data in serialized:
+        example = tf.train.Example.FromString(data)
+        for feature in features:
+            name = feature["name"]
+            kind = spec[name].dtype
+            value = example.features.feature[name]
+            if kind == tf.string:
+                values: List[Any] = list(value.bytes_list.value)
+                fill = fill_value(feature, "string")
+            elif kind == tf.int64:
+                values, fill = list(value.int64_list.value), fill_value(feature, "int")
+            else:
+                values, fill = list(value.float_list.value), fill_value(feature, "float")
+            columns[name].append(values[0] if values else fill)
+    arrays = {}
+    for feature in features:
+        dtype = spec[feature["name"]].dtype
+        arrays[feature["name"]] = np.array(
+            columns[feature["name"]], dtype=object if dtype == tf.string else dtype.as_numpy_dtype
+        )
+    return Rows(serialized, arrays)

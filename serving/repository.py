@@ -1,0 +1,206 @@
+"""The models a local server serves: TF Serving's directory layout and ``models.config`` semantics.
+
+``<base_path>/<version>/saved_model.pb`` with numeric versions (sluice's Pusher writes them atomically, so a
+version directory is complete when it appears; ``.incoming-*`` staging directories are ignored). Which
+versions are loaded follows the model's version policy (``latest { num_versions }`` — TF Serving's default
+of 1 —, ``specific { versions }``, ``all``); ``version_labels`` name versions (``stable``, ``canary``). A
+poller reloads the tree every ``poll_seconds``: a new version is loaded *before* it replaces the old one in
+the routing table, so requests never see a gap.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from sluice.serving.errors import ServingError, invalid, not_found
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    base_path: Path
+    policy: str = "latest"
+    """``latest`` | ``specific`` | ``all``."""
+    num_versions: int = 1
+    versions: List[int] = field(default_factory=list)
+    labels: Dict[str, int] = field(default_factory=dict)
+
+
+def read_model_config(path: Path, model_dir: Optional[Path] = None) -> List[ModelEntry]:
+    """Parse a ``models.config`` (ModelServerConfig text format). A ``base_path`` that does not exist here
+    (e.g. ``/models/taxi_fare`` inside the Docker image) is looked up as ``<model_dir>/<name>``."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = text_format.Parse(Path(path).read_text(), model_server_config_pb2.ModelServerConfig())
+    entries = []
+    for c in config.model_config_list.config:
+        base = Path(c.base_path)
+        if not base.is_dir() and model_dir is not None:
+            base = Path(model_dir) / c.name
+        policy = c.model_version_policy.WhichOneof("policy_choice") or "latest"
+        entries.append(ModelEntry(
+            name=c.name, base_path=base, policy=policy,
+            num_versions=(c.model_version_policy.latest.num_versions or 1) if policy == "latest" else 1,
+            versions=list(c.model_version_policy.specific.versions), labels=dict(c.version_labels)))
+    return entries
+
+
+def discover(model_dir: Path) -> List[ModelEntry]:
+    """Every ``<model_dir>/<name>/`` holding numeric version directories (``*_tflite`` trees are not models)."""
+    entries = []
+    for child in sorted(Path(model_dir).iterdir()) if Path(model_dir).is_dir() else []:
+        if child.is_dir() and not child.name.endswith("_tflite"):
+            entries.append(ModelEntry(name=child.name, base_path=child))
+    return entries
+
+
+def available_versions(base: Path) -> List[int]:
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file())
+
+
+def wanted(entry: ModelEntry, available: List[int]) -> List[int]:
+    """The versions the policy loads, given what is on disk."""
+    if entry.policy == "all":
+        return list(available)
+    if entry.policy == "specific":
+        return [v for v in available if v in entry.versions]
+    return available[-entry.num_versions:] if available else []
+
+
+@dataclass
+class Signature:
+    fn: Any
+    inputs: Dict[str, Any]
+    """Input name -> tf.TensorSpec."""
+    outputs: List[str]
+
+
+@dataclass
+class LoadedVersion:
+    name: str
+    version: int
+    path: Path
+    signatures: Dict[str, Signature]
+    signature_defs: Any
+    """The MetaGraph's ``signature_def`` map (protos), for the metadata endpoints."""
+
+    def signature(self, name: str) -> Signature:
+        key = name or "serving_default"
+        if key not in self.signatures:
+            raise invalid(f'Serving signature name: "{key}" not found in signature def')
+        return self.signatures[key]
+
+    def predict(self, signature_name: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        sig = self.signature(signature_name)
+        try:
+            out = sig.fn(**{k: tf.constant(v, dtype=sig.inputs[k].dtype) for k, v in inputs.items()})
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+            raise invalid(str(e).splitlines()[0][:500])
+        return {k: v.numpy() for k, v in out.items()}
+
+
+def load_version(name: str, version: int, path: Path) -> LoadedVersion:
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    loaded = tf.saved_model.load(str(path))
+    signatures = {}
+    for key, fn in loaded.signatures.items():
+        _, kwargs = fn.structured_input_signature
+        signatures[key] = Signature(fn=fn, inputs=dict(kwargs), outputs=sorted(fn.structured_outputs))
+    proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    defs = proto.meta_graphs[0].signature_def
+    # Keep the loaded object alive with its functions.
+    version_obj = LoadedVersion(name, version, path, signatures, defs)
+    version_obj._module = loaded  # type: ignore[attr-defined]
+    return version_obj
+
+
+class Repository:
+    """Loaded versions per model, refreshed from disk; thread-safe reads."""
+
+    def __init__(self, entries: List[ModelEntry]) -> None:
+        self.entries = {e.name: e for e in entries}
+        self._loaded: Dict[str, Dict[int, LoadedVersion]] = {e.name: {} for e in entries}
+        self._errors: Dict[Tuple[str, int], str] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def refresh(self) -> None:
+        for entry in list(self.entries.values()):
+            want = wanted(entry, available_versions(entry.base_path))
+            have = set(self._loaded[entry.name])
+            for version in want:
+                if version in have or (entry.name, version) in self._errors:
+                    continue
+                try:
+                    loaded = load_version(entry.name, version, entry.base_path / str(version))
+                except Exception as e:  # a broken version stays unavailable; the others keep serving
+                    self._errors[(entry.name, version)] = f"{type(e).__name__}: {e}"[:500]
+                    continue
+                with self._lock:
+                    self._loaded[entry.name] = {**self._loaded[entry.name], version: loaded}
+            with self._lock:
+                self._loaded[entry.name] = {v: m for v, m in self._loaded[entry.name].items() if v in want}
+
+    def start(self, poll_seconds: float = 1.0) -> None:
+        self.refresh()
+
+        def loop() -> None:
+            while not self._stop.wait(poll_seconds):
+                self.refresh()
+
+        self._thread = threading.Thread(target=loop, name="sluice-model-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def resolve(self, name: str, version: Optional[int] = None, label: Optional[str] = None) -> LoadedVersion:
+        """The servable for a request: a version, a label, or the newest loaded version."""
+        if name not in self.entries:
+            raise not_found(f"Servable not found for request: Latest({name})")
+        with self._lock:
+            loaded = self._loaded[name]
+        if label is not None:
+            labels = self.entries[name].labels
+            if label not in labels:
+                raise invalid(f"Unrecognized servable version label: {label}")
+            version = labels[label]
+        if version is not None:
+            if version not in loaded:
+                raise not_found(f"Servable not found for request: Specific({name}, {version})")
+            return loaded[version]
+        if not loaded:
+            raise ServingError("UNAVAILABLE", f"Servable not found for request: Latest({name}): no version loaded yet")
+        return loaded[max(loaded)]
+
+    def status(self, name: str, version: Optional[int] = None) -> List[Dict[str, Any]]:
+        """TF Serving's ``model_version_status`` list (newest first)."""
+        if name not in self.entries:
+            raise not_found(f"Could not find any versions of model {name}")
+        with self._lock:
+            loaded = sorted(self._loaded[name], reverse=True)
+        errors = {v: m for (n, v), m in self._errors.items() if n == name}
+        rows = [{"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+                for v in loaded]
+        rows += [{"version": str(v), "state": "END", "status": {"error_code": "UNKNOWN", "error_message": m}}
+                 for v, m in sorted(errors.items(), reverse=True)]
+        if version is not None:
+            rows = [r for r in rows if r["version"] == str(version)]
+            if not rows:
+                raise not_found(f"Could not find version {version} of model {name}")
+        if not rows:
+            raise not_found(f"Could not find any versions of model {name}")
+        return rows

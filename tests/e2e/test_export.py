@@ -1,0 +1,196 @@
+"""Export for server and mobile, on the session's fare pipeline (conftest.py): warmup requests and the push
+record in the SavedModel version, the TFLite twin with its io spec, the standalone LiteRT runtime, and the
+parity gate refusing a wrong TFLite model (mismatched weights, a corrupted file) so that nothing is pushed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.e2e.test_pipeline import FARE_FEATURES
+
+pytestmark = pytest.mark.e2e
+
+
+def _latest(root: Path, component: str, output: str) -> Path:
+    return max((root / "pipeline_root" / component / output).iterdir(), key=lambda p: int(p.name))
+
+
+def _tflite_dir(fare) -> Path:
+    first = fare["runs"][0]
+    return fare["out"] / "serving" / "taxi_fare_tflite" / first["version"]
+
+
+def _eval_rows(fare, limit=200):
+    import tensorflow_transform as tft
+
+    from sluice.components.export.rows import read_rows
+    from sluice.components.trainer.signatures import serving_columns
+    from sluice.pipeline.config import load_config
+
+    payload = load_config(Path(fare["out"]).parent / "taxi_fare.yaml").component_payload()
+    spec = serving_columns(tft.TFTransformOutput(str(_latest(fare["out"], "Transform", "transform_graph"))), payload)
+    return read_rows(str(_latest(fare["out"], "CsvExampleGen", "examples")), "eval", payload["features"], spec, limit)
+
+
+def test_pushed_version_carries_warmup_and_its_story(fare):
+    import tensorflow as tf
+
+    from sluice.components.export import warmup
+
+    first = fare["runs"][0]
+    version = Path(first["saved_model_path"])
+    requests = warmup.read(str(version / "assets.extra" / "tf_serving_warmup_requests"))
+    assert 0 < len(requests) <= 1000
+    assert {r.model_spec.signature_name for r in requests} == {"serving_default", "serving_raw"}
+    model = tf.saved_model.load(str(version))
+    for request in requests[:4]:  # each replays against the model it ships with
+        signature = model.signatures[request.model_spec.signature_name]
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        out = signature(**{k: tf.constant(v) for k, v in inputs.items()})["outputs"].numpy()
+        assert np.isfinite(out).all() and len(out) == len(next(iter(inputs.values())))
+    record = json.loads((version / "sluice_push.json").read_text())
+    assert record["version"] == version.name and record["pipeline"] == "taxi_fare"
+    assert record["metrics"]["mean_absolute_error"] == pytest.approx(first["metrics"]["mean_absolute_error"])
+    assert {"model", "model_blessing", "export", "evaluation"} <= set(record["lineage_artifact_ids"])
+    assert record["packages"]["tfx"] == "1.16.0" and record["config_hash"]
+    assert record["data_fingerprint"] == first["details"]["data_fingerprint"]
+    assert set(record["tflite_parity"]) == {"float32", "dynamic_range", "int8"}
+
+
+def test_tflite_twin_has_every_variant_an_io_spec_and_passed_parity(fare):
+    first = fare["runs"][0]
+    assert first["tflite_path"] == str(_tflite_dir(fare))
+    files = {p.name for p in _tflite_dir(fare).iterdir()}
+    assert files == {"model.tflite", "model_dynamic_range.tflite", "model_int8.tflite", "io_spec.json", "parity.json"}
+    spec = json.loads((_tflite_dir(fare) / "io_spec.json").read_text())
+    assert set(spec["inputs"]) == set(FARE_FEATURES) and list(spec["outputs"]) == ["outputs"]
+    assert spec["inputs"]["payment_type"]["dtype"] == "string" and spec["inputs"]["trip_miles"]["dtype"] == "float32"
+    verdict = json.loads((_tflite_dir(fare) / "parity.json").read_text())
+    assert verdict["passed"] and verdict["rows"] > 500
+    by = {v["variant"]: v for v in verdict["variants"]}
+    assert by["float32"]["rows_outside_tolerance"] == 0
+    assert by["int8"]["size_bytes"] < by["float32"]["size_bytes"]
+
+
+def test_float32_tflite_answers_like_the_saved_model(fare):
+    import tensorflow as tf
+
+    from sluice.components.export import tflite
+
+    rows = _eval_rows(fare)
+    saved = tf.saved_model.load(fare["runs"][0]["saved_model_path"]).signatures["serving_raw"]
+    expected = saved(**{k: tf.constant(v) for k, v in rows.columns.items()})["outputs"].numpy()
+    got = tflite.predict(str(_tflite_dir(fare) / "model.tflite"), rows.columns, batch_size=64)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_litert_runtime_without_tensorflow_gives_tf_lite_answers(fare, tmp_path):
+    from sluice.components.export import tflite
+
+    rows = _eval_rows(fare, 100)
+    np.savez(tmp_path / "rows.npz", **rows.columns)
+    script = """
+import sys, numpy as np
+from ai_edge_litert.interpreter import Interpreter
+columns = dict(np.load(sys.argv[2], allow_pickle=True))
+runner = Interpreter(model_path=sys.argv[1]).get_signature_runner("serving_raw")
+np.save(sys.argv[3], runner(**columns)["outputs"])
+assert "tensorflow" not in sys.modules, "the mobile runtime must not need TensorFlow"
+"""
+    for name in ("model.tflite", "model_int8.tflite"):
+        model = str(_tflite_dir(fare) / name)
+        proc = subprocess.run([sys.executable, "-c", script, model, str(tmp_path / "rows.npz"), str(tmp_path / "o.npy")],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        litert = np.load(tmp_path / "o.npy")
+        reference = tflite.predict(model, rows.columns, batch_size=100)
+        if name == "model.tflite":
+            np.testing.assert_allclose(litert, reference, rtol=1e-5, atol=1e-5)
+        else:  # int8 kernels of the newer standalone runtime may round a few rows one step differently
+            close = np.isclose(litert, reference, rtol=1e-5, atol=1e-5)
+            assert close.mean() >= 0.95, f"{(~close).sum()} of {close.size} rows differ"
+            np.testing.assert_allclose(litert, reference, rtol=0.05)
+
+
+def _settings(fare):
+    from sluice.pipeline.config import load_config
+
+    settings = load_config(Path(fare["out"]).parent / "taxi_fare.yaml").export_settings()
+    return {**settings, "variants": ["float32"]}
+
+
+def test_parity_gate_refuses_a_mismatched_model(fare, tmp_path):
+    """A TFLite model built from other weights than the SavedModel's must fail float32 parity."""
+    import keras
+
+    from sluice.components.export.component import export_variants
+    from sluice.components.trainer.signatures import keras_model_path
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(_latest(fare["out"], "Trainer", "model"), model_dir)
+    model = keras.models.load_model(keras_model_path(str(model_dir)))
+    output_layer = [layer for layer in model.layers if layer.weights and len(layer.weights[0].shape) == 2][-1]
+    kernel = output_layer.weights[0]
+    kernel.assign(kernel.numpy() * 1.05)
+    model.save(keras_model_path(str(model_dir)))
+    verdict = export_variants(_settings(fare), str(model_dir), str(_latest(fare["out"], "Transform", "transform_graph")),
+                              _eval_rows(fare, 50), _eval_rows(fare, 300), str(tmp_path / "export"))
+    assert verdict["passed"] is False
+    result = verdict["variants"][0]
+    assert result["rows_outside_tolerance"] > 0 and "float32:" in verdict["failures"][0]
+
+
+def test_parity_gate_refuses_a_corrupted_tflite_file_and_the_pusher_pushes_nothing(fare, tmp_path, monkeypatch):
+    from tfx.proto import pusher_pb2
+    from tfx.types import standard_artifacts
+    from tfx.utils import proto_utils
+
+    from sluice.components import pusher
+    from sluice.components.export import component, tflite
+
+    convert = tflite.run_step
+
+    def corrupting(job, workdir, name, timeout=900):
+        convert(job, workdir, name, timeout)
+        if job["step"] == "convert":
+            data = bytearray(Path(job["out_path"]).read_bytes())
+            data[len(data) // 3: len(data) // 3 + 4096] = b"\xff" * 4096
+            Path(job["out_path"]).write_bytes(bytes(data))
+
+    monkeypatch.setattr(component.tflite, "run_step", corrupting)
+    export_uri = tmp_path / "export"
+    verdict = component.export_variants(_settings(fare), str(_latest(fare["out"], "Trainer", "model")),
+                                        str(_latest(fare["out"], "Transform", "transform_graph")),
+                                        _eval_rows(fare, 50), _eval_rows(fare, 300), str(export_uri))
+    assert verdict["passed"] is False and verdict["variants"][0]["error"]
+    (export_uri / component.PARITY_FILE).write_text(json.dumps(verdict))
+
+    # The Pusher, given a blessed model and this export, leaves the serving tree exactly as it was.
+    serving = tmp_path / "serving" / "taxi_fare"
+    shutil.copytree(fare["out"] / "serving" / "taxi_fare", serving)
+    before = sorted(p.relative_to(serving) for p in serving.rglob("*"))
+    model = standard_artifacts.Model()
+    model.uri = str(_latest(fare["out"], "Trainer", "model"))
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    blessing.set_int_custom_property("blessed", 1)
+    exported = component.ExportedModel()
+    exported.uri = str(export_uri)
+    exported.set_int_custom_property("passed", int(verdict["passed"]))
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / "pushed")
+    destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(serving)))
+    pusher.Executor().Do({"model": [model], "model_blessing": [blessing], "export": [exported]},
+                         {"pushed_model": [pushed]},
+                         {"push_destination": proto_utils.proto_to_json(destination), "custom_config": "{}"})
+    assert pushed.get_int_custom_property("pushed") == 0
+    assert sorted(p.relative_to(serving) for p in serving.rglob("*")) == before
+    assert not (tmp_path / "serving" / "taxi_fare_tflite").exists()

@@ -1,0 +1,64 @@
+"""The parity gate's rules and the export settings (pure numpy / config; no TensorFlow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sluice.components.export import parity
+
+
+def test_auc_matches_the_pairwise_definition():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 300)
+    scores = np.round(rng.random(300) + labels * 0.3, 1)  # many ties
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    pairwise = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert parity.roc_auc(labels, scores) == pytest.approx(pairwise, abs=1e-12)
+    assert np.isnan(parity.roc_auc(np.ones(5), np.arange(5.0)))
+
+
+def test_float32_must_agree_row_by_row():
+    labels = np.array([1.0, 2.0, 3.0, 4.0])
+    saved = np.array([[1.1], [2.1], [2.9], [4.2]])
+    budget = parity.Budget(rtol=1e-4, atol=1e-5)
+    ok = parity.compare("float32", "regression", labels, saved, saved + 1e-6, 100, budget)
+    assert ok.passed and ok.rows_outside_tolerance == 0
+    one_off = saved.copy()
+    one_off[2] += 0.01
+    bad = parity.compare("float32", "regression", labels, saved, one_off, 100, budget)
+    assert not bad.passed and bad.rows_outside_tolerance == 1
+    assert "1 of 4 rows" in parity.failure_lines([bad.to_dict()])[0]
+
+
+def test_quantized_variants_are_judged_on_the_task_metric():
+    rng = np.random.default_rng(0)
+    labels = rng.normal(10, 3, 1000)
+    saved = labels + rng.normal(0, 1, 1000)
+    budget = parity.Budget(metric_budget=0.01)
+    close = parity.compare("int8", "regression", labels, saved, saved + rng.normal(0, 0.01, 1000), 10, budget)
+    assert close.passed and abs(close.metric_change) < 0.01
+    worse = parity.compare("int8", "regression", labels, saved, saved + rng.normal(0, 1, 1000), 10, budget)
+    assert not worse.passed and worse.metric_change > 0.01
+    assert "int8: mean_absolute_error" in parity.failure_lines([worse.to_dict()])[0]
+    # classification: a lower AUC is worse
+    y = rng.integers(0, 2, 1000)
+    s = y * 0.5 + rng.random(1000)
+    flipped = parity.compare("float16", "binary_classification", y, s, 1 - s, 10, budget)
+    assert flipped.metric == "auc" and not flipped.passed
+    non_finite = parity.compare("dynamic_range", "regression", labels, saved, saved * np.nan, 10, budget)
+    assert not non_finite.passed and non_finite.error == "non-finite outputs"
+
+
+def test_export_settings_follow_the_targets():
+    import yaml
+
+    from sluice.pipeline.config import parse_config
+    from tests.helpers import CONFIGS
+
+    raw = yaml.safe_load((CONFIGS / "taxi_fare.yaml").read_text())
+    settings = parse_config(raw).export_settings()
+    assert settings["variants"] == ["float32", "dynamic_range", "int8"]
+    assert set(settings["payload"]) == {"name", "task", "features"} and settings["model_name"] == "taxi_fare"
+    raw["export"]["targets"] = ["saved_model"]
+    assert parse_config(raw).export_settings()["variants"] == []  # warmup only
