@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPS, default_pipeline_outputs, median, ratio, write_result  # noqa: E402
+import statistics  # noqa: E402
+
+from common import REPS, default_pipeline_outputs, ratio, write_result  # noqa: E402
 
 WORK = Path(__file__).resolve().parent / "work" / "deploy"  # shared with serving.py: one pipeline run
 CALLS = int(os.environ.get("SLUICE_BENCH_EXPORT_CALLS", "300"))
@@ -35,19 +37,19 @@ def _per_call(fn, calls: int) -> float:
         for _ in range(calls):
             fn()
         samples.append((time.perf_counter() - start) / calls)
-    return median(samples)
+    return statistics.median(samples)  # seconds (common.median rounds to 10 ms)
 
 
 def _tflite_call(path: str, batch: dict):
     import tensorflow as tf
 
     interpreter = tf.lite.Interpreter(model_path=path)
-    runner = interpreter.get_signature_runner("serving_raw")
-    details = runner.get_input_details()
+    # Input tensors are named "serving_raw_<column>:0" by the converter.
+    details = {d["name"][len("serving_raw_"):].rsplit(":", 1)[0]: d for d in interpreter.get_input_details()}
     for name, d in details.items():
         interpreter.resize_tensor_input(d["index"], [len(batch[name])])
     interpreter.allocate_tensors()
-    output = runner.get_output_details()["outputs"]["index"]
+    output = interpreter.get_output_details()[0]["index"]
 
     def call():
         for name, d in details.items():
@@ -55,6 +57,9 @@ def _tflite_call(path: str, batch: dict):
         interpreter.invoke()
         return interpreter.get_tensor(output)
 
+    runner = tf.lite.Interpreter(model_path=path).get_signature_runner("serving_raw")
+    reference = runner(**batch)["outputs"]
+    assert abs(call() - reference).max() < 1e-4, "the raw-tensor call must answer like the signature runner"
     return call, (lambda: runner(**batch))
 
 

@@ -85,9 +85,7 @@ def push_atomically(model_dir: Path, base: Path, model_uri: str, extras: Optiona
 
     def fill(staging: Path) -> None:
         shutil.copytree(model_dir, staging)
-        for relative, source in (extras or {}).items():
-            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, staging / relative)
+        _copy_files(extras or {}, staging)
         body = {"model_uri": model_uri, "pushed_at": int(time.time()), "version": version, **(record or {})}
         (staging / PUSH_RECORD).write_text(json.dumps(body, indent=1, sort_keys=True))
 
@@ -162,8 +160,7 @@ class Executor(tfx_pusher.Executor):
                 extras[WARMUP_IN_MODEL] = os.path.join(export.uri, "warmup", "tf_serving_warmup_requests")
                 files = tflite_files(export.uri)
                 if files:  # the TFLite tree first: a SavedModel version never appears without its TFLite twin
-                    write_version(Path(f"{base}_tflite"), version,
-                                  lambda staging: [_copy(src, staging / rel) for rel, src in files.items()])
+                    write_version(Path(f"{base}_tflite"), version, lambda staging: _copy_files(files, staging))
             record = self._record(input_dict, exec_properties, export)
             push_atomically(model_path, base, model.uri, extras, record, version)
             logging.info("Model written to serving path %s.", base / version)
@@ -195,9 +192,11 @@ class Executor(tfx_pusher.Executor):
         return record
 
 
-def _copy(source: str, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(source, target)
+def _copy_files(files: Mapping[str, str], target: Path) -> None:
+    """Copy ``files`` (relative name -> source path) into the directory ``target``."""
+    for relative, source in files.items():
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target / relative)
 
 
 class PusherSpec(standard_component_specs.PusherSpec):

@@ -13,6 +13,7 @@ import argparse
 import json
 import re
 import signal
+import socket
 import sys
 import threading
 from concurrent import futures
@@ -61,6 +62,12 @@ def predict_rest(repo: Repository, name: str, version: Optional[int], label: Opt
 def make_http_handler(repo: Repository, max_batch: int):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            # Keep-alive clients: without TCP_NODELAY, the header and body writes meet Nagle's algorithm and
+            # the client's delayed ACK, and every response waits ~40 ms (measured).
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def log_message(self, *args: Any) -> None:  # quiet: one line per request is noise under load
             pass
@@ -113,7 +120,7 @@ def _version_of(spec: Any) -> Tuple[Optional[int], Optional[str]]:
     return None, None
 
 
-def make_grpc_server(repo: Repository, port: int, max_batch: int, workers: int = 16):
+def make_grpc_server(repo: Repository, port: int, max_batch: int, host: str = "127.0.0.1", workers: int = 16):
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
@@ -185,8 +192,13 @@ def make_grpc_server(repo: Repository, port: int, max_batch: int, workers: int =
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Prediction(), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(Models(), server)
-    bound = server.add_insecure_port(f"127.0.0.1:{port}" if port else "127.0.0.1:0")
+    bound = server.add_insecure_port(f"{host}:{port}")
     return server, bound
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 resets connections when dozens of clients connect at once
+    daemon_threads = True
 
 
 class LocalServer:
@@ -201,9 +213,8 @@ class LocalServer:
                                             " run `sluice run` first, or pass --model-config-file)")
         self.repo = Repository(entries)
         self.poll_seconds = poll_seconds
-        self.http = ThreadingHTTPServer((host, rest_port), make_http_handler(self.repo, max_batch))
-        self.http.daemon_threads = True
-        self.grpc, self.grpc_port = make_grpc_server(self.repo, grpc_port, max_batch)
+        self.http = _HTTPServer((host, rest_port), make_http_handler(self.repo, max_batch))
+        self.grpc, self.grpc_port = make_grpc_server(self.repo, grpc_port, max_batch, host)
         self.rest_port = self.http.server_address[1]
 
     def start(self) -> "LocalServer":
@@ -223,15 +234,16 @@ class LocalServer:
 
 def serve(args: argparse.Namespace) -> int:
     server = LocalServer(Path(args.model_dir), args.rest_port, args.grpc_port,
-                         Path(args.model_config_file) if args.model_config_file else None, args.poll_seconds).start()
+                         Path(args.model_config_file) if args.model_config_file else None, args.poll_seconds,
+                         host=args.host).start()
     for name in server.models():
         try:
             versions = ", ".join(r["version"] for r in server.repo.status(name))
         except ServingError as e:
             versions = e.message
         print(f"sluice serve: {name} (versions {versions})", flush=True)
-    print(f"  REST  http://127.0.0.1:{server.rest_port}/v1/models/<model>[:predict]", flush=True)
-    print(f"  gRPC  127.0.0.1:{server.grpc_port} (tensorflow_serving.apis PredictionService, ModelService)", flush=True)
+    print(f"  REST  http://{args.host}:{server.rest_port}/v1/models/<model>[:predict]", flush=True)
+    print(f"  gRPC  {args.host}:{server.grpc_port} (tensorflow_serving.apis PredictionService, ModelService)", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -245,6 +257,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rest-port", type=int, default=8501)
     parser.add_argument("--grpc-port", type=int, default=8500)
     parser.add_argument("--model-config-file", help="a TF Serving models.config (version policy, labels)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--poll-seconds", type=float, default=1.0, help="how often new versions are picked up")
 
 

@@ -85,8 +85,13 @@ def export_variants(settings: Dict[str, Any], model_uri: str, transform_dir: str
     timings: Dict[str, float] = {}
     started = time.perf_counter()
     archive = os.path.join(work, "archive")
-    tflite.run_step({"step": "archive", "keras_model": keras_model_path(model_uri), "transform_dir": transform_dir,
-                     "payload": payload, "out_dir": archive}, work, "archive")
+    try:
+        tflite.run_step({"step": "archive", "keras_model": keras_model_path(model_uri), "transform_dir": transform_dir,
+                         "payload": payload, "out_dir": archive}, work, "archive")
+    except tflite.ExportFailed as e:  # nothing to convert: every variant fails with the cause
+        results = [{"variant": v, "rows": 0, "passed": False, "error": str(e)} for v in settings["variants"]]
+        return {"passed": False, "variants": results, "rows": len(evaluation), "budget": settings["budget"],
+                "convert_seconds": {}, "failures": parity.failure_lines(results)}
     timings["archive"] = time.perf_counter() - started
     representative = os.path.join(work, "representative.npz")
     np.savez(representative, **train.columns)

@@ -108,6 +108,9 @@ def test_classification_config_runs_end_to_end(tips, sample):
     assert run["_exit"] == 0, run["_stderr"][-3000:]
     assert run["blessed"] is True and run["pushed"] is True
     assert run["metrics"]["auc"] >= 0.8
+    # The subclassed wide & deep model exports to TFLite too; quantized variants are judged on AUC.
+    assert run["parity"]["passed"] and {v["metric"] for v in run["parity"]["variants"]} == {"auc"}
+    assert run["tflite_path"] and Path(run["tflite_path"], "model_int8.tflite").is_file()
     import tensorflow as tf
 
     model = _load_serving(run["saved_model_path"])

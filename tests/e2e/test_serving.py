@@ -242,6 +242,17 @@ def test_sluice_serve_and_sluice_predict_from_the_command_line(fare, tmp_path):
                                   capture_output=True, text=True, timeout=120)
         assert via_grpc.returncode == 0, via_grpc.stderr
         assert json.loads(via_grpc.stdout.splitlines()[0])["prediction"] == pytest.approx(prediction, rel=1e-6)
+        import csv
+
+        with open(ROOT / "data" / "taxi" / "data.csv", newline="") as src, open(tmp_path / "rows.csv", "w", newline="") as dst:
+            reader = csv.reader(src)
+            writer = csv.writer(dst)
+            for _, line in zip(range(4), reader):  # header + 3 rows, label columns included (ignored)
+                writer.writerow(line)
+        from_csv = subprocess.run([exe, "predict", "--input", str(tmp_path / "rows.csv"), "--endpoint", f"http://{rest}"],
+                                  capture_output=True, text=True, timeout=120)
+        assert from_csv.returncode == 0, from_csv.stderr
+        assert len(from_csv.stdout.splitlines()) == 3
         unknown = subprocess.run([exe, "predict", "--input", str(tmp_path / "rows.json"), "--endpoint", f"http://{rest}",
                                   "--model", "nope"], capture_output=True, text=True, timeout=120)
         assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr and "Traceback" not in unknown.stderr

@@ -38,3 +38,22 @@ def test_same_model_is_found_not_pushed_twice(tmp_path):
     assert existing_version_of(base, "uri://model/1") == v1
     assert existing_version_of(base, "uri://model/2") is None
     assert existing_version_of(tmp_path / "missing", "uri://model/1") is None
+
+
+def test_push_adds_extras_and_the_record_under_one_version(tmp_path):
+    from sluice.components.pusher import write_version
+
+    warmup = tmp_path / "warmup.tfrecord"
+    warmup.write_bytes(b"requests")
+    base = tmp_path / "serving" / "m"
+    (base / ".incoming-7").mkdir(parents=True)  # a crashed earlier push leaves staging behind
+    (base / ".incoming-7" / "junk").write_text("x")
+    version = push_atomically(_model(tmp_path), base, "uri://model/3",
+                              extras={"assets.extra/tf_serving_warmup_requests": str(warmup)},
+                              record={"config_hash": "abc"}, version="7")
+    assert version == "7" and not (base / ".incoming-7").exists() and not (base / "7" / "junk").exists()
+    assert (base / "7" / "assets.extra" / "tf_serving_warmup_requests").read_bytes() == b"requests"
+    record = json.loads((base / "7" / PUSH_RECORD).read_text())
+    assert record["config_hash"] == "abc" and record["version"] == "7" and record["model_uri"] == "uri://model/3"
+    twin = write_version(tmp_path / "serving" / "m_tflite", "7", lambda d: (d.mkdir(), (d / "model.tflite").write_bytes(b"t")))
+    assert twin.name == "7" and (twin / "model.tflite").read_bytes() == b"t"
