@@ -24,9 +24,6 @@ class Rows:
     def __len__(self) -> int:
         return len(self.serialized)
 
-    def head(self, n: int) -> "Rows":
-        return Rows(self.serialized[:n], {k: v[:n] for k, v in self.columns.items()})
-
 
 def split_files(examples_uri: str, split: str) -> List[str]:
     files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))

@@ -27,16 +27,16 @@ def requests(model_name: str, rows: Rows, batch_sizes: List[int] = (1, 64), per_
     records: List[bytes] = []
     for size in batch_sizes:
         for i in range(per_size):
-            start = (i * size) % max(len(rows) - size + 1, 1)
-            part = rows.head(start + size)
+            start = (i * size) % max(len(rows) - size + 1, 1)  # different rows for each request
+            end = start + size
             for signature in ("serving_default", "serving_raw"):
                 request = predict_pb2.PredictRequest(
                     model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
                 if signature == "serving_default":
-                    request.inputs["examples"].CopyFrom(tf.make_tensor_proto(part.serialized[start:], dtype=tf.string))
+                    request.inputs["examples"].CopyFrom(tf.make_tensor_proto(rows.serialized[start:end], dtype=tf.string))
                 else:
-                    for name, values in part.columns.items():
-                        request.inputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(values[start:])))
+                    for name, values in rows.columns.items():
+                        request.inputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(values[start:end])))
                 log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
                 records.append(log.SerializeToString())
     return records[:MAX_RECORDS]
