@@ -172,6 +172,8 @@ def _export_section(result: Dict[str, Any], details: Dict[str, Any]) -> List[str
             f"docker run -p 8501:8501 -v {base}:/models/{name} -e MODEL_NAME={name} tensorflow/serving:2.16.1\n"
             f"curl -d '{{\"signature_name\": \"serving_raw\", \"instances\": [{{...raw feature columns...}}]}}' \\\n"
             f"  localhost:8501/v1/models/{name}:predict") + "</pre>")
+        parts.append("<p>Without Docker, the same requests work against <code>" + html.escape(
+            f"sluice serve --model-dir {Path(base).parent}") + "</code> (TF Serving's REST and gRPC API).</p>")
     else:
         parts.append("<p>Nothing was pushed by this run; the serving directory is unchanged.</p>")
     return parts

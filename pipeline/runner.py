@@ -281,8 +281,11 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
             evaluation_report = str(write_evaluation_report(record.evaluation_uri, verdict, evaluation, report_dir))
     pushed = bool(record and record.pushed)
     blessed = record.blessed if record else None
-    parity = _parity(record)
-    infra = _infra(record)
+    from sluice.components.export.component import read_parity
+    from sluice.components.infra_check import read_report
+
+    parity = _artifact_json(record, "ModelExport", "sluice.ExportedModel", read_parity)  # parity.json
+    infra = _artifact_json(record, "InfraCheck", "InfraBlessing", read_report)  # infra_check.json
     status = "succeeded" if pushed else ("not_blessed" if blessed is False else
                                          "parity_failed" if parity.get("passed") is False else
                                          "infra_failed" if infra.get("blessed") is False else "failed")
@@ -355,27 +358,13 @@ def _safe(run_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in run_id)
 
 
-def _parity(record: Any) -> Dict[str, Any]:
-    """The ModelExport's parity.json for this run, or {}."""
-    uri = record.outputs.get("ModelExport", {}).get("sluice.ExportedModel") if record else None
+def _artifact_json(record: Any, node: str, artifact_type: str, read: Callable[[str], Any]) -> Dict[str, Any]:
+    """What ``read`` finds in ``node``'s output artifact of ``artifact_type`` in this run, or {}."""
+    uri = record.outputs.get(node, {}).get(artifact_type) if record else None
     if not uri:
         return {}
-    from sluice.components.export.component import read_parity
-
     with contextlib.suppress(OSError, ValueError):
-        return read_parity(uri)
-    return {}
-
-
-def _infra(record: Any) -> Dict[str, Any]:
-    """The InfraCheck's infra_check.json for this run, or {}."""
-    uri = record.outputs.get("InfraCheck", {}).get("InfraBlessing") if record else None
-    if not uri:
-        return {}
-    from sluice.components.infra_check import read_report
-
-    with contextlib.suppress(OSError, ValueError):
-        return read_report(uri) or {}
+        return read(uri) or {}
     return {}
 
 
