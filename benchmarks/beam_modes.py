@@ -36,8 +36,6 @@ def main() -> int:
          "reference": r_mem, "ratio": ratio(r_multi, r_mem), "goal": "", "unit": "MB"},
     ]
     write_result("beam_modes", rows, {"in_memory": memory, "multi_processing": multi})
-    for row in rows:
-        print(f"  {row['measure']}: {row['sluice']} vs {row['reference']} (ratio {row['ratio']})")
     return 0
 
 

@@ -106,6 +106,10 @@ def write_result(name: str, rows: List[Dict[str, object]], samples: Dict[str, ob
         "notes": notes,
     }
     path.write_text(json.dumps(body, indent=2, default=lambda o: asdict(o)))
+    print(f"{name}: {path}")
+    for row in rows:  # the same rows as RESULTS.md, on the console
+        unit = f" {row['unit']}" if row.get("unit") else ""
+        print(f"  {row['measure']}: {row['sluice']}{unit} vs {row['reference']}{unit} (ratio {row['ratio']})")
     return path
 
 

@@ -99,8 +99,6 @@ def main() -> int:
     write_result("e2e_vs_tfx", rows, {**samples, "sluice_cold_components_s": breakdown},
                  notes="reference: TFX 1.16 taxi_pipeline_native_keras.py (BeamDagRunner, multi_processing); "
                        "sluice: configs/taxi_tips.yaml")
-    for row in rows:
-        print(f"  {row['measure']}: sluice {row['sluice']} vs TFX {row['reference']} (ratio {row['ratio']})")
     print("  sluice cold per component (s): " + ", ".join(f"{k} {v}" for k, v in breakdown.items()))
     return 0
 

@@ -116,10 +116,9 @@ def main() -> None:
     rows_out.append({"measure": "float32 single latency via SignatureRunner (re-resizes inputs each call)",
                      "sluice": round(runner_latency["float32_single"] * 1e6, 1), "reference": us["saved_model_single"],
                      "unit": "µs", "ratio": ratio(runner_latency["float32_single"], latency["saved_model_single"])})
-    path = write_result("export", rows_out, {"sizes_bytes": sizes, "latency_s": latency,
+    write_result("export", rows_out, {"sizes_bytes": sizes, "latency_s": latency,
                                              "runner_latency_s": runner_latency, "calls": CALLS},
                         notes="TFLite: Transform graph inside, builtin ops only; SavedModel: serving_raw in process.")
-    print(path.read_text())
 
 
 if __name__ == "__main__":

@@ -119,8 +119,6 @@ def main() -> int:
                                           "consumption_ex_per_s": consume, "train_examples": train_examples,
                                           "batch_size": base.batch_size, "batches_timed": BATCHES,
                                           "keras": keras.__version__})
-    for row in rows:
-        print(f"  {row['measure']}: {row['sluice']} vs {row['reference']} (ratio {row['ratio']})")
     return 0
 
 

@@ -70,8 +70,6 @@ def main() -> int:
                  "sluice": modes[1]["seconds"], "reference": modes[0]["seconds"],
                  "ratio": ratio(modes[1]["seconds"], modes[0]["seconds"]), "goal": "(< 1: switch default)", "unit": "s"})
     write_result("scale", rows, {"runs": runs, "beam_modes": modes})
-    for row in rows:
-        print(f"  {row['measure']}: {row['sluice']} vs {row['reference']} (ratio {row['ratio']})")
     return 0
 
 

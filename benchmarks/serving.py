@@ -137,8 +137,7 @@ def main() -> None:
                                          f"{r['rps']} req/s, {r['errors']} errors)",
                               "sluice": r["p50_ms"], "reference": ref["p50_ms"], "unit": "ms",
                               "ratio": ratio(r["p50_ms"], ref["p50_ms"]), "goal": "0 errors"})
-    path = write_result("serving", table, results, notes="reference = in-process serving_raw call, same rows")
-    print(path.read_text())
+    write_result("serving", table, results, notes="reference = in-process serving_raw call, same rows")
 
 
 if __name__ == "__main__":

@@ -129,8 +129,6 @@ def main() -> int:
                      "unit": "ex/s"})
     write_result("training", rows, {"input_vs_memory_ex_per_s": io_rates, "strategy_ex_per_s": strategy_rates,
                                     "final_train_loss": losses, "steps": STEPS, "train_examples": train_examples})
-    for row in rows:
-        print(f"  {row['measure']}: {row['sluice']} vs {row['reference']} (ratio {row['ratio']})")
     return 0
 
 
