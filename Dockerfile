@@ -5,6 +5,7 @@ FROM tensorflow/tfx:1.16.0
 
 WORKDIR /sluice
 COPY pyproject.toml constraints.txt README.md ./
+COPY sluice/ sluice/
 COPY pipeline/ pipeline/
 COPY components/ components/
 COPY serving/ serving/

@@ -16,16 +16,18 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
-import shutil
+import posixpath
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from sluice.components import artifact_io as aio
 
 VERDICT_FILE = "verdict.json"
 REPORT_FILE = "data_report.html"
@@ -284,7 +286,7 @@ def render_report(findings: List[Finding], blocking: List[Finding], distances: L
 def _load_stats(uri: str, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
     import tensorflow_data_validation as tfdv
 
-    return tfdv.load_stats_binary(os.path.join(uri, f"Split-{split}", "FeatureStats.pb"))
+    return tfdv.load_stats_binary(aio.join(uri, f"Split-{split}", "FeatureStats.pb"))
 
 
 def _stats_html(train, eval_) -> str:
@@ -316,17 +318,16 @@ class Executor(base_executor.BaseExecutor):
 
         gate = json.loads(exec_properties["gate"])
         schema_uri = artifact_utils.get_single_uri(input_dict["schema"])
-        schema = tfdv.load_schema_text(os.path.join(schema_uri, "schema.pbtxt"))
+        schema = tfdv.load_schema_text(aio.join(schema_uri, "schema.pbtxt"))
         anomalies_artifact = artifact_utils.get_single_instance(input_dict["anomalies"])
         stats_artifact = artifact_utils.get_single_instance(input_dict["statistics"])
         out_uri = artifact_utils.get_single_uri(output_dict["verdict"])
-        os.makedirs(out_uri, exist_ok=True)
+        fileio.makedirs(out_uri)
 
         findings: List[Finding] = []
         for split in artifact_utils.decode_split_names(anomalies_artifact.split_names):
-            path = os.path.join(anomalies_artifact.uri, f"Split-{split}", "SchemaDiff.pb")
-            with open(path, "rb") as fh:
-                findings += findings_from_anomalies(anomalies_pb2.Anomalies.FromString(fh.read()), split, schema)
+            path = aio.join(anomalies_artifact.uri, f"Split-{split}", "SchemaDiff.pb")
+            findings += findings_from_anomalies(anomalies_pb2.Anomalies.FromString(aio.read_bytes(path)), split, schema)
 
         train = _load_stats(stats_artifact.uri, "train")
         eval_ = _load_stats(stats_artifact.uri, "eval")
@@ -334,29 +335,25 @@ class Executor(base_executor.BaseExecutor):
         distances, found = _distances(gate, compare, train, eval_, "skew", "train vs eval")
         findings += found
         baseline = (input_dict.get("baseline") or [None])[0]
-        if baseline is not None and os.path.exists(os.path.join(baseline.uri, BASELINE_STATS)):
-            previous = tfdv.load_stats_binary(os.path.join(baseline.uri, BASELINE_STATS))
+        if baseline is not None and fileio.exists(aio.join(baseline.uri, BASELINE_STATS)):
+            previous = tfdv.load_stats_binary(aio.join(baseline.uri, BASELINE_STATS))
             rows, found = _distances(gate, compare, train, previous, "drift", "train vs last passed run")
             distances, findings = distances + rows, findings + found
 
         blocking = decide(findings, gate["validation"])
         # TFX deletes a failed execution's output directory, so the report also goes where it survives.
-        report_dir = os.path.join(exec_properties.get("report_root") or out_uri, os.path.basename(out_uri))
-        os.makedirs(report_dir, exist_ok=True)
-        report = os.path.join(report_dir, REPORT_FILE)
-        with open(report, "w") as fh:
-            fh.write(render_report(findings, blocking, distances, _stats_html(train, eval_)))
+        report_dir = aio.join(exec_properties.get("report_root") or out_uri, posixpath.basename(out_uri.rstrip("/")))
+        report = aio.join(report_dir, REPORT_FILE)
+        aio.write_text(report, render_report(findings, blocking, distances, _stats_html(train, eval_)))
         verdict = {"passed": not blocking, "findings": [asdict(f) for f in findings], "distances": distances,
                    "report": report}
         for directory in {out_uri, report_dir}:
-            with open(os.path.join(directory, VERDICT_FILE), "w") as fh:
-                json.dump(verdict, fh, indent=2)
+            aio.write_text(aio.join(directory, VERDICT_FILE), json.dumps(verdict, indent=2))
         if report_dir != out_uri:
-            shutil.copy(report, os.path.join(out_uri, REPORT_FILE))
+            aio.copy_file(report, aio.join(out_uri, REPORT_FILE))
         if blocking:
             raise DataGateFailed(render_message(blocking, report), report)
-        shutil.copy(os.path.join(stats_artifact.uri, "Split-train", "FeatureStats.pb"),
-                    os.path.join(out_uri, BASELINE_STATS))
+        aio.copy_file(aio.join(stats_artifact.uri, "Split-train", "FeatureStats.pb"), aio.join(out_uri, BASELINE_STATS))
         verdict_artifact = artifact_utils.get_single_instance(output_dict["verdict"])
         verdict_artifact.set_int_custom_property("passed", 1)
         verdict_artifact.set_int_custom_property("anomalies", len(findings))

@@ -190,13 +190,14 @@ def read_verdict(evaluation_uri: str) -> Dict[str, Any]:
     ``{"blessed", "rubber_stamp", "failures", "exempt_failures", "overall": {metric: v},
     "changes": {metric: v}, "baseline": {metric: v}, "slices": read_slices(...)}``.
     """
-    import os
+    from tfx.dsl.io import fileio
+
+    from sluice.components import artifact_io as aio
 
     slices = read_slices(evaluation_uri)
-    gate_path = os.path.join(evaluation_uri, GATE_FILE)
-    if os.path.exists(gate_path):
-        with open(gate_path) as f:
-            verdict = json.load(f)
+    gate_path = aio.join(evaluation_uri, GATE_FILE)
+    if fileio.exists(gate_path):
+        verdict = aio.read_json(gate_path)
     else:  # an evaluation written without sluice's executor: plain TFMA semantics
         verdict = decide(evaluation_uri, min_slice_size=0, slices=slices)
     overall = slices.get(OVERALL, {"candidate": {}, "baseline": {}, "change": {}})

@@ -19,10 +19,12 @@ from tfx.components.evaluator import component as tfx_evaluator
 from tfx.components.evaluator import constants
 from tfx.components.evaluator import executor as tfx_executor
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
-from tfx.utils import io_utils, json_utils
+from tfx.utils import json_utils
 
+from sluice.components import artifact_io as aio
 from sluice.components.evaluation import GATE_FILE, decide
 
 MIN_SLICE_SIZE = "min_slice_size"
@@ -38,20 +40,28 @@ class Executor(tfx_executor.Executor):
         exec_properties = dict(exec_properties)
         min_slice_size = int(exec_properties.pop(MIN_SLICE_SIZE, 0) or 0)
         super().Do(input_dict, output_dict, exec_properties)
-        evaluation = artifact_utils.get_single_uri(output_dict[standard_component_specs.EVALUATION_KEY])
-        blessing = artifact_utils.get_single_instance(output_dict[standard_component_specs.BLESSING_KEY])
-        verdict = decide(evaluation, min_slice_size)
-        io_utils.write_string_file(os.path.join(evaluation, GATE_FILE), json.dumps(verdict, indent=1))
-        blessed_file = os.path.join(blessing.uri, constants.BLESSED_FILE_NAME)
-        not_blessed_file = os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME)
-        for stale in (blessed_file, not_blessed_file):
-            if os.path.exists(stale):
-                os.remove(stale)
-        io_utils.write_string_file(blessed_file if verdict["blessed"] else not_blessed_file, "")
-        blessing.set_int_custom_property(
-            constants.ARTIFACT_PROPERTY_BLESSED_KEY,
-            constants.BLESSED_VALUE if verdict["blessed"] else constants.NOT_BLESSED_VALUE,
-        )
+        rebless(output_dict, min_slice_size)
+
+
+def rebless(output_dict: Dict[str, List[types.Artifact]], min_slice_size: int) -> Dict[str, Any]:
+    """The extension proper, after TFX's TFMA run: re-decide the blessing with ``min_slice_size``, write
+    ``sluice_gate.json`` into the evaluation artifact and the BLESSED / NOT_BLESSED file into the blessing
+    (through fileio: on Vertex both are gs:// URIs). Returns the decision."""
+    evaluation = artifact_utils.get_single_uri(output_dict[standard_component_specs.EVALUATION_KEY])
+    blessing = artifact_utils.get_single_instance(output_dict[standard_component_specs.BLESSING_KEY])
+    verdict = decide(evaluation, min_slice_size)
+    aio.write_text(aio.join(evaluation, GATE_FILE), json.dumps(verdict, indent=1))
+    blessed_file = os.path.join(blessing.uri, constants.BLESSED_FILE_NAME)
+    not_blessed_file = os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME)
+    for stale in (blessed_file, not_blessed_file):
+        if fileio.exists(stale):
+            fileio.remove(stale)
+    aio.write_text(blessed_file if verdict["blessed"] else not_blessed_file, "")
+    blessing.set_int_custom_property(
+        constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+        constants.BLESSED_VALUE if verdict["blessed"] else constants.NOT_BLESSED_VALUE,
+    )
+    return verdict
 
 
 class Evaluator(tfx_evaluator.Evaluator):

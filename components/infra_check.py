@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,10 +24,12 @@ import numpy as np
 from absl import logging
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
-from tfx.utils import path_utils
+from tfx.utils import io_utils, path_utils
 
+from sluice.components import artifact_io as aio
 from sluice.components.export.component import WARMUP_PATH, ExportedModel
 
 REPORT_FILE = "infra_check.json"
@@ -78,7 +79,10 @@ def check(model_dir: str, model_name: str, requests: List[Any], work: str, rtol:
 
     tree = os.path.join(work, "models", model_name)
     os.makedirs(tree, exist_ok=True)
-    os.symlink(os.path.abspath(model_dir), os.path.join(tree, "1"))
+    # A local copy, whatever the candidate's filesystem: the server is another process (it cannot see this
+    # process's ram:// files) and would otherwise read a gs:// model remotely.
+    io_utils.copy_dir(model_dir, os.path.join(tree, "1"))
+    model_dir = os.path.join(tree, "1")
     failures: List[str] = []
     checked = {"grpc": 0, "rest": 0}
     started = time.monotonic()
@@ -133,20 +137,18 @@ class Executor(base_executor.BaseExecutor):
         model_uri = artifact_utils.get_single_uri(input_dict["model"])
         export_uri = artifact_utils.get_single_uri(input_dict["export"])
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
-        os.makedirs(blessing.uri, exist_ok=True)
-        requests = warmup.read(os.path.join(export_uri, WARMUP_PATH))[: int(exec_properties["max_requests"])]
-        work = tempfile.mkdtemp(prefix="sluice-infra-")
-        try:
-            verdict = check(path_utils.serving_model_path(model_uri), exec_properties["model_name"], requests, work)
-        except Exception as e:  # a server that cannot start is a failed check, not a crashed pipeline
-            verdict = {"blessed": False, "failures": [f"{type(e).__name__}: {e}"], "requests": len(requests)}
-        finally:
+        fileio.makedirs(blessing.uri)
+        requests = warmup.read(aio.join(export_uri, WARMUP_PATH))[: int(exec_properties["max_requests"])]
+        with tempfile.TemporaryDirectory(prefix="sluice-infra-") as work:
+            try:
+                verdict = check(path_utils.serving_model_path(model_uri), exec_properties["model_name"], requests,
+                                work)
+            except Exception as e:  # a server that cannot start is a failed check, not a crashed pipeline
+                verdict = {"blessed": False, "failures": [f"{type(e).__name__}: {e}"], "requests": len(requests)}
             log = os.path.join(work, "server.log")
-            if os.path.exists(log):
-                shutil.copy(log, os.path.join(blessing.uri, "server.log"))
-            shutil.rmtree(work, ignore_errors=True)
-        with open(os.path.join(blessing.uri, REPORT_FILE), "w") as f:
-            json.dump(verdict, f, indent=1)
+            if os.path.isfile(log):
+                aio.copy_file(log, aio.join(blessing.uri, "server.log"))
+        aio.write_text(aio.join(blessing.uri, REPORT_FILE), json.dumps(verdict, indent=1))
         blessing.set_int_custom_property("blessed", int(verdict["blessed"]))
         for line in verdict["failures"]:
             logging.error("InfraCheck: %s", line)
@@ -172,8 +174,5 @@ class InfraCheck(base_component.BaseComponent):
 
 
 def read_report(blessing_uri: str) -> Optional[Dict[str, Any]]:
-    path = os.path.join(blessing_uri, REPORT_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
+    path = aio.join(blessing_uri, REPORT_FILE)
+    return aio.read_json(path) if fileio.exists(path) else None

@@ -1,11 +1,13 @@
-"""Pusher executor: TFX's Pusher, made atomic and idempotent for filesystem destinations.
+"""Pusher executor: TFX's Pusher, made atomic and idempotent for filesystem destinations (any filesystem
+TFX supports: local disk, gs://, s3://, …).
 
 TFX's stock executor copies file by file into ``<base>/<unix time>/`` (a reader can see a half-written
 version if the copy dies), and pushes the same model again as a new version whenever the Evaluator re-blesses
 it (e.g. the second run of an unchanged pipeline, which now has a baseline to compare with). Here:
 
-- the version is written to ``<base>/.incoming-<version>/`` and renamed into place, so TF Serving's version
-  watcher only ever sees complete versions;
+- TF Serving's version watcher never takes a partial version for a complete one: on local disk the version
+  is staged in ``<base>/.incoming-<version>/`` and renamed into place; elsewhere (no atomic directory
+  rename) it is copied with ``saved_model.pb`` and then the push record last (``write_version``);
 - a model (identified by its MLMD artifact URI) already present in ``<base>`` is not pushed twice: the
   existing version is reported instead;
 - each version carries ``sluice_push.json`` (model URI, time, lineage artifact ids, data fingerprint, config
@@ -21,93 +23,117 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import tempfile
 import time
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from absl import logging
 from tfx import types
 from tfx.components.pusher import executor as tfx_pusher
 from tfx.dsl.components.base import base_component, executor_spec
+from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import proto_utils
 
+from sluice.components import artifact_io as aio
 from sluice.components.export.component import ExportedModel
 
 PUSH_RECORD = "sluice_push.json"
-WARMUP_IN_MODEL = os.path.join("assets.extra", "tf_serving_warmup_requests")
+SAVED_MODEL_FILE = "saved_model.pb"
+WARMUP_IN_MODEL = aio.join("assets.extra", "tf_serving_warmup_requests")
 PACKAGES = ("tfx", "tensorflow", "keras", "tensorflow-transform", "tensorflow-model-analysis", "sluice")
 
 
-def existing_version_of(base: Path, model_uri: str) -> Optional[str]:
-    """The version directory under ``base`` that already holds the model ``model_uri``, if any."""
-    if not base.is_dir():
-        return None
-    for version in sorted((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-        record = version / PUSH_RECORD
-        if record.is_file():
+def _versions(base: str) -> List[str]:
+    """The numeric version directories under ``base`` (what TF Serving serves), oldest first."""
+    if not fileio.isdir(base):
+        return []
+    names = [name.rstrip("/") for name in fileio.listdir(base)]
+    return sorted((n for n in names if n.isdigit()), key=int)
+
+
+def existing_version_of(base: str, model_uri: str) -> Optional[str]:
+    """The version directory under ``base`` that already holds the model ``model_uri``, if any.
+
+    Only complete versions count: the push record is the last file a push writes."""
+    for version in _versions(str(base)):
+        record = aio.join(str(base), version, PUSH_RECORD)
+        if fileio.exists(record):
             try:
-                if json.loads(record.read_text()).get("model_uri") == model_uri:
-                    return version.name
+                if aio.read_json(record).get("model_uri") == model_uri:
+                    return version
             except ValueError:
                 continue
     return None
 
 
-def next_version(base: Path, now: Optional[int] = None) -> str:
+def next_version(base: str, now: Optional[int] = None) -> str:
     """A Unix-time version, strictly greater than every version already in ``base``."""
     version = int(time.time()) if now is None else now
-    if base.is_dir():
-        existing = [int(p.name) for p in base.iterdir() if p.name.isdigit()]
-        if existing:
-            version = max(version, max(existing) + 1)
-    return str(version)
+    existing = _versions(str(base))
+    return str(max(version, int(existing[-1]) + 1) if existing else version)
 
 
-def write_version(base: Path, version: str, fill: Callable[[Path], None]) -> Path:
-    """Create ``base/version`` atomically: ``fill`` writes into ``base/.incoming-<version>``, then a rename."""
-    base.mkdir(parents=True, exist_ok=True)
-    staging = base / f".incoming-{version}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    fill(staging)
-    os.rename(staging, base / version)
-    return base / version
+def write_version(base: str, version: str, fill: Callable[[str], None], last: Sequence[str] = ()) -> str:
+    """Create ``base/version`` so that a reader (TF Serving's version poller, a phone fetching TFLite) never
+    takes a partial version for a complete one. ``fill(staging)`` writes the version's files into a staging
+    directory whose name is not a number (TF Serving ignores it).
+
+    - Local disk: ``base/.incoming-<version>``, then one ``rename`` — atomic; readers see nothing or all.
+    - Any other filesystem (gs://, s3://, ram://: no atomic directory rename; GCS renames object by object):
+      staged in a local temp dir, then copied into ``base/version`` with the files in ``last`` copied last, in
+      that order. The SavedModel's ``saved_model.pb`` comes after everything it refers to and the push record
+      after it: TF Serving finds no ``saved_model.pb`` in an incomplete version (its load fails and is retried;
+      the served version stays), and sluice counts a version as pushed only once its record exists.
+    """
+    base = str(base)
+    target = aio.join(base, version)
+    if aio.is_local(base):
+        fileio.makedirs(base)
+        staging = aio.join(base, f".incoming-{version}")
+        if fileio.exists(staging):  # left by a push that died
+            fileio.rmtree(staging)
+        fill(staging)
+        fileio.rename(staging, target)
+        return target
+    with tempfile.TemporaryDirectory(prefix="sluice-push-") as tmp:
+        staging = os.path.join(tmp, version)
+        fill(staging)
+        aio.copy_tree(staging, target, last=last)
+    return target
 
 
-def push_atomically(model_dir: Path, base: Path, model_uri: str, extras: Optional[Mapping[str, str]] = None,
+def push_atomically(model_dir: str, base: str, model_uri: str, extras: Optional[Mapping[str, str]] = None,
                     record: Optional[Mapping[str, Any]] = None, version: Optional[str] = None) -> str:
     """Copy ``model_dir`` (plus ``extras``: relative path -> source file) to a new version under ``base``."""
     version = version or next_version(base)
 
-    def fill(staging: Path) -> None:
-        shutil.copytree(model_dir, staging)
+    def fill(staging: str) -> None:
+        aio.copy_tree(str(model_dir), staging)
         _copy_files(extras or {}, staging)
         body = {"model_uri": model_uri, "pushed_at": int(time.time()), "version": version, **(record or {})}
-        (staging / PUSH_RECORD).write_text(json.dumps(body, indent=1, sort_keys=True))
+        aio.write_json(aio.join(staging, PUSH_RECORD), body)
 
-    write_version(base, version, fill)
+    write_version(base, version, fill, last=(SAVED_MODEL_FILE, PUSH_RECORD))
     return version
 
 
 def tflite_files(export_uri: str) -> Dict[str, str]:
     """The files of a passed ModelExport that the TFLite tree gets: relative name -> source path."""
-    from sluice.components.export.component import PARITY_FILE, tflite_dir
+    from sluice.components.export.component import PARITY_FILE, read_parity, tflite_dir
     from sluice.components.export.tflite import IO_SPEC_FILE, MODEL_FILE
 
-    verdict = json.loads(Path(export_uri, PARITY_FILE).read_text())
     files: Dict[str, str] = {}
-    for result in verdict["variants"]:
+    for result in read_parity(export_uri)["variants"]:
         variant = result["variant"]
         name = MODEL_FILE if variant == "float32" else f"model_{variant}.tflite"
-        files[name] = os.path.join(tflite_dir(export_uri, variant), MODEL_FILE)
+        files[name] = aio.join(tflite_dir(export_uri, variant), MODEL_FILE)
         if variant == "float32":
-            files[IO_SPEC_FILE] = os.path.join(tflite_dir(export_uri, variant), IO_SPEC_FILE)
+            files[IO_SPEC_FILE] = aio.join(tflite_dir(export_uri, variant), IO_SPEC_FILE)
     if files:
-        files[PARITY_FILE] = os.path.join(export_uri, PARITY_FILE)
+        files[PARITY_FILE] = aio.join(export_uri, PARITY_FILE)
     return files
 
 
@@ -139,17 +165,16 @@ class Executor(tfx_pusher.Executor):
             logging.error("TFLite parity failed (%s): model not pushed.", export.uri)
             self._MarkNotPushed(model_push)
             return
-        if destination.WhichOneof("destination") != "filesystem" or "://" in base_directory:
-            # Remote filesystems (gs://…) have no atomic rename: TFX's own executor handles them.
+        if destination.WhichOneof("destination") != "filesystem":
             return super().Do(input_dict, output_dict, exec_properties)
 
         self._log_startup(input_dict, output_dict, exec_properties)
         if not self.CheckBlessing(input_dict):
             self._MarkNotPushed(model_push)
             return
-        model_path = Path(self.GetModelPath(input_dict))
+        model_path = self.GetModelPath(input_dict)
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
-        base = Path(base_directory)
+        base = base_directory.rstrip("/")
         version = existing_version_of(base, model.uri)
         if version is not None:
             logging.info("Model %s is already served as version %s; not pushing it again.", model.uri, version)
@@ -157,14 +182,17 @@ class Executor(tfx_pusher.Executor):
             version = next_version(base)
             extras: Dict[str, str] = {}
             if export is not None:
-                extras[WARMUP_IN_MODEL] = os.path.join(export.uri, "warmup", "tf_serving_warmup_requests")
+                extras[WARMUP_IN_MODEL] = aio.join(export.uri, "warmup", "tf_serving_warmup_requests")
                 files = tflite_files(export.uri)
                 if files:  # the TFLite tree first: a SavedModel version never appears without its TFLite twin
-                    write_version(Path(f"{base}_tflite"), version, lambda staging: _copy_files(files, staging))
+                    from sluice.components.export.component import PARITY_FILE
+
+                    write_version(f"{base}_tflite", version, lambda staging: _copy_files(files, staging),
+                                  last=(PARITY_FILE,))
             record = self._record(input_dict, exec_properties, export)
             push_atomically(model_path, base, model.uri, extras, record, version)
-            logging.info("Model written to serving path %s.", base / version)
-        self._MarkPushed(model_push, pushed_destination=str(base / version), pushed_version=version)
+            logging.info("Model written to serving path %s.", aio.join(base, version))
+        self._MarkPushed(model_push, pushed_destination=aio.join(base, version), pushed_version=version)
 
     def _record(self, input_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any],
                 export: Optional[types.Artifact]) -> Dict[str, Any]:
@@ -192,11 +220,10 @@ class Executor(tfx_pusher.Executor):
         return record
 
 
-def _copy_files(files: Mapping[str, str], target: Path) -> None:
+def _copy_files(files: Mapping[str, str], target: str) -> None:
     """Copy ``files`` (relative name -> source path) into the directory ``target``."""
     for relative, source in files.items():
-        (target / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(source, target / relative)
+        aio.copy_file(source, aio.join(target, relative))
 
 
 class PusherSpec(standard_component_specs.PusherSpec):

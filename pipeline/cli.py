@@ -48,14 +48,24 @@ def _parser() -> argparse.ArgumentParser:
     schema.add_argument("--out", help="infer: where to write the inferred schema (default: stdout)")
 
     comp = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines / Vertex AI (KFP v2 JSON)",
-                          description="Compile the same pipeline graph with KubeflowV2DagRunner; works offline.")
+                          description="Compile the same pipeline graph with KubeflowV2DagRunner; works offline. "
+                          "The config's kubeflow section adds container resources and the Vertex AI Trainer; every "
+                          "file must be a URI or inside the image's /sluice/ tree (else: one line, nothing written).")
     comp.add_argument("--target", choices=["kubeflow"], default="kubeflow")
     comp.add_argument("--config", default=DEFAULT_CONFIG)
     comp.add_argument("--image", required=True, help="the pipeline image (built from the root Dockerfile)")
-    comp.add_argument("--pipeline-root", required=True, help="e.g. gs://bucket/sluice/<pipeline>")
-    comp.add_argument("--data", help="data URI at run time (default: the config's data, inside the image)")
-    comp.add_argument("--serving-dir", help="where the Pusher writes (default: <pipeline-root>/serving)")
+    comp.add_argument("--pipeline-root", required=True, help="a URI, e.g. gs://bucket/sluice/<pipeline>")
+    comp.add_argument("--data", help="data URI at run time, e.g. gs://bucket/data/ (default: the config's "
+                      "data.path, when it is a URI or inside the project's data/ folder, which the image holds)")
+    comp.add_argument("--schema", help="curated schema URI at run time, e.g. gs://bucket/schema.pbtxt (default: "
+                      "the config's schema, when it is a URI or inside the project's schemas/ folder)")
+    comp.add_argument("--serving-dir", help="URI the Pusher writes to (default: <pipeline-root>/serving)")
     comp.add_argument("--output", default=None, help="pipeline JSON to write (default: <pipeline name>.json)")
+    comp.add_argument("--dry-run", metavar="DIR",
+                      help="then execute the compiled JSON here, task by task through TFX's Kubeflow V2 container "
+                           "entrypoint, with the pipeline root mapped to DIR (see docs/DEPLOY.md)")
+    comp.add_argument("--dry-run-data", metavar="CSV|DIR",
+                      help="local data for the dry run's CsvExampleGen (default: the compiled data, if local)")
 
     synth = sub.add_parser("synth", help="write seeded synthetic data shaped like a reference CSV (scale tests)")
     synth.add_argument("--like", required=True, help="reference CSV (e.g. data/taxi/data.csv)")
@@ -117,9 +127,32 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     output = Path(args.output or f"{config.name}.json")
     serving = args.serving_dir or f"{args.pipeline_root.rstrip('/')}/serving"
-    path = compile_kubeflow(config, args.image, args.pipeline_root, output, data=args.data, serving_base=serving)
+    path = compile_kubeflow(config, args.image, args.pipeline_root, output, data=args.data, serving_base=serving,
+                            schema=args.schema)
     print(f"sluice: compiled {config.name} for Kubeflow V2 -> {path} (image {args.image}, root {args.pipeline_root})")
+    if args.dry_run:
+        return _dry_run(config, path, Path(args.dry_run), args.dry_run_data)
     return EXIT_OK
+
+
+def _dry_run(config, compiled: Path, directory: Path, data: Optional[str]) -> int:
+    """Execute the compiled pipeline here (pipeline/dry_run.py) and print its summary like `sluice run`."""
+    import json
+    import time
+
+    from sluice.pipeline.dry_run import execute
+    from sluice.pipeline.runner import format_summary, report_dry_run
+
+    started = time.monotonic()
+    print(f"sluice: dry run of {compiled} -> {directory.resolve()}")
+    outcome = execute(json.loads(compiled.read_text()), directory, data=data, progress=print)
+    result = report_dry_run(config, directory.resolve(), outcome, time.monotonic() - started)
+    for line in format_summary(result):
+        print(line)
+    if outcome.failure is not None:
+        print(f"sluice: {outcome.failure}", file=sys.stderr)
+        return outcome.failure.exit_code
+    return EXIT_OK if result.pushed else EXIT_GATE
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Dict, List, Literal, Optional, Union
+from typing import Annotated, Any, Dict, List, Literal, Optional, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -370,6 +370,9 @@ class ValidationConfig(_Strict):
 
 
 # --------------------------------------------------------------------------------------------- runtime
+_SUBNETWORK = r"(https://www\.googleapis\.com/compute/v1/projects/[^/]+/)?regions/[^/]+/subnetworks/[^/]+"
+
+
 class DataflowProfile(_Strict):
     """Google Cloud Dataflow (``beam.profile: dataflow``)."""
 
@@ -380,8 +383,92 @@ class DataflowProfile(_Strict):
     machine_type: str = "n1-standard-4"
     max_num_workers: int = Field(default=10, ge=1)
     sdk_container_image: Optional[str] = None
-    """Workers' image; the pipeline image (root Dockerfile) carries sluice, so module paths resolve."""
-    service_account_email: Optional[str] = None
+    """Workers' image. Unset: ``sluice compile`` uses the pipeline image (``--image``), which has sluice
+    installed, so ``sluice.components…`` module paths resolve on the workers too."""
+    service_account_email: Optional[str] = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    """The workers' identity (needs the Dataflow Worker role and access to the buckets)."""
+    subnetwork: Optional[str] = None
+    """``regions/REGION/subnetworks/NAME`` or the full ``https://www.googleapis.com/compute/v1/projects/…``
+    URL (Shared VPC); it must be in ``region``."""
+    no_use_public_ips: bool = False
+    """Workers get private IPs only (the subnetwork needs Private Google Access)."""
+    disk_size_gb: Optional[int] = Field(default=None, ge=1)
+    labels: Dict[str, str] = Field(default_factory=dict)
+    """Job labels (cost attribution): GCP label rules, lowercase keys and values."""
+    extra_args: List[str] = Field(default_factory=list)
+    """Any other Dataflow/Beam flag, verbatim (``--network=NAME``, ``--dataflow_service_options=…``)."""
+
+    @field_validator("subnetwork")
+    @classmethod
+    def _subnetwork_form(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not re.fullmatch(_SUBNETWORK, v):
+            raise ValueError(f"{v!r} is not a subnetwork: write regions/REGION/subnetworks/NAME or "
+                             "https://www.googleapis.com/compute/v1/projects/HOST_PROJECT/regions/REGION/subnetworks/NAME")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _gcp_labels(cls, v: Dict[str, str]) -> Dict[str, str]:
+        # Dataflow rejects the job at submission otherwise, minutes into a pipeline run.
+        for key, value in v.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", key):
+                raise ValueError(f"{key!r} is not a GCP label key (lowercase letters, digits, _ and -, "
+                                 "starting with a letter, at most 63 characters)")
+            if not re.fullmatch(r"[a-z0-9_-]{0,63}", str(value)):
+                raise ValueError(f"{key}: {value!r} is not a GCP label value (lowercase letters, digits, _ and -, "
+                                 "at most 63 characters)")
+        return v
+
+    @field_validator("extra_args")
+    @classmethod
+    def _flags(cls, v: List[str]) -> List[str]:
+        # A typed key and a free flag for the same option would be two sources of truth (Beam keeps the last).
+        for i, arg in enumerate(v):
+            if not arg.startswith("--") or len(arg) < 3 or arg[2] in "-= ":
+                raise ValueError(f"entry {i} ({arg!r}) is not a flag: each entry is one '--name' or '--name=value'")
+            name = arg[2:].split("=", 1)[0]
+            if name in DATAFLOW_TYPED_FLAGS:
+                raise ValueError(f"entry {i} ({arg!r}) sets --{name}, which beam.dataflow.{DATAFLOW_TYPED_FLAGS[name]} "
+                                 "owns; set that key instead")
+        return v
+
+    @model_validator(mode="after")
+    def _subnetwork_region(self) -> "DataflowProfile":
+        if self.subnetwork:
+            region = re.search(r"regions/([^/]+)/", self.subnetwork).group(1)
+            if region != self.region:
+                raise ValueError(f"subnetwork: is in region {region!r}, the job runs in {self.region!r} "
+                                 "(Dataflow needs the subnetwork in the job's region)")
+        return self
+
+    def args(self) -> List[str]:
+        """``beam_pipeline_args`` for Dataflow (flag names as Beam's ``PipelineOptions`` parse them)."""
+        args = ["--runner=DataflowRunner", f"--project={self.project}", f"--region={self.region}",
+                f"--temp_location={self.temp_location}", f"--machine_type={self.machine_type}",
+                f"--max_num_workers={self.max_num_workers}", "--experiments=use_runner_v2"]
+        if self.sdk_container_image:
+            args.append(f"--sdk_container_image={self.sdk_container_image}")
+        if self.service_account_email:
+            args.append(f"--service_account_email={self.service_account_email}")
+        if self.subnetwork:
+            args.append(f"--subnetwork={self.subnetwork}")
+        if self.no_use_public_ips:
+            args.append("--no_use_public_ips")
+        if self.disk_size_gb is not None:
+            args.append(f"--disk_size_gb={self.disk_size_gb}")
+        args.extend(f"--labels={k}={v}" for k, v in sorted(self.labels.items()))
+        return args + list(self.extra_args)
+
+
+# Beam flags the typed ``beam.dataflow`` keys produce -> the key (``extra_args`` may not set them again).
+DATAFLOW_TYPED_FLAGS = {
+    "runner": "profile", "project": "project", "region": "region", "temp_location": "temp_location",
+    "machine_type": "machine_type", "worker_machine_type": "machine_type", "max_num_workers": "max_num_workers",
+    "sdk_container_image": "sdk_container_image", "worker_harness_container_image": "sdk_container_image",
+    "service_account_email": "service_account_email", "subnetwork": "subnetwork",
+    "no_use_public_ips": "no_use_public_ips", "use_public_ips": "no_use_public_ips",
+    "disk_size_gb": "disk_size_gb", "labels": "labels", "label": "labels",
+}
 
 
 class PortableProfile(_Strict):
@@ -414,16 +501,8 @@ class BeamConfig(_Strict):
     def args(self) -> List[str]:
         """``beam_pipeline_args`` for the chosen profile."""
         if self.profile == "dataflow":
-            d = self.dataflow
-            assert d is not None
-            args = ["--runner=DataflowRunner", f"--project={d.project}", f"--region={d.region}",
-                    f"--temp_location={d.temp_location}", f"--machine_type={d.machine_type}",
-                    f"--max_num_workers={d.max_num_workers}", "--experiments=use_runner_v2"]
-            if d.sdk_container_image:
-                args.append(f"--sdk_container_image={d.sdk_container_image}")
-            if d.service_account_email:
-                args.append(f"--service_account_email={d.service_account_email}")
-            return args
+            assert self.dataflow is not None
+            return self.dataflow.args()
         if self.profile in ("flink", "spark"):
             p = getattr(self, self.profile) or PortableProfile()
             args = ["--runner=PortableRunner", f"--job_endpoint={p.job_endpoint}",
@@ -438,6 +517,21 @@ class BeamConfig(_Strict):
             f"--direct_running_mode={self.direct_running_mode}",
             f"--direct_num_workers={self.direct_num_workers}",
         ]
+
+    def with_default_image(self, image: str) -> "BeamConfig":
+        """A copy whose remote workers run ``image`` unless the config names another one.
+
+        Dataflow (and a portable runner's DOCKER environment) otherwise starts Beam's stock SDK image, where
+        ``sluice.components…`` (Transform's preprocessing_fn) cannot be imported. The compile knows the
+        pipeline image, which has sluice installed; local runs never call this.
+        """
+        if self.profile == "dataflow" and self.dataflow is not None and not self.dataflow.sdk_container_image:
+            return self.model_copy(update={"dataflow": self.dataflow.model_copy(update={"sdk_container_image": image})})
+        if self.profile in ("flink", "spark"):
+            portable = getattr(self, self.profile) or PortableProfile()
+            if portable.environment_type == "DOCKER" and not portable.environment_config:
+                return self.model_copy(update={self.profile: portable.model_copy(update={"environment_config": image})})
+        return self
 
 
 class ParityBudget(_Strict):
@@ -479,6 +573,138 @@ class ExportConfig(_Strict):
         return list(dict.fromkeys(v))
 
 
+# ------------------------------------------------------------------------------------------- kubeflow
+# Nodes of the pipeline graph (pipeline/pipeline.py) that run in a container of their own on Kubeflow/Vertex.
+# Resolvers run no container. tests/unit/test_kubeflow.py holds this list equal to the graph's ids.
+COMPONENT_IDS = (
+    "CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "InferredSchemaGen", "ExampleValidator", "DataGate",
+    "Transform", "Tuner", "Trainer", "Evaluator", "ModelExport", "InfraCheck", "Pusher",
+)
+# Vertex AI's accelerator names (google.cloud.aiplatform_v1 AcceleratorType at the pinned 1.165.1; a unit test
+# keeps them valid). Vertex Pipelines and Vertex training jobs accept only these.
+VERTEX_ACCELERATORS = (
+    "NVIDIA_TESLA_K80", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P4", "NVIDIA_TESLA_T4",
+    "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_L4", "NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB",
+    "NVIDIA_H200_141GB", "NVIDIA_B200", "NVIDIA_GB200", "NVIDIA_RTX_PRO_6000",
+    "TPU_V2", "TPU_V3", "TPU_V4_POD", "TPU_V5_LITEPOD",
+)
+# Kubernetes quantity suffixes -> bytes (the same table as kfp's PipelineTask.set_memory_limit).
+_MEMORY_UNITS = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+                 "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60}
+
+
+class Accelerator(_Strict):
+    """A GPU/TPU request: ``{type: NVIDIA_TESLA_T4, count: 1}``."""
+
+    type: str
+    """A Vertex AI accelerator name (``NVIDIA_TESLA_T4``, ``NVIDIA_L4``, ``TPU_V3`` …); on open-source Kubeflow
+    a Kubernetes resource name with a ``/`` (``nvidia.com/gpu``) is accepted too."""
+    count: int = Field(default=1, ge=1)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, v: str) -> str:
+        if "/" in v:  # a Kubernetes extended resource (KFP on GKE / any cluster): the scheduler judges it
+            return v
+        if v not in VERTEX_ACCELERATORS:
+            raise ValueError(_not_in(v, VERTEX_ACCELERATORS, also="or a Kubernetes resource name such as nvidia.com/gpu"))
+        return v
+
+
+class ContainerResources(_Strict):
+    """What one component's container asks for (KFP ``ResourceSpec`` limits; Vertex picks the machine)."""
+
+    cpu: Optional[float] = Field(default=None, gt=0)
+    """CPUs: a number (``8``, ``0.5``) or Kubernetes millicores (``"500m"``)."""
+    memory: Optional[float] = Field(default=None, gt=0)
+    """Memory in GB: a number, or a Kubernetes quantity (``"32G"``, ``"16Gi"``, ``"512M"``)."""
+    accelerator: Optional[Accelerator] = None
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu_quantity(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            m = re.fullmatch(r"\s*((?:\d+\.)?\d+)(m?)\s*", v)
+            if not m:
+                raise ValueError(f"{v!r} is not a CPU count (write 8, 0.5 or \"500m\")")
+            return float(m.group(1)) / (1000 if m.group(2) else 1)
+        return v
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory_quantity(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            # A unit is required: Kubernetes reads a bare "32" as bytes, a YAML number here means GB.
+            m = re.fullmatch(r"\s*((?:\d+\.)?\d+)\s*([KMGTPE]i?)\s*", v)
+            if not m:
+                raise ValueError(f"{v!r} is not a memory size (write 32G, 16Gi, 512M, or a number of GB)")
+            return float(m.group(1)) * _MEMORY_UNITS[m.group(2)] / 1e9
+        return v
+
+    def over(self, default: "ContainerResources") -> "ContainerResources":
+        """These settings, with ``default``'s for every field left unset (a component inherits the rest)."""
+        mine = self.model_dump(exclude_unset=True, exclude_none=True)
+        return ContainerResources.model_validate({**default.model_dump(exclude_none=True), **mine})
+
+    @property
+    def empty(self) -> bool:
+        return self.cpu is None and self.memory is None and self.accelerator is None
+
+
+class VertexTraining(_Strict):
+    """Run the Trainer as a Vertex AI custom training job (TFX's Google Cloud extension Trainer).
+
+    The pipeline's Trainer task only submits the job and waits; the job's replicas run TFX's Trainer
+    executor (and so sluice's run_fn) in the pipeline image. With ``training.strategy: multi_worker`` the job
+    has a chief pool of one replica and a worker pool of ``replicas - 1``: Vertex sets ``TF_CONFIG`` (chief,
+    worker) on each, and the launcher trains in-process as that cluster member.
+    """
+
+    project: str = Field(min_length=1)
+    region: str = Field(min_length=1)
+    machine_type: str = "n1-standard-8"
+    replicas: Optional[int] = Field(default=None, ge=1)
+    """Machines in the job, chief included. Default: ``training.workers`` for ``multi_worker``, else 1."""
+    accelerator: Optional[Accelerator] = None
+    """Per replica; a Vertex AI accelerator name."""
+    service_account: Optional[str] = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    """The job's identity (reads the transformed examples, writes the model under the pipeline root)."""
+    boot_disk_size_gb: Optional[int] = Field(default=None, ge=100)
+    """Per replica (Vertex's default and minimum is 100)."""
+
+    @field_validator("accelerator")
+    @classmethod
+    def _vertex_accelerator(cls, v: Optional[Accelerator]) -> Optional[Accelerator]:
+        if v is not None and v.type not in VERTEX_ACCELERATORS:
+            raise ValueError("type " + _not_in(v.type, VERTEX_ACCELERATORS, also="training jobs take Vertex AI names"))
+        return v
+
+
+class KubeflowConfig(_Strict):
+    """Platform settings that only ``sluice compile`` reads (``sluice run`` ignores this section)."""
+
+    resources: Dict[str, ContainerResources] = Field(default_factory=dict)
+    """Component id (``Trainer``, ``Transform`` …) or ``default`` -> ``{cpu, memory, accelerator}``."""
+    vertex_training: Optional[VertexTraining] = None
+
+    @field_validator("resources")
+    @classmethod
+    def _known_components(cls, v: Dict[str, ContainerResources]) -> Dict[str, ContainerResources]:
+        for node in v:
+            if node != "default" and node not in COMPONENT_IDS:
+                hint = difflib.get_close_matches(node, ("default",) + COMPONENT_IDS, n=1)
+                raise ValueError(f"{node}: not a component of the pipeline (allowed: default, "
+                                 f"{', '.join(COMPONENT_IDS)})" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+        return v
+
+    def resources_for(self, node_id: str) -> Optional[ContainerResources]:
+        """The container resources of ``node_id`` (its own settings over ``default``), None when unset."""
+        default = self.resources.get("default", ContainerResources())
+        own = self.resources.get(node_id)
+        merged = own.over(default) if own is not None else default
+        return None if merged.empty else merged
+
+
 class DataConfig(_Strict):
     path: str
     """A CSV file, a directory of CSV files, or a glob; relative paths are relative to the config file."""
@@ -511,6 +737,7 @@ class PipelineConfig(_Strict):
     evaluation: EvaluationConfig
     export: ExportConfig = Field(default_factory=ExportConfig)
     beam: BeamConfig = Field(default_factory=BeamConfig)
+    kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -568,12 +795,38 @@ class PipelineConfig(_Strict):
                     raise ValueError(
                         f"features ({f.name}): hash_buckets / oov_buckets > 1 hash strings, which TFLite's builtin "
                         "ops cannot do; use a vocabulary with oov_buckets: 1, or drop tflite from export.targets")
+        self._kubeflow_consistent()
         for f in self.features:
             if isinstance(f, CategoricalStringFeature) and f.default is not None and not isinstance(f.default, str):
                 raise ValueError(f"features ({f.name}).default: must be a string for a categorical_string feature")
             if not isinstance(f, CategoricalStringFeature) and isinstance(f.default, str):
                 raise ValueError(f"features ({f.name}).default: must be a number for a {f.kind} feature")
         return self
+
+    def _kubeflow_consistent(self) -> None:
+        """``kubeflow`` settings that contradict the rest of the config (checked here, not at compile time)."""
+        kf = self.kubeflow
+        if "Tuner" in kf.resources and not self.tuner.enabled:
+            raise ValueError("kubeflow.resources.Tuner: the pipeline has no Tuner (tuner.enabled is false)")
+        vertex = kf.vertex_training
+        if vertex is None:
+            return
+        if "Trainer" in kf.resources:
+            raise ValueError("kubeflow.resources.Trainer: with kubeflow.vertex_training the Trainer task only "
+                             "submits the training job; set machine_type/accelerator under vertex_training")
+        replicas = self.vertex_replicas()
+        if replicas > 1 and self.training.strategy != "multi_worker":
+            raise ValueError(f"kubeflow.vertex_training.replicas: {replicas} machines need training.strategy: "
+                             f"multi_worker (with {self.training.strategy!r} each replica would train alone)")
+
+    def vertex_replicas(self) -> int:
+        """Machines of the Vertex training job: the configured count, else one per multi_worker worker."""
+        vertex = self.kubeflow.vertex_training
+        if vertex is None:
+            return 0
+        if vertex.replicas is not None:
+            return vertex.replicas
+        return self.training.workers if self.training.strategy == "multi_worker" else 1
 
     # ---------------------------------------------------------------------------------- derived values
     def task_metrics(self) -> Dict[str, str]:
@@ -590,6 +843,11 @@ class PipelineConfig(_Strict):
     def model_name(self) -> str:
         return self.export.model_name or self.name
 
+    @property
+    def config_dir(self) -> Path:
+        """The directory of the config file (relative paths in it are relative to this)."""
+        return Path(self._base_dir)
+
     def resolve(self, path: str) -> Path:
         """A path from the config, relative to the config file's directory."""
         p = Path(path).expanduser()
@@ -597,10 +855,20 @@ class PipelineConfig(_Strict):
 
     @property
     def data_path(self) -> Path:
+        """The data on this machine. A URI (gs://…) is for ``sluice compile``; local runs cannot read it."""
+        if is_uri(self.data.path):
+            raise ConfigError("data.path", f"{self.data.path} is a URI; local runs read files on this machine",
+                              "pass --data PATH (a local CSV file or directory) to run here; "
+                              "`sluice compile` uses the URI as it is")
         return self.resolve(self.data.path)
 
     @property
     def schema_file(self) -> Path:
+        """The curated schema on this machine. A URI (gs://…) is for ``sluice compile`` only."""
+        if is_uri(self.schema_path):
+            raise ConfigError("schema", f"{self.schema_path} is a URI; local runs and checks read the curated "
+                              "schema from this machine", "point schema: at a local copy to run here; "
+                              "`sluice compile` uses the URI as it is")
         return self.resolve(self.schema_path)
 
     def raw_columns(self) -> List[str]:
@@ -644,13 +912,21 @@ class PipelineConfig(_Strict):
         }
 
     def fingerprint(self) -> str:
-        body = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        """Hash of what the pipeline computes. ``kubeflow`` (where and on what it runs) is left out, so
+        editing platform settings neither changes a pushed model's ``config_hash`` nor a local cache key."""
+        body = json.dumps(self.model_dump(mode="json", by_alias=True, exclude={"kubeflow"}), sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:12]
 
     def with_data_path(self, path: str) -> "PipelineConfig":
         """A copy whose data source is ``path`` (the CLI's ``--data``), resolved against the current dir."""
-        data = self.data.model_copy(update={"path": str(Path(path).expanduser().resolve())})
+        resolved = path if is_uri(path) else str(Path(path).expanduser().resolve())
+        data = self.data.model_copy(update={"path": resolved})
         return self.model_copy(update={"data": data})
+
+
+def is_uri(value: str) -> bool:
+    """``scheme://…`` (gs://, s3://, file://): a location the config passes on instead of resolving."""
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value) is not None
 
 
 def code_fingerprint() -> str:
@@ -670,9 +946,14 @@ def code_fingerprint() -> str:
 
 # ------------------------------------------------------------------------------------------- loading
 def _not_allowed(key: str, value: Any, allowed: Any) -> str:
+    return f"{key}: {_not_in(value, allowed)}"
+
+
+def _not_in(value: Any, allowed: Any, also: str = "") -> str:
+    """"'x' is not allowed (allowed: …); did you mean 'y'?" — the message body without a key path."""
     allowed = sorted(allowed)
     hint = difflib.get_close_matches(str(value), allowed, n=1)
-    msg = f"{key}: {value!r} is not allowed (allowed: {', '.join(map(str, allowed))})"
+    msg = f"{value!r} is not allowed (allowed: {', '.join(map(str, allowed))}{'; ' + also if also else ''})"
     if hint:
         msg += f"; did you mean {hint[0]!r}?"
     return msg
@@ -681,17 +962,19 @@ def _not_allowed(key: str, value: Any, allowed: Any) -> str:
 def _fields_at(model: type, loc: tuple) -> List[str]:
     """The keys a pydantic model accepts at ``loc`` (used for "did you mean" on unknown keys)."""
     current: Any = model
+    dict_key = False  # the previous part was a Dict[str, Model] field: this part is a user's key, not a field
     for part in loc:
         if isinstance(part, int):
             continue
+        if dict_key:
+            dict_key = False
+            continue
         if isinstance(current, type) and issubclass(current, BaseModel):
-            if part in current.model_fields:
-                ann = current.model_fields[part].annotation
+            fields = {**{f.alias: f for f in current.model_fields.values() if f.alias}, **current.model_fields}
+            if part in fields:
+                ann = fields[part].annotation
                 current = _unwrap(ann)
-                continue
-            by_alias = {f.alias: f for f in current.model_fields.values() if f.alias}
-            if part in by_alias:
-                current = _unwrap(by_alias[part].annotation)
+                dict_key = _is_mapping(ann)
                 continue
             kinds = {"numeric": NumericFeature, "categorical_string": CategoricalStringFeature,
                      "categorical_int": CategoricalIntFeature, "bucketized": BucketizedFeature}
@@ -702,6 +985,13 @@ def _fields_at(model: type, loc: tuple) -> List[str]:
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [f.alias or n for n, f in current.model_fields.items()]
     return []
+
+
+def _is_mapping(ann: Any) -> bool:
+    """Dict[str, X] or Optional[Dict[str, X]]: the next part of an error's location is a user's key."""
+    if get_origin(ann) is dict:
+        return True
+    return get_origin(ann) is Union and any(_is_mapping(a) for a in get_args(ann))
 
 
 def _unwrap(ann: Any) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from sluice.pipeline.config import PipelineConfig
 from sluice.pipeline.data_source import DataSource
@@ -88,9 +88,14 @@ def create_pipeline(
     enable_cache: bool = True,
     metadata_connection_config: Optional[object] = None,
     pipeline_name: Optional[str] = None,
+    vertex_training: Optional[Dict[str, Any]] = None,
 ):
     """Build the TFX pipeline for ``config`` reading ``source`` and writing to ``paths`` (a local output
-    directory, or explicit ``Locations`` — the Kubeflow compile)."""
+    directory, or explicit ``Locations`` — the Kubeflow compile).
+
+    ``vertex_training``: the Kubeflow compile's ``ai_platform_*`` custom_config keys
+    (``kubeflow.vertex_training``); with them the Trainer is TFX's Google Cloud Trainer, which runs the same
+    run_fn as a Vertex AI training job. Local runs never pass them."""
     where = paths.locations(config) if isinstance(paths, OutputPaths) else paths
     pipeline_root = where.pipeline_root.rstrip("/")
     from tfx import v1 as tfx
@@ -174,11 +179,14 @@ def create_pipeline(
             train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.tuner.steps_per_trial),
             **training_inputs,
         )
-    trainer = tfx.components.Trainer(
+    # On Vertex the job's replicas run TFX's Trainer executor with this same custom_config: run_fn reads the
+    # payload keys, the cloud executor the ai_platform_* ones (they do not overlap).
+    trainer_class = tfx.extensions.google_cloud_ai_platform.Trainer if vertex_training else tfx.components.Trainer
+    trainer = trainer_class(
         run_fn=RUN_FN,
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.model.train_steps),
-        **training_inputs,
+        **{**training_inputs, "custom_config": {**payload, **(vertex_training or {})}},
     )
     baseline = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

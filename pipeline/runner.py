@@ -235,6 +235,20 @@ def run_local(
     return result
 
 
+def report_dry_run(config: PipelineConfig, directory: Path, outcome: Any, seconds: float) -> RunResult:
+    """The run page and result of ``sluice compile --dry-run`` (``pipeline/dry_run.py``), from its tasks."""
+    from sluice.pipeline.dry_run import run_record
+
+    record = run_record(outcome, config.name)
+    lines = [ComponentLine(t.name, False, t.seconds, t.state) for t in outcome.tasks if t.kind == "container"]
+    result = _summarize(config, OutputPaths(directory), directory / "logs", lines, seconds, record=record)
+    if outcome.failure is not None:
+        result.status = "data_rejected" if outcome.failure.exit_code == 3 else "failed"
+        result.error = str(outcome.failure)
+    _write_report(result, config)
+    return result
+
+
 def _data_gate_failure(failure: Optional[BaseException]):
     """The DataGateFailed behind ``failure`` (LocalDagRunner may wrap it), or None."""
     from sluice.components.data_gate import DataGateFailed
@@ -259,10 +273,11 @@ def _keep_data_report(source: Optional[str], report_dir: Path) -> Optional[str]:
 
 
 def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines: List[ComponentLine],
-               seconds: float) -> RunResult:
+               seconds: float, record: Any = None) -> RunResult:
+    """The run's result from its ``RunRecord`` (by default the latest run in the output's MLMD)."""
     from sluice.pipeline.mlmd import latest_run
 
-    record = latest_run(paths.metadata, config.name)
+    record = record or latest_run(paths.metadata, config.name)
     run_id = record.run_id if record else dt.datetime.now().isoformat()
     states = {n: e.state for n, e in record.executions.items()} if record else {}
     for line in lines:

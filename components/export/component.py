@@ -18,22 +18,27 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import tempfile
 import time
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 from absl import logging
 from tfx import types
+from tensorflow.python.framework import errors as tf_errors
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
-from tfx.utils import path_utils
+from tfx.utils import io_utils, path_utils
 
+from sluice.components import artifact_io as aio
 from sluice.components.export import parity, rows as rows_lib, tflite, warmup
 
 PARITY_FILE = "parity.json"
-WARMUP_PATH = os.path.join("warmup", warmup.WARMUP_FILE)
+WARMUP_PATH = aio.join("warmup", warmup.WARMUP_FILE)
+LOGS_DIR = "_logs"
+"""Converter step logs (``archive.log``, ``<variant>.log``) inside the export artifact."""
 
 
 class ExportedModel(types.Artifact):
@@ -50,12 +55,11 @@ def data_fingerprint(input_fingerprint: str) -> str:
 
 
 def tflite_dir(export_uri: str, variant: str) -> str:
-    return os.path.join(export_uri, "tflite", variant)
+    return aio.join(export_uri, "tflite", variant)
 
 
 def read_parity(export_uri: str) -> Dict[str, Any]:
-    with open(os.path.join(export_uri, PARITY_FILE)) as f:
-        return json.load(f)
+    return aio.read_json(aio.join(export_uri, PARITY_FILE))
 
 
 def _saved_model_outputs(saved_model_dir: str, rows: rows_lib.Rows, label: str, batch: int = 512):
@@ -73,48 +77,61 @@ def _saved_model_outputs(saved_model_dir: str, rows: rows_lib.Rows, label: str, 
 
 
 def export_variants(settings: Dict[str, Any], model_uri: str, transform_dir: str, train: rows_lib.Rows,
-                    evaluation: rows_lib.Rows, out_uri: str) -> Dict[str, Any]:
-    """Convert every variant and check it against the SavedModel; the parity verdict as a dict."""
+                    evaluation: rows_lib.Rows, out_uri: str, work: str) -> Dict[str, Any]:
+    """Convert every variant and check it against the SavedModel; the parity verdict as a dict.
+
+    The converter runs in subprocesses, which read and write local files only: ``work`` is a local scratch
+    directory holding copies of the Keras model and the Transform graph; each variant's files are uploaded to
+    ``out_uri`` (any filesystem) once checked, and the step logs to ``out_uri/_logs/``."""
     from sluice.components.features import label_key
     from sluice.components.trainer.signatures import keras_model_path
 
     payload = settings["payload"]
-    work = os.path.join(out_uri, "_work")
+    logs = aio.join(out_uri, LOGS_DIR)
     budget = parity.Budget(**settings["budget"])
     results: List[Dict[str, Any]] = []
     timings: Dict[str, float] = {}
     started = time.perf_counter()
     archive = os.path.join(work, "archive")
     try:
-        tflite.run_step({"step": "archive", "keras_model": keras_model_path(model_uri), "transform_dir": transform_dir,
-                         "payload": payload, "out_dir": archive}, work, "archive")
-    except tflite.ExportFailed as e:  # nothing to convert: every variant fails with the cause
-        results = [{"variant": v, "rows": 0, "passed": False, "error": str(e)} for v in settings["variants"]]
-        return {"passed": False, "variants": results, "rows": len(evaluation), "budget": settings["budget"],
-                "convert_seconds": {}, "failures": parity.failure_lines(results)}
-    timings["archive"] = time.perf_counter() - started
-    representative = os.path.join(work, "representative.npz")
-    np.savez(representative, **train.columns)
-    saved, labels = _saved_model_outputs(path_utils.serving_model_path(model_uri), evaluation, label_key(payload))
-    for variant in settings["variants"]:
-        target = tflite_dir(out_uri, variant)
-        os.makedirs(target, exist_ok=True)
-        model_file = os.path.join(target, tflite.MODEL_FILE)
-        started = time.perf_counter()
         try:
-            tflite.run_step({"step": "convert", "archive_dir": archive, "variant": variant, "out_path": model_file,
-                             "representative": representative}, work, variant)
-            timings[variant] = time.perf_counter() - started
-            predictions = tflite.predict(model_file, evaluation.columns)
-            result = parity.compare(variant, payload["task"]["type"], labels, saved, predictions,
-                                    os.path.getsize(model_file), budget).to_dict()
-            with open(os.path.join(target, tflite.IO_SPEC_FILE), "w") as f:
-                json.dump(tflite.io_spec(model_file), f, indent=1)
-        except Exception as e:  # a converter crash or an unreadable model fails this variant, with the cause
-            logging.exception("TFLite variant %s failed", variant)
-            result = {"variant": variant, "rows": 0, "passed": False, "error": f"{type(e).__name__}: {e}"[:600]}
-        results.append(result)
-    shutil.rmtree(archive, ignore_errors=True)
+            keras_model = os.path.join(work, "model.keras")
+            aio.copy_file(keras_model_path(model_uri), keras_model)
+            transform_local = os.path.join(work, "transform_graph")
+            io_utils.copy_dir(transform_dir, transform_local)
+            tflite.run_step({"step": "archive", "keras_model": keras_model, "transform_dir": transform_local,
+                             "payload": payload, "out_dir": archive}, work, "archive", logs)
+        except (tflite.ExportFailed, OSError, tf_errors.OpError) as e:  # nothing to convert: every variant fails
+            results = [{"variant": v, "rows": 0, "passed": False, "error": f"{type(e).__name__}: {e}"[:600]}
+                       for v in settings["variants"]]
+            return {"passed": False, "variants": results, "rows": len(evaluation), "budget": settings["budget"],
+                    "convert_seconds": {}, "failures": parity.failure_lines(results)}
+        timings["archive"] = time.perf_counter() - started
+        representative = os.path.join(work, "representative.npz")
+        np.savez(representative, **train.columns)
+        saved, labels = _saved_model_outputs(path_utils.serving_model_path(model_uri), evaluation, label_key(payload))
+        for variant in settings["variants"]:
+            local = os.path.join(work, "tflite", variant)
+            os.makedirs(local, exist_ok=True)
+            model_file = os.path.join(local, tflite.MODEL_FILE)
+            started = time.perf_counter()
+            try:
+                tflite.run_step({"step": "convert", "archive_dir": archive, "variant": variant,
+                                 "out_path": model_file, "representative": representative}, work, variant, logs)
+                timings[variant] = time.perf_counter() - started
+                predictions = tflite.predict(model_file, evaluation.columns)
+                result = parity.compare(variant, payload["task"]["type"], labels, saved, predictions,
+                                        os.path.getsize(model_file), budget).to_dict()
+                aio.write_json(os.path.join(local, tflite.IO_SPEC_FILE), tflite.io_spec(model_file))
+                aio.copy_tree(local, tflite_dir(out_uri, variant))
+            except Exception as e:  # a converter crash or an unreadable model fails this variant, with the cause
+                logging.exception("TFLite variant %s failed", variant)
+                result = {"variant": variant, "rows": 0, "passed": False, "error": f"{type(e).__name__}: {e}"[:600]}
+            results.append(result)
+    finally:
+        for name in os.listdir(work):
+            if name.endswith(".log"):
+                aio.copy_file(os.path.join(work, name), aio.join(logs, name))
     return {"passed": all(r["passed"] for r in results), "variants": results, "rows": len(evaluation),
             "budget": settings["budget"], "convert_seconds": timings, "failures": parity.failure_lines(results)}
 
@@ -133,19 +150,19 @@ class Executor(base_executor.BaseExecutor):
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         exported = artifact_utils.get_single_instance(output_dict["exported"])
         out_uri = exported.uri
-        os.makedirs(out_uri, exist_ok=True)
+        fileio.makedirs(out_uri)
 
         spec = serving_columns(tft.TFTransformOutput(transform_dir), payload)
         evaluation = rows_lib.read_rows(examples.uri, "eval", payload["features"], spec, settings["eval_rows"])
-        warmup.write(os.path.join(out_uri, WARMUP_PATH), warmup.requests(settings["model_name"], evaluation))
+        warmup.write(aio.join(out_uri, WARMUP_PATH), warmup.requests(settings["model_name"], evaluation))
 
         verdict: Dict[str, Any] = {"passed": True, "variants": [], "rows": 0, "failures": []}
         if settings["variants"]:
             train = rows_lib.read_rows(examples.uri, "train", payload["features"], spec, settings["calibration_rows"])
-            verdict = export_variants(settings, model_uri, transform_dir, train, evaluation, out_uri)
+            with tempfile.TemporaryDirectory(prefix="sluice-export-") as work:
+                verdict = export_variants(settings, model_uri, transform_dir, train, evaluation, out_uri, work)
         verdict["data_fingerprint"] = data_fingerprint(examples.get_string_custom_property("input_fingerprint"))
-        with open(os.path.join(out_uri, PARITY_FILE), "w") as f:
-            json.dump(verdict, f, indent=1)
+        aio.write_text(aio.join(out_uri, PARITY_FILE), json.dumps(verdict, indent=1))
         exported.set_int_custom_property("passed", int(verdict["passed"]))
         exported.set_string_custom_property("variants", ",".join(settings["variants"]))
         for line in verdict["failures"]:

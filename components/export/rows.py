@@ -7,8 +7,6 @@ serialized ``tf.Example`` (what ``serving_default`` and TFMA take) and one dense
 
 from __future__ import annotations
 
-import glob
-import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping
 
@@ -26,7 +24,9 @@ class Rows:
 
 
 def split_files(examples_uri: str, split: str) -> List[str]:
-    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    from tfx.dsl.io import fileio
+
+    files = sorted(fileio.glob(f"{examples_uri.rstrip('/')}/Split-{split}/*"))
     if not files:
         raise FileNotFoundError(f"no {split} split under {examples_uri}")
     return files

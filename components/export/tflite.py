@@ -143,8 +143,11 @@ def main(argv: Sequence[str]) -> None:
 
 
 # ------------------------------------------------------------------------------------------- caller side
-def run_step(job: Dict[str, Any], workdir: str, name: str, timeout: int = 900) -> None:
-    """Run one export step in a fresh Python process; its death or error becomes ``ExportFailed``."""
+def run_step(job: Dict[str, Any], workdir: str, name: str, log_home: Optional[str] = None, timeout: int = 900) -> None:
+    """Run one export step in a fresh Python process; its death or error becomes ``ExportFailed``.
+
+    ``workdir`` is local (the step is another process); the caller keeps ``<workdir>/<name>.log`` under
+    ``log_home`` (the export artifact), which is where the error message points."""
     os.makedirs(workdir, exist_ok=True)
     job_file = os.path.join(workdir, f"{name}.json")
     log_file = os.path.join(workdir, f"{name}.log")
@@ -158,7 +161,8 @@ def run_step(job: Dict[str, Any], workdir: str, name: str, timeout: int = 900) -
             lines = [line.rstrip() for line in f if line.strip()]
         cause = next((line for line in reversed(lines) if "ERROR" in line or "Error" in line), lines[-1] if lines else "")
         how = f"exit code {proc.returncode}" if proc.returncode > 0 else f"killed by signal {-proc.returncode}"
-        raise ExportFailed(f"TFLite {name} failed ({how}): {cause[:400]} (full log: {log_file})")
+        kept = f"{log_home.rstrip('/')}/{name}.log" if log_home else log_file
+        raise ExportFailed(f"TFLite {name} failed ({how}): {cause[:400]} (full log: {kept})")
 
 
 def io_spec(model_path: str) -> Dict[str, Any]:

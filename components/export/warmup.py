@@ -8,7 +8,7 @@ batch sizes 1 and a larger one, at most ``MAX_RECORDS`` (TF Serving reads at mos
 
 from __future__ import annotations
 
-import os
+import posixpath
 from typing import List, Mapping
 
 import numpy as np
@@ -45,7 +45,7 @@ def requests(model_name: str, rows: Rows, batch_sizes: List[int] = (1, 64), per_
 def write(path: str, records: List[bytes]) -> None:
     import tensorflow as tf
 
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tf.io.gfile.makedirs(posixpath.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
         for record in records:
             writer.write(record)

@@ -13,12 +13,14 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import List
 
 from absl import logging
 
+from sluice.components import artifact_io as aio
 from sluice.components.trainer.strategies import local_cluster, needs_fresh_process
 from sluice.components.trainer.train import TrainJob, train
 
@@ -96,8 +98,19 @@ def run_workers(job: TrainJob, workdir: str, timeout_s: float | None = None) -> 
 
 
 def launch(job: TrainJob, workdir: str) -> None:
-    """Train in-process when the strategy allows it, else in worker processes."""
-    if needs_fresh_process(job.payload["training"]):
+    """Train in-process when the strategy allows it, else in worker processes.
+
+    Workers read their job file and write their logs locally; when ``workdir`` is a URI (gs:// on Vertex)
+    they run in a local temp dir and their logs are copied to ``workdir`` afterwards, failed or not."""
+    if not needs_fresh_process(job.payload["training"]):
+        train(job)
+    elif aio.is_local(workdir):
         run_workers(job, workdir)
     else:
-        train(job)
+        with tempfile.TemporaryDirectory(prefix="sluice-workers-") as local:
+            try:
+                run_workers(job, local)
+            finally:
+                for name in os.listdir(local):
+                    if name.endswith(".log"):
+                        aio.copy_file(os.path.join(local, name), aio.join(workdir, name))

@@ -13,11 +13,27 @@ def test_an_export_that_cannot_start_fails_every_variant_with_its_cause(tmp_path
     settings = {"payload": {"features": [], "task": {"type": "regression", "label": "y"}},
                 "variants": ["float32", "int8"], "budget": {"rtol": 1e-4, "atol": 1e-5, "metric_budget": 0.01}}
     rows = Rows([b""], {"x": np.zeros(1, np.float32)})
-    verdict = export_variants(settings, str(tmp_path / "no-model"), str(tmp_path / "no-transform"), rows, rows,
-                              str(tmp_path / "export"))
+    (tmp_path / "model" / "Format-Keras").mkdir(parents=True)
+    (tmp_path / "model" / "Format-Keras" / "model.keras").write_bytes(b"not a keras file")
+    (tmp_path / "transform").mkdir()
+    (tmp_path / "work").mkdir()
+    verdict = export_variants(settings, str(tmp_path / "model"), str(tmp_path / "transform"), rows, rows,
+                              str(tmp_path / "export"), str(tmp_path / "work"))
     assert verdict["passed"] is False and [v["variant"] for v in verdict["variants"]] == ["float32", "int8"]
     assert all("TFLite archive failed" in line for line in verdict["failures"])
-    assert (tmp_path / "export" / "_work" / "archive.log").is_file()  # the full log is kept and named
+    # The full log is kept in the export artifact, and the message names it there.
+    assert (tmp_path / "export" / "_logs" / "archive.log").is_file()
+    assert str(tmp_path / "export" / "_logs" / "archive.log") in verdict["failures"][0]
+
+
+def test_an_export_whose_model_is_missing_fails_every_variant_with_its_cause(tmp_path):
+    settings = {"payload": {"features": [], "task": {"type": "regression", "label": "y"}},
+                "variants": ["float32"], "budget": {"rtol": 1e-4, "atol": 1e-5, "metric_budget": 0.01}}
+    rows = Rows([b""], {"x": np.zeros(1, np.float32)})
+    (tmp_path / "work").mkdir()
+    verdict = export_variants(settings, str(tmp_path / "no-model"), str(tmp_path / "no-transform"), rows, rows,
+                              str(tmp_path / "export"), str(tmp_path / "work"))
+    assert verdict["passed"] is False and "model.keras" in verdict["failures"][0]
 
 
 def test_a_converter_that_aborts_the_process_becomes_a_clear_error(tmp_path, monkeypatch):

@@ -127,6 +127,12 @@ def _settings(fare):
     return {**settings, "variants": ["float32"]}
 
 
+def _work(tmp_path) -> str:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return str(work)
+
+
 def test_parity_gate_refuses_a_mismatched_model(fare, tmp_path):
     """A TFLite model built from other weights than the SavedModel's must fail float32 parity."""
     import keras
@@ -142,7 +148,7 @@ def test_parity_gate_refuses_a_mismatched_model(fare, tmp_path):
     kernel.assign(kernel.numpy() * 1.05)
     model.save(keras_model_path(str(model_dir)))
     verdict = export_variants(_settings(fare), str(model_dir), str(_latest(fare["out"], "Transform", "transform_graph")),
-                              _eval_rows(fare, 50), _eval_rows(fare, 300), str(tmp_path / "export"))
+                              _eval_rows(fare, 50), _eval_rows(fare, 300), str(tmp_path / "export"), _work(tmp_path))
     assert verdict["passed"] is False
     result = verdict["variants"][0]
     assert result["rows_outside_tolerance"] > 0 and "float32:" in verdict["failures"][0]
@@ -158,8 +164,8 @@ def test_parity_gate_refuses_a_corrupted_tflite_file_and_the_pusher_pushes_nothi
 
     convert = tflite.run_step
 
-    def corrupting(job, workdir, name, timeout=900):
-        convert(job, workdir, name, timeout)
+    def corrupting(job, workdir, name, log_home=None, timeout=900):
+        convert(job, workdir, name, log_home, timeout)
         if job["step"] == "convert":
             data = bytearray(Path(job["out_path"]).read_bytes())
             data[len(data) // 3: len(data) // 3 + 4096] = b"\xff" * 4096
@@ -169,7 +175,8 @@ def test_parity_gate_refuses_a_corrupted_tflite_file_and_the_pusher_pushes_nothi
     export_uri = tmp_path / "export"
     verdict = component.export_variants(_settings(fare), str(_latest(fare["out"], "Trainer", "model")),
                                         str(_latest(fare["out"], "Transform", "transform_graph")),
-                                        _eval_rows(fare, 50), _eval_rows(fare, 300), str(export_uri))
+                                        _eval_rows(fare, 50), _eval_rows(fare, 300), str(export_uri),
+                                        _work(tmp_path))
     assert verdict["passed"] is False and verdict["variants"][0]["error"]
     (export_uri / component.PARITY_FILE).write_text(json.dumps(verdict))
 

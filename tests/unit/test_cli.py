@@ -53,3 +53,35 @@ def test_data_override_with_missing_column_is_one_line(tmp_path):
 def test_no_command_prints_help():
     proc = run_cli()
     assert proc.returncode == 1 and "usage: sluice" in proc.stdout
+
+
+def test_check_rejects_a_uri_schema_in_one_line(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load((CONFIGS / "taxi_fare.yaml").read_text())
+    raw["schema"] = "gs://bucket/schemas/taxi/schema.pbtxt"  # fine for `sluice compile`, not for local work
+    raw["data"]["path"] = str(CONFIGS.parent / "data" / "taxi" / "data.csv")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    proc = run_cli("check", "--config", str(tmp_path / "c.yaml"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert proc.stderr.startswith("sluice: error: schema: gs://bucket/schemas/taxi/schema.pbtxt is a URI")
+
+
+def test_compile_of_a_config_outside_the_image_fails_fast_in_one_line(tmp_path):
+    import shutil
+
+    import yaml
+
+    raw = yaml.safe_load((CONFIGS / "taxi_fare.yaml").read_text())
+    shutil.copy(ROOT / "schemas" / "taxi" / "schema.pbtxt", tmp_path / "schema.pbtxt")
+    raw["schema"] = "schema.pbtxt"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    out = tmp_path / "p.json"
+    proc = run_cli("compile", "--config", str(tmp_path / "c.yaml"), "--image", "img:1", "--pipeline-root",
+                   "gs://bucket/root", "--data", "gs://bucket/data/", "--output", str(out), timeout=60)
+    assert proc.returncode == 1 and not out.exists() and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        f"sluice: error: schema: {tmp_path / 'schema.pbtxt'} is on this machine and not in the pipeline image "
+        "(copy it to gs://BUCKET/… and set schema: to that URI or pass --schema gs://…; or keep it in the project's "
+        "schemas/ folder beside configs/, which the image holds at /sluice/schemas/)"]

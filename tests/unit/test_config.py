@@ -165,3 +165,14 @@ def test_input_options_have_defaults_and_are_validated(fare_raw):
     assert cfg.input.cache is True and cfg.input.shuffle_buffer >= 1
     raw = _mutate(fare_raw, lambda r: r.update(input={"shuffle_bufer": 10}))
     assert "did you mean 'shuffle_buffer'" in _error(raw)
+
+
+def test_uri_locations_are_kept_for_compile_and_refused_for_local_work(fare_raw):
+    raw = _mutate(fare_raw, lambda r: r.update(schema="gs://bucket/schema.pbtxt"))
+    raw["data"]["path"] = "gs://bucket/data/"
+    cfg = parse_config(raw)
+    with pytest.raises(ConfigError, match=r"^schema: gs://bucket/schema.pbtxt is a URI; local runs"):
+        cfg.schema_file
+    with pytest.raises(ConfigError, match=r"^data.path: gs://bucket/data/ is a URI; local runs .*--data PATH"):
+        cfg.data_path
+    assert cfg.with_data_path("gs://other/data/").data.path == "gs://other/data/"  # --data URI: not resolved

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from sluice.components.pusher import PUSH_RECORD, existing_version_of, next_version, push_atomically
 
@@ -55,5 +56,6 @@ def test_push_adds_extras_and_the_record_under_one_version(tmp_path):
     assert (base / "7" / "assets.extra" / "tf_serving_warmup_requests").read_bytes() == b"requests"
     record = json.loads((base / "7" / PUSH_RECORD).read_text())
     assert record["config_hash"] == "abc" and record["version"] == "7" and record["model_uri"] == "uri://model/3"
-    twin = write_version(tmp_path / "serving" / "m_tflite", "7", lambda d: (d.mkdir(), (d / "model.tflite").write_bytes(b"t")))
-    assert twin.name == "7" and (twin / "model.tflite").read_bytes() == b"t"
+    twin = write_version(str(tmp_path / "serving" / "m_tflite"), "7",
+                         lambda d: (Path(d).mkdir(), (Path(d) / "model.tflite").write_bytes(b"t")))
+    assert twin == str(tmp_path / "serving" / "m_tflite" / "7") and (Path(twin) / "model.tflite").read_bytes() == b"t"
