@@ -311,6 +311,13 @@ def _distances(gate, compare, train, other, which: str, label: str):
             distance_findings(result, label) + found)
 
 
+def _execution_name(out_uri: str) -> str:
+    """A name for this execution's report folder: the artifact's id directory in TFX's local layout
+    (``…/DataGate/verdict/<id>``), the task directory on Kubeflow/Vertex (``…/<job>/DataGate_<id>/verdict``)."""
+    name = posixpath.basename(out_uri.rstrip("/"))
+    return name if name.isdigit() else posixpath.basename(posixpath.dirname(out_uri.rstrip("/")))
+
+
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
@@ -342,7 +349,7 @@ class Executor(base_executor.BaseExecutor):
 
         blocking = decide(findings, gate["validation"])
         # TFX deletes a failed execution's output directory, so the report also goes where it survives.
-        report_dir = aio.join(exec_properties.get("report_root") or out_uri, posixpath.basename(out_uri.rstrip("/")))
+        report_dir = aio.join(exec_properties.get("report_root") or out_uri, _execution_name(out_uri))
         report = aio.join(report_dir, REPORT_FILE)
         aio.write_text(report, render_report(findings, blocking, distances, _stats_html(train, eval_)))
         verdict = {"passed": not blocking, "findings": [asdict(f) for f in findings], "distances": distances,

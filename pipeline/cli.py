@@ -121,6 +121,12 @@ def _report_path(output: str, run_id: str) -> Path:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
+    import os
+    import warnings
+
+    # The compile imports TensorFlow and google-cloud libraries: their start-up chatter is not the user's business.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=FutureWarning)
     from sluice.pipeline.config import load_config
     from sluice.pipeline.kubeflow import compile_kubeflow
 
@@ -138,6 +144,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 def _dry_run(config, compiled: Path, directory: Path, data: Optional[str]) -> int:
     """Execute the compiled pipeline here (pipeline/dry_run.py) and print its summary like `sluice run`."""
     import json
+    import logging
     import time
 
     from sluice.pipeline.dry_run import execute
@@ -145,12 +152,14 @@ def _dry_run(config, compiled: Path, directory: Path, data: Optional[str]) -> in
 
     started = time.monotonic()
     print(f"sluice: dry run of {compiled} -> {directory.resolve()}")
-    outcome = execute(json.loads(compiled.read_text()), directory, data=data, progress=print)
+    outcome = execute(json.loads(compiled.read_text()), directory, data=data, progress=lambda l: print(l, flush=True))
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's deprecation notices while reading results
     result = report_dry_run(config, directory.resolve(), outcome, time.monotonic() - started)
     for line in format_summary(result):
         print(line)
     if outcome.failure is not None:
-        print(f"sluice: {outcome.failure}", file=sys.stderr)
+        print(f"sluice: dry run stopped at task {outcome.failure.task} (log: {outcome.failure.log})",
+              file=sys.stderr)
         return outcome.failure.exit_code
     return EXIT_OK if result.pushed else EXIT_GATE
 

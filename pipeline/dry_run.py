@@ -68,6 +68,7 @@ class DryRunFailed(SluiceError):
     def __init__(self, task: str, problem: str, log: Path, exit_code: int = 4) -> None:
         self.exit_code = exit_code
         self.task = task
+        self.log = log
         super().__init__(f"dry run, task {task}", problem, f"full log: {log}")
 
 
@@ -227,10 +228,11 @@ def _run(command: List[str], log: Path, task: str) -> None:
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT), env=env).returncode
     if code != 0:
         text = log.read_text(errors="replace")
-        gate = re.findall(r"(DataGateFailed: .*)", text)
+        if "DataGateFailed: " in text:  # the gate's one screen (feature, anomaly, expected, report) is the cause
+            raise DryRunFailed(task, text.rsplit("DataGateFailed: ", 1)[1].strip(), log, exit_code=3)
         lines = [l for l in text.splitlines() if l.strip()]
-        cause = gate[-1] if gate else next((l for l in reversed(lines) if "Error" in l), lines[-1] if lines else "")
-        raise DryRunFailed(task, f"exited with status {code}: {cause[:500]}", log, exit_code=3 if gate else 4)
+        cause = next((l for l in reversed(lines) if "Error" in l), lines[-1] if lines else "")
+        raise DryRunFailed(task, f"exited with status {code}: {cause[:500]}", log)
 
 
 def _read_output(path: str) -> Dict[str, Any]:

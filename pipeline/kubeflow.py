@@ -30,8 +30,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from sluice.pipeline.config import ContainerResources, PipelineConfig, is_uri
 from sluice.pipeline.data_source import DataSource
-from sluice.pipeline.kfp_spec import type_resolver_queries
 from sluice.pipeline.errors import ConfigError, SluiceError
+from sluice.pipeline.kfp_spec import type_resolver_queries
 from sluice.pipeline.pipeline import Locations, create_pipeline
 
 IMAGE_WORKDIR = "/sluice"

@@ -1,0 +1,121 @@
+"""The compiled Kubeflow pipeline, executed here by ``sluice compile … --dry-run``: every container task through
+TFX's Kubeflow V2 entrypoint in its own process, resolvers against the emulated metadata store (see
+pipeline/dry_run.py). Fare runs twice in one directory (the second must find the first's data verdict and
+blessed model, as on Vertex); tips once. On the session's 3,000-row sample with fewer training steps.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import config_variant, run_cli
+
+pytestmark = pytest.mark.e2e
+
+ROOT_URI = "gs://bucket/sluice/dry"
+
+
+def _dry_run(name: str, work: Path, sample: Path, directory: Path):
+    cfg = config_variant(name, work, sample, train_steps=150)
+    compiled = work / f"{name}.json"
+    proc = run_cli("compile", "--config", str(cfg), "--image", "europe-docker.pkg.dev/p/sluice/pipeline:1",
+                   "--pipeline-root", ROOT_URI, "--data", "gs://bucket/data/", "--output", str(compiled),
+                   "--dry-run", str(directory), "--dry-run-data", str(sample), timeout=1500)
+    return proc, json.loads(compiled.read_text())
+
+
+@pytest.fixture(scope="module")
+def fare_dry(tmp_path_factory, sample):
+    work = tmp_path_factory.mktemp("dry-fare")
+    directory = work / "dry"
+    first = _dry_run("taxi_fare", work, sample, directory)
+    second = _dry_run("taxi_fare", work, sample, directory)
+    return {"runs": [first, second], "dir": directory}
+
+
+def _reports(directory: Path):
+    return sorted((directory / "reports").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+
+
+def test_compiled_spec_is_remote_and_runs_through_tfx_entrypoint(fare_dry):
+    (proc, body), _ = fare_dry["runs"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert body["runtimeConfig"]["gcsOutputDirectory"] == ROOT_URI and str(fare_dry["dir"]) not in json.dumps(body)
+    logs = sorted((fare_dry["dir"] / "logs").glob("*-DataGate.log"))
+    command = logs[0].read_text().splitlines()[0]
+    assert "-m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor" in command
+    assert "--executor_class_path sluice.components.data_gate.Executor" in command
+    driver = sorted((fare_dry["dir"] / "logs").glob("*-CsvExampleGen.log"))[0].read_text()
+    assert "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver" in driver  # preCacheCheck ran first
+
+
+def test_first_dry_run_pushes_the_whole_bundle_and_writes_the_run_page(fare_dry):
+    (proc, _), _ = fare_dry["runs"]
+    summary = json.loads(_reports(fare_dry["dir"])[0].read_text())
+    assert summary["status"] == "succeeded" and summary["blessed"] is True and summary["pushed"] is True
+    version = Path(summary["saved_model_path"])
+    assert version.parent == fare_dry["dir"] / "pipeline_root" / "serving" / "taxi_fare"
+    for name in ("saved_model.pb", "assets.extra/tf_serving_warmup_requests", "sluice_push.json"):
+        assert (version / name).is_file(), name
+    tflite = version.parent.parent / "taxi_fare_tflite" / version.name
+    assert {"model.tflite", "io_spec.json", "parity.json"} <= {p.name for p in tflite.iterdir()}
+    assert summary["infra"]["blessed"] is True and summary["parity"]["passed"] is True
+    assert summary["details"]["data_fingerprint"]  # CsvExampleGen's driver fingerprint reached the artifact
+    assert (Path(summary["report_dir"]) / "index.html").is_file()
+    assert "pushed SavedModel" in proc.stdout and "LastPassedDataResolver" in proc.stdout
+
+
+def test_second_dry_run_finds_the_first_runs_verdict_and_blessed_model(fare_dry):
+    _, (proc, _) = fare_dry["runs"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if "resolved" in line}
+    assert "verdict: found" in lines["LastPassedDataResolver"]
+    assert "model: found" in lines["LatestBlessedModelResolver-model-resolver"]
+    first, second = (json.loads(p.read_text()) for p in _reports(fare_dry["dir"])[-2:])
+    drift = [d for d in second["details"]["data_verdict"]["distances"] if d["comparison"] == "drift"]
+    assert drift and not [d for d in first["details"]["data_verdict"]["distances"] if d["comparison"] == "drift"]
+    assert second["metric_changes"], "the Evaluator compared with the first run's blessed model"
+    store = json.loads((fare_dry["dir"] / "metadata.json").read_text())
+    verdicts = [a for a in store if a["type"]["instanceSchema"].startswith("title: sluice.DataVerdict")]
+    assert len(verdicts) == 2
+
+
+def test_drifted_data_stops_at_the_gate_and_leaves_the_served_model_alone(fare_dry, sample, tmp_path):
+    """Fares x 10: drift against the verdict the resolver found, the DataGate task fails (exit 3), nothing
+    after it runs, and the serving tree is byte-identical."""
+    serving = fare_dry["dir"] / "pipeline_root" / "serving"
+    before = {p: p.read_bytes() for p in serving.rglob("*") if p.is_file()}
+    lines = sample.read_text().splitlines()
+    header = lines[0].split(",")
+    fare = header.index("fare")
+
+    def times_ten(line: str) -> str:
+        cells = next(csv.reader([line]))
+        if cells[fare]:
+            cells[fare] = str(float(cells[fare]) * 10)
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="").writerow(cells)
+        return buf.getvalue()
+
+    drifted = tmp_path / "drifted.csv"
+    drifted.write_text("\n".join([lines[0]] + [times_ten(l) for l in lines[1:]]) + "\n")
+    proc, _ = _dry_run("taxi_fare", tmp_path, drifted, fare_dry["dir"])
+    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "stopped at task DataGate" in proc.stderr
+    assert "fare [train vs last passed run] JENSEN_SHANNON_DIVERGENCE_HIGH" in proc.stdout
+    assert "Transform " not in proc.stdout  # nothing after the gate ran
+    assert {p: p.read_bytes() for p in serving.rglob("*") if p.is_file()} == before
+
+
+def test_tips_dry_run_blesses_and_pushes(tmp_path_factory, sample):
+    work = tmp_path_factory.mktemp("dry-tips")
+    proc, body = _dry_run("taxi_tips", work, sample, work / "dry")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(_reports(work / "dry")[0].read_text())
+    assert summary["pushed"] is True and "auc" in summary["metrics"]
+    assert (Path(summary["saved_model_path"]) / "saved_model.pb").is_file()
