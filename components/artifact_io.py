@@ -2,19 +2,19 @@
 
 On Kubeflow/Vertex every artifact URI is remote, so custom executors never use builtin ``open``/``os``/
 ``shutil``/``glob`` on a URI: they go through ``tfx.dsl.io.fileio`` (TensorFlow's filesystems underneath).
-Work that needs real local files (a subprocess, a server, a converter) gets a local copy (``local_copy``)
-and uploads what it produced (``copy_file`` / ``copy_tree``). The tests run the executors on ``ram://``, TF's
+Work that needs real local files (a subprocess, a server, a converter) runs on a local copy in a temp dir and
+uploads what it produced (``copy_file`` / ``copy_tree`` / ``keep_logs``). The tests run the executors on ``ram://``, TF's
 in-memory filesystem, which goes through exactly these calls and is invisible to every other process.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import posixpath
-import tempfile
-from typing import Any, Iterator, List, Sequence
+from typing import Any, List, Sequence
+
+from absl import logging
 
 from tfx.dsl.io import fileio
 from tfx.utils import io_utils
@@ -97,14 +97,14 @@ def copy_tree(source: str, target: str, last: Sequence[str] = ()) -> List[str]:
     return ordered
 
 
-@contextlib.contextmanager
-def local_copy(uri: str, prefix: str = "sluice-") -> Iterator[str]:
-    """A local directory holding a copy of the tree ``uri`` for the duration of the block.
+def keep_logs(local_dir: str, uri_dir: str) -> None:
+    """Copy the ``*.log`` files of a local work dir into an artifact folder (any filesystem).
 
-    Subprocesses and servers cannot read another process's ``ram://`` files, and a ``gs://`` model served by
-    a local process would be read remotely on every load; a local copy serves both, and is removed after."""
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        local = os.path.join(tmp, posixpath.basename(uri.rstrip("/")) or "copy")
-        io_utils.copy_dir(uri, local)
-        yield local
-
+    Called from ``finally`` blocks: a failed upload is logged, never raised, so it cannot hide the error that
+    the logs are kept for."""
+    for name in sorted(os.listdir(local_dir)):
+        if name.endswith(".log"):
+            try:
+                copy_file(os.path.join(local_dir, name), join(uri_dir, name))
+            except Exception as e:  # noqa: BLE001 - see the docstring
+                logging.warning("could not keep %s in %s: %s", name, uri_dir, e)

@@ -145,9 +145,7 @@ class Executor(base_executor.BaseExecutor):
                                 work)
             except Exception as e:  # a server that cannot start is a failed check, not a crashed pipeline
                 verdict = {"blessed": False, "failures": [f"{type(e).__name__}: {e}"], "requests": len(requests)}
-            log = os.path.join(work, "server.log")
-            if os.path.isfile(log):
-                aio.copy_file(log, aio.join(blessing.uri, "server.log"))
+            aio.keep_logs(work, blessing.uri)  # server.log
         aio.write_text(aio.join(blessing.uri, REPORT_FILE), json.dumps(verdict, indent=1))
         blessing.set_int_custom_property("blessed", int(verdict["blessed"]))
         for line in verdict["failures"]:

@@ -148,11 +148,13 @@ def _dry_run(config, compiled: Path, directory: Path, data: Optional[str]) -> in
     import time
 
     from sluice.pipeline.dry_run import execute
+    from sluice.pipeline.kubeflow import project_roots
     from sluice.pipeline.runner import format_summary, report_dry_run
 
     started = time.monotonic()
     print(f"sluice: dry run of {compiled} -> {directory.resolve()}")
-    outcome = execute(json.loads(compiled.read_text()), directory, data=data, progress=lambda l: print(l, flush=True))
+    outcome = execute(json.loads(compiled.read_text()), directory, data=data, roots=project_roots(config),
+                      progress=lambda line: print(line, flush=True))
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's deprecation notices while reading results
     result = report_dry_run(config, directory.resolve(), outcome, time.monotonic() - started)
     for line in format_summary(result):

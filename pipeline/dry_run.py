@@ -5,24 +5,34 @@ What runs for real (the same code a Vertex step runs):
 - every container task, in DAG order, as its own process: the compiled ``command`` (``python -m
   tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor``) with the compiled ``args`` — the
   executor class path, the ``ExecutorInput`` JSON in place of ``{{$}}``, the Beam flags — so wrong class paths,
-  exec properties that do not survive serialization, and code that reads local paths fail here;
+  exec properties that do not survive serialization, artifact type names the entrypoint cannot import and
+  code that reads local paths fail here (the tasks import sluice from this machine's install, not the image);
 - a task's ``lifecycle.preCacheCheck`` command first (CsvExampleGen's span/fingerprint driver); its
   ``ExecutorOutput`` updates the task's parameters and output artifact before the executor runs, as Vertex does.
 
 What is emulated (and how), since there is no Vertex here:
 - the pipeline root (``runtimeConfig.gcsOutputDirectory``, also inside exec properties such as the push
-  destination) is mapped to ``DIR/pipeline_root`` — Beam's file systems do not know ``ram://`` and gs:// is
+  destination under it) is mapped to ``DIR/pipeline_root`` — Beam's file systems do not know ``ram://`` and gs:// is
   unreachable; task outputs go to ``<root>/<job>/<task>_<n>/<output key>`` like Vertex's layout;
-- files of the pipeline image (``/sluice/...``) are read from this checkout, after checking that the root
-  Dockerfile copies them into the image (a file outside its COPY lines is an error: it would be missing there);
-- ``--data`` replaces CsvExampleGen's ``input_base``/``input_config`` (the compiled data is usually gs://);
-- ML Metadata: artifacts that tasks publish are recorded in ``DIR/metadata.json`` (name, schema title, URI,
-  metadata, state LIVE) across dry runs in the same DIR; resolver tasks evaluate their compiled filter
-  (``schema_title="…" AND state=LIVE [AND metadata.<key>.number_value=<n>] [AND name="{{$.inputs…}}"]``)
-  against it and take the newest match — so a second dry run finds the first one's DataGate verdict and
-  blessed model. A clause the emulator does not understand is an error, never ignored;
+- files of the pipeline image (``/sluice/...``) are read from the project they were compiled from (the
+  config's project or this checkout, as ``sluice compile`` maps them), after checking that the project's
+  Dockerfile copies them into the image's WORKDIR (a file outside its COPY lines is an error: it would be
+  missing there); any other URI left in a task's parameters (a gs:// schema, serving dir or data) is an
+  error before anything runs, since it cannot be read here;
+- ``--dry-run-data`` replaces CsvExampleGen's ``input_base``/``input_config`` (the compiled data is usually
+  gs://);
+- ML Metadata: artifacts that tasks publish are recorded in ``DIR/metadata.json`` (pipeline, name, schema
+  title, URI, metadata, state LIVE) across dry runs in the same DIR; resolver tasks evaluate their compiled
+  filter (``schema_title="…" AND state=LIVE [AND metadata.<key>.number_value=<n>] [AND
+  name="{{$.inputs…}}"]``) against the artifacts of the same pipeline (Vertex scopes them by the pipeline's
+  context) and take the newest match — so a second dry run finds the first one's DataGate verdict and
+  blessed model. A clause the emulator does not understand is an error, never ignored. Importer tasks
+  publish their ``artifactUri`` as an artifact of their type;
 - Beam runs with the DirectRunner (the compiled runner flags are replaced: Dataflow/Flink/Spark are not
   reachable), and a Vertex AI training job Trainer runs as TFX's local GenericExecutor with the same run_fn.
+
+The run stops at the first failed task (Vertex would finish independent branches). Pipeline spec 2.0.0 (what
+TFX 1.16 writes) is supported; other versions are refused.
 
 What only a real Vertex run proves: IAM and service accounts, the image actually building and pulling,
 Dataflow workers (the SDK container, networking, quotas), GPUs and the Vertex training job with its
@@ -42,7 +52,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from sluice.pipeline import kfp_spec
 from sluice.pipeline.errors import SluiceError
@@ -57,7 +67,9 @@ LOCAL_EXECUTORS = {
         "tfx.components.trainer.executor.GenericExecutor",
     "tfx.extensions.google_cloud_ai_platform.trainer.executor.Executor": "tfx.components.trainer.executor.Executor",
 }
-_IMAGE_PATH = re.compile(rf"(?<![\w.\-/]){re.escape(IMAGE_ROOT)}/")
+_IMAGE_PATH = re.compile(rf"(?<![\w.\-/:]){re.escape(IMAGE_ROOT)}(?=/|$|[\s\"'])(/[^\s\"',;)\]}}]*)?")
+_STORAGE_URI = re.compile(r"\b(?:gs|s3|hdfs|file)://[^\s\"',;)\]}]*")
+SPEC_VERSION = "2.0.0"
 _CLAUSE = re.compile(r'^(schema_title="[^"]*"|state=LIVE|metadata\.(\w+)\.number_value=(-?[\d.]+)|name="(.*)")$')
 _PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.artifacts\['(\w+)'\]\.metadata\['(\w+)'\]\}\}")
 
@@ -76,7 +88,7 @@ class DryRunFailed(SluiceError):
 class TaskResult:
     name: str
     kind: str
-    """``container`` or ``resolver``."""
+    """``container``, ``resolver`` or ``importer``."""
     state: str
     seconds: float
     outputs: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
@@ -99,17 +111,19 @@ class DryRunResult:
 
 # ------------------------------------------------------------------------------------------ the store
 class Store:
-    """Emulated Vertex ML Metadata: the artifacts published by dry runs in one directory (JSON file)."""
+    """Emulated Vertex ML Metadata: the artifacts published by dry runs in one directory (JSON file), each
+    tagged with its pipeline; queries see only their own pipeline's artifacts, as Vertex's do."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, pipeline: str) -> None:
         self.path = path
+        self.pipeline = pipeline
         self.artifacts: List[Dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
 
     def next_name(self) -> str:
         return f"dryrun/metadataStores/default/artifacts/{len(self.artifacts) + 1}"
 
     def publish(self, artifact: Dict[str, Any]) -> None:
-        self.artifacts.append({**artifact, "state": "LIVE"})
+        self.artifacts.append({**artifact, "pipeline": self.pipeline, "state": "LIVE"})
         self.path.write_text(json.dumps(self.artifacts, indent=1))
 
     def query(self, query_filter: str, inputs: Dict[str, List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
@@ -118,7 +132,8 @@ class Store:
         for clause in (c.strip() for c in query_filter.split(" AND ")):
             match = _CLAUSE.match(clause)
             if not match:
-                raise ValueError(f"the dry run cannot emulate the resolver clause {clause!r}")
+                raise SluiceError("dry run", f"cannot emulate the resolver clause {clause!r} of {query_filter!r}",
+                                  "only schema_title, state=LIVE, metadata.<key>.number_value and name are known")
             if clause.startswith("schema_title="):
                 title = clause.split('"')[1]
                 checks.append(lambda a, t=title: kfp_spec.artifact_title(a["type"]) == t)
@@ -126,55 +141,90 @@ class Store:
                 key, value = match.group(2), float(match.group(3))
                 checks.append(lambda a, k=key, v=value: float(a.get("metadata", {}).get(k, "nan")) == v)
             elif clause.startswith("name="):
-                wanted = _PLACEHOLDER.sub(lambda m: str(inputs[m.group(1)][0]["metadata"][m.group(2)])
-                                          if inputs.get(m.group(1)) else "", match.group(4))
-                checks.append(lambda a, n=wanted: a["name"] == n)
-        found = [a for a in self.artifacts if a["state"] == "LIVE" and all(check(a) for check in checks)]
-        return [{k: v for k, v in found[-1].items() if k != "state"}] if found else []
+                wanted = _PLACEHOLDER.sub(lambda m: _input_metadata(inputs, m.group(1), m.group(2)), match.group(4))
+                checks.append(lambda a, n=wanted: bool(n) and a["name"] == n)
+        found = [a for a in self.artifacts if a["state"] == "LIVE" and a.get("pipeline") == self.pipeline
+                 and all(check(a) for check in checks)]
+        return [{k: v for k, v in found[-1].items() if k not in ("state", "pipeline")}] if found else []
+
+
+def _input_metadata(inputs: Dict[str, List[Dict[str, Any]]], key: str, field: str) -> str:
+    """``{{$.inputs.artifacts['key'].metadata['field']}}``: empty (matches nothing) when absent."""
+    listed = inputs.get(key) or [{}]
+    return str(listed[0].get("metadata", {}).get(field, ""))
 
 
 # ------------------------------------------------------------------------------------------ the spec
-def image_layout(dockerfile: Path = REPO_ROOT / "Dockerfile") -> List[str]:
-    """The paths (relative to the image's WORKDIR) that the pipeline image's COPY lines put there."""
-    targets = []
+def image_copies(dockerfile: Path) -> List[str]:
+    """Absolute destinations of the Dockerfile's COPY lines from the build context (WORKDIR tracked)."""
+    workdir, out = "/", []
     for line in dockerfile.read_text().splitlines():
         parts = line.split()
-        if parts and parts[0] == "COPY" and not any(p.startswith("--from") for p in parts):
-            sources = parts[1:-1]
-            if parts[-1].rstrip("/") in (".", "./"):
-                targets += [s.rstrip("/") for s in sources]
-            else:
-                targets.append(parts[-1].rstrip("/"))
-    return targets
+        if parts[:1] == ["WORKDIR"]:
+            workdir = posixpath.join(workdir, parts[1])
+        if parts[:1] != ["COPY"] or any(p.startswith("--from") for p in parts):
+            continue
+        sources, target = parts[1:-1], posixpath.join(workdir, parts[-1])
+        if parts[-1].endswith("/") and len(sources) > 1 or target.rstrip("/") == workdir.rstrip("/"):
+            out += [posixpath.join(target, posixpath.basename(s.rstrip("/"))) for s in sources]
+        else:
+            out.append(posixpath.normpath(target))
+    return [posixpath.normpath(t) for t in out]
 
 
-def localize(body: Dict[str, Any], root: Path, data_dir: Optional[str], data_pattern: Optional[str]) -> Dict[str, Any]:
-    """A copy of the compiled pipeline that runs here: pipeline root -> ``root``, image files -> checkout,
-    CsvExampleGen's data -> ``data_dir``/``data_pattern`` (when given). Raises SluiceError for an image path
-    the Dockerfile does not copy."""
+def image_layout(dockerfile: Path) -> List[str]:
+    """What the image holds under ``/sluice/`` (the compile's image paths), relative to it, sorted."""
+    prefix = IMAGE_ROOT + "/"
+    return sorted(t[len(prefix):] for t in image_copies(dockerfile) if t.startswith(prefix))
+
+
+def _dockerfile(roots: Sequence[Path]) -> Path:
+    for root in roots:
+        if (root / "Dockerfile").is_file():
+            return root / "Dockerfile"
+    raise SluiceError("dry run", f"no Dockerfile in {', '.join(map(str, roots)) or 'the project'} to check the "
+                      "image's files against", "run it from the project whose Dockerfile builds the pipeline image")
+
+
+def _replace_root(text: str, remote_root: str, root: str) -> str:
+    """``remote_root`` -> ``root`` where it is the whole path prefix (``gs://b/r`` but not ``gs://b/r2``)."""
+    return re.sub(re.escape(remote_root) + r"(?=$|/|[\s\"',;)\]}])", lambda _: root, text)
+
+
+def localize(body: Dict[str, Any], root: Path, data_dir: Optional[str], data_pattern: Optional[str],
+             roots: Sequence[Path] = (REPO_ROOT,)) -> Dict[str, Any]:
+    """A copy of the compiled pipeline that runs here: image files -> the project in ``roots`` that has them,
+    pipeline root -> ``root``, CsvExampleGen's data -> ``data_dir``/``data_pattern`` (when given).
+
+    Raises SluiceError, before anything runs, for an image path the Dockerfile does not copy, a spec version
+    other than TFX 1.16's, and any storage URI left in a task's parameters (it cannot be read here)."""
+    version = body["pipelineSpec"].get("schemaVersion")
+    if version != SPEC_VERSION:
+        raise SluiceError("dry run", f"pipeline spec version {version} is not supported", f"compile with TFX 1.16 "
+                          f"(spec {SPEC_VERSION})")
     remote_root = body["runtimeConfig"]["gcsOutputDirectory"].rstrip("/")
-    layout = image_layout()
+    layout = image_layout(_dockerfile(roots))
     missing: List[str] = []
 
-    def image_file(match: "re.Match[str]", text: str) -> str:
-        rest = text[match.end():].split('"')[0].split()[0] if text[match.end():] else ""
-        if not any(rest == p or rest.startswith(p + "/") for p in layout):
+    def image_file(match: "re.Match[str]") -> str:
+        rest = (match.group(1) or "").lstrip("/")
+        if rest and not any(rest == p or rest.startswith(p + "/") for p in layout):
             missing.append(f"{IMAGE_ROOT}/{rest}")
-        return f"{REPO_ROOT}/"
+        home = next((r for r in roots if (r / rest).exists()), roots[0])
+        return str(home / rest) if rest else str(home)
 
     def fix(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: fix(v) for k, v in value.items()}
         if isinstance(value, list):
             return [fix(v) for v in value]
-        if isinstance(value, str):
-            value = value.replace(remote_root, str(root))
-            return _IMAGE_PATH.sub(lambda m: image_file(m, value), value)
+        if isinstance(value, str):  # image paths first: the local root may itself lie under /sluice/
+            return _replace_root(_IMAGE_PATH.sub(image_file, value), remote_root, str(root))
         return value
 
     local = fix(copy.deepcopy(body))
     if missing:
-        raise SluiceError(missing[0], "the compiled pipeline reads this file from the image, but the root Dockerfile "
+        raise SluiceError(missing[0], "the compiled pipeline reads this file from the image, but the Dockerfile "
                           "does not copy it there", "add it to a COPY line, or give it as a gs:// URI")
     if data_dir:
         params = kfp_spec.tasks(local)["CsvExampleGen"]["inputs"]["parameters"]
@@ -183,6 +233,16 @@ def localize(body: Dict[str, Any], root: Path, data_dir: Optional[str], data_pat
         for split in config["splits"]:
             split["pattern"] = data_pattern
         params["input_config"]["runtimeValue"]["constantValue"] = {"stringValue": json.dumps(config, indent=2)}
+    for name, task in kfp_spec.tasks(local).items():
+        for key, param in task.get("inputs", {}).get("parameters", {}).items():
+            if "runtimeValue" not in param:
+                raise SluiceError(f"dry run, task {name}", f"parameter {key} is a pipeline input ({sorted(param)}), "
+                                  "which the dry run does not emulate", "compile it as a constant")
+            uri = _STORAGE_URI.search(json.dumps(param["runtimeValue"]["constantValue"]))
+            if uri:
+                raise SluiceError(f"dry run, task {name}", f"parameter {key} reads {uri.group(0)}, outside the pipeline "
+                                  "root: the dry run cannot reach it", "pass --dry-run-data for the data; keep the "
+                                  "schema in the project's schemas/ folder and the serving dir under the root")
     return local
 
 
@@ -225,7 +285,9 @@ def _run(command: List[str], log: Path, task: str) -> None:
         out.write("$ " + " ".join(shlex.quote(c[:200]) for c in command) + "\n")
         out.flush()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT), env=env).returncode
+        # cwd: this run's log folder, holding no source (python -m puts cwd first on sys.path; a checkout's
+        # sluice/ folder there would be imported instead of the install, which the image must not rely on).
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd=str(log.parent), env=env).returncode
     if code != 0:
         text = log.read_text(errors="replace")
         if "DataGateFailed: " in text:  # the gate's one screen (feature, anomaly, expected, report) is the cause
@@ -265,7 +327,7 @@ def _container_task(name: str, task: Dict[str, Any], body: Dict[str, Any], input
     invocation = {"inputs": {"parameters": parameters, "artifacts": {k: {"artifacts": v} for k, v in inputs.items()}},
                   "outputs": {"artifacts": {k: {"artifacts": v} for k, v in outputs.items()},
                               "outputFile": posixpath.join(task_root, "executor_output.json")}}
-    log = logs / f"{seq:02d}-{name}.log"
+    log = logs / f"{seq:02d}-{name}.log"  # one folder per dry run: a log never mixes two runs
     started = time.monotonic()
     pre = container.get("lifecycle", {}).get("preCacheCheck")
     if pre:  # the driver: span, version and fingerprint of the input data update the task before it runs
@@ -283,20 +345,34 @@ def _container_task(name: str, task: Dict[str, Any], body: Dict[str, Any], input
     return TaskResult(name, "container", "COMPLETE", time.monotonic() - started, outputs)
 
 
+def _importer_task(name: str, task: Dict[str, Any], body: Dict[str, Any], store: Store) -> TaskResult:
+    """An importer node, as Vertex runs it: its ``artifactUri`` becomes a published artifact of its type."""
+    spec = kfp_spec.executor_of(body, task)["importer"]
+    uri = spec["artifactUri"]["constantValue"]["stringValue"]
+    [(key, output)] = kfp_spec.component_of(body, task)["outputDefinitions"]["artifacts"].items()
+    artifact = {**_runtime_artifact(store.next_name() + f"-{name}-{key}", output["artifactType"], uri),
+                "metadata": spec.get("metadata", {})}
+    store.publish(artifact)
+    return TaskResult(name, "importer", "COMPLETE", 0.0, {key: [artifact]})
+
+
 def execute(body: Dict[str, Any], directory: Path, data: Optional[str] = None,
-            progress=lambda line: None) -> DryRunResult:
-    """Run the compiled pipeline ``body`` (the JSON ``sluice compile`` writes) under ``directory``."""
+            roots: Sequence[Path] = (REPO_ROOT,), progress=lambda line: None) -> DryRunResult:
+    """Run the compiled pipeline ``body`` (the JSON ``sluice compile`` writes) under ``directory``; image
+    files are read from the first of ``roots`` (project directories) that has them."""
     from sluice.pipeline.data_source import resolve_data_source
 
     directory = directory.resolve()
     root = directory / "pipeline_root"
-    logs = directory / "logs"
+    source = resolve_data_source(Path(data)) if data else None
+    local = localize(body, root, source.input_base if source else None, source.pattern if source else None, roots)
+    store = Store(directory / STORE_FILE, body["pipelineSpec"]["pipelineInfo"]["name"])
+    job = f"{body.get('displayName', 'pipeline')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    while (directory / "logs" / job).exists():  # two dry runs within one second
+        job += "-1"
+    logs = directory / "logs" / job
     for d in (root, logs):
         d.mkdir(parents=True, exist_ok=True)
-    source = resolve_data_source(Path(data)) if data else None
-    local = localize(body, root, source.input_base if source else None, source.pattern if source else None)
-    store = Store(directory / STORE_FILE)
-    job = f"{body.get('displayName', 'pipeline')}-{time.strftime('%Y%m%d-%H%M%S')}"
     done: Dict[str, TaskResult] = {}
     graph = kfp_spec.tasks(local)
     for seq, name in enumerate(kfp_spec.topological_order(local), 1):
@@ -311,8 +387,13 @@ def execute(body: Dict[str, Any], directory: Path, data: Optional[str] = None,
             found = ", ".join(f"{k}: {'found' if v else 'none'}" for k, v in outputs.items())
             progress(f"  {name:<48} resolved   ({found})")
             continue
+        if "importer" in executor:
+            done[name] = _importer_task(name, task, local, store)
+            progress(f"  {name:<48} imported   {done[name].outputs}")
+            continue
         if "container" not in executor:
-            raise SluiceError(f"task {name}", f"executor kind {sorted(executor)} is not supported by the dry run")
+            raise SluiceError(f"dry run, task {name}", f"executor kind {sorted(executor)} is not supported",
+                              "containers, importers and resolvers are")
         progress(f"  {name:<48} running…")
         started = time.monotonic()
         try:
@@ -334,15 +415,13 @@ def run_record(result: DryRunResult, pipeline: str):
     for i, task in enumerate(result.tasks, 1):
         node = task.name.split("-model-")[0]
         record.executions[node] = NodeExecution(node, task.state, task.seconds, i)
+        if task.kind == "resolver":  # what a resolver returns is an earlier run's artifact
+            continue
         for artifacts in task.outputs.values():
             for artifact in artifacts:
-                title = kfp_spec.artifact_title(artifact["type"])
-                kind = title.removeprefix("tfx.")
+                kind = kfp_spec.artifact_title(artifact["type"]).removeprefix("tfx.")
                 meta = artifact.get("metadata", {})
-                if task.kind == "container":
-                    record.outputs.setdefault(node, {})[kind] = artifact["uri"]
-                if task.kind != "container":
-                    continue
+                record.outputs.setdefault(node, {})[kind] = artifact["uri"]
                 if kind == "ModelBlessing":
                     record.blessed, record.blessing_uri = bool(meta.get("blessed")), artifact["uri"]
                 elif kind == "ModelEvaluation":

@@ -129,9 +129,7 @@ def export_variants(settings: Dict[str, Any], model_uri: str, transform_dir: str
                 result = {"variant": variant, "rows": 0, "passed": False, "error": f"{type(e).__name__}: {e}"[:600]}
             results.append(result)
     finally:
-        for name in os.listdir(work):
-            if name.endswith(".log"):
-                aio.copy_file(os.path.join(work, name), aio.join(logs, name))
+        aio.keep_logs(work, logs)
     return {"passed": all(r["passed"] for r in results), "variants": results, "rows": len(evaluation),
             "budget": settings["budget"], "convert_seconds": timings, "failures": parity.failure_lines(results)}
 

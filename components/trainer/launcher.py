@@ -111,6 +111,4 @@ def launch(job: TrainJob, workdir: str) -> None:
             try:
                 run_workers(job, local)
             finally:
-                for name in os.listdir(local):
-                    if name.endswith(".log"):
-                        aio.copy_file(os.path.join(local, name), aio.join(workdir, name))
+                aio.keep_logs(local, workdir)

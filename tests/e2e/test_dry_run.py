@@ -21,12 +21,16 @@ ROOT_URI = "gs://bucket/sluice/dry"
 
 
 def _dry_run(name: str, work: Path, sample: Path, directory: Path):
+    """Compile as for Vertex and dry-run it; returns (process, compiled JSON, this run's summary.json or None)."""
     cfg = config_variant(name, work, sample, train_steps=150)
     compiled = work / f"{name}.json"
+    before = set((directory / "reports").glob("*/summary.json"))
     proc = run_cli("compile", "--config", str(cfg), "--image", "europe-docker.pkg.dev/p/sluice/pipeline:1",
                    "--pipeline-root", ROOT_URI, "--data", "gs://bucket/data/", "--output", str(compiled),
                    "--dry-run", str(directory), "--dry-run-data", str(sample), timeout=1500)
-    return proc, json.loads(compiled.read_text())
+    new = sorted(set((directory / "reports").glob("*/summary.json")) - before)
+    assert len(new) <= 1, new
+    return proc, json.loads(compiled.read_text()), (json.loads(new[0].read_text()) if new else None)
 
 
 @pytest.fixture(scope="module")
@@ -38,25 +42,21 @@ def fare_dry(tmp_path_factory, sample):
     return {"runs": [first, second], "dir": directory}
 
 
-def _reports(directory: Path):
-    return sorted((directory / "reports").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
-
-
 def test_compiled_spec_is_remote_and_runs_through_tfx_entrypoint(fare_dry):
-    (proc, body), _ = fare_dry["runs"]
+    (proc, body, _), _ = fare_dry["runs"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert body["runtimeConfig"]["gcsOutputDirectory"] == ROOT_URI and str(fare_dry["dir"]) not in json.dumps(body)
-    logs = sorted((fare_dry["dir"] / "logs").glob("*-DataGate.log"))
+    logs = sorted((fare_dry["dir"] / "logs").glob("*/*-DataGate.log"))
+    assert len(logs) == 2  # one folder per dry run
     command = logs[0].read_text().splitlines()[0]
     assert "-m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor" in command
     assert "--executor_class_path sluice.components.data_gate.Executor" in command
-    driver = sorted((fare_dry["dir"] / "logs").glob("*-CsvExampleGen.log"))[0].read_text()
+    driver = sorted((fare_dry["dir"] / "logs").glob("*/*-CsvExampleGen.log"))[0].read_text()
     assert "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver" in driver  # preCacheCheck ran first
 
 
 def test_first_dry_run_pushes_the_whole_bundle_and_writes_the_run_page(fare_dry):
-    (proc, _), _ = fare_dry["runs"]
-    summary = json.loads(_reports(fare_dry["dir"])[0].read_text())
+    (proc, _, summary), _ = fare_dry["runs"]
     assert summary["status"] == "succeeded" and summary["blessed"] is True and summary["pushed"] is True
     version = Path(summary["saved_model_path"])
     assert version.parent == fare_dry["dir"] / "pipeline_root" / "serving" / "taxi_fare"
@@ -71,12 +71,11 @@ def test_first_dry_run_pushes_the_whole_bundle_and_writes_the_run_page(fare_dry)
 
 
 def test_second_dry_run_finds_the_first_runs_verdict_and_blessed_model(fare_dry):
-    _, (proc, _) = fare_dry["runs"]
+    (_, _, first), (proc, _, second) = fare_dry["runs"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     lines = {line.split()[0]: line for line in proc.stdout.splitlines() if "resolved" in line}
     assert "verdict: found" in lines["LastPassedDataResolver"]
     assert "model: found" in lines["LatestBlessedModelResolver-model-resolver"]
-    first, second = (json.loads(p.read_text()) for p in _reports(fare_dry["dir"])[-2:])
     drift = [d for d in second["details"]["data_verdict"]["distances"] if d["comparison"] == "drift"]
     assert drift and not [d for d in first["details"]["data_verdict"]["distances"] if d["comparison"] == "drift"]
     assert second["metric_changes"], "the Evaluator compared with the first run's blessed model"
@@ -104,18 +103,18 @@ def test_drifted_data_stops_at_the_gate_and_leaves_the_served_model_alone(fare_d
 
     drifted = tmp_path / "drifted.csv"
     drifted.write_text("\n".join([lines[0]] + [times_ten(l) for l in lines[1:]]) + "\n")
-    proc, _ = _dry_run("taxi_fare", tmp_path, drifted, fare_dry["dir"])
+    proc, _, summary = _dry_run("taxi_fare", tmp_path, drifted, fare_dry["dir"])
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "stopped at task DataGate" in proc.stderr
     assert "fare [train vs last passed run] JENSEN_SHANNON_DIVERGENCE_HIGH" in proc.stdout
     assert "Transform " not in proc.stdout  # nothing after the gate ran
     assert {p: p.read_bytes() for p in serving.rglob("*") if p.is_file()} == before
+    assert summary["status"] == "data_rejected" and summary["pushed"] is False
 
 
 def test_tips_dry_run_blesses_and_pushes(tmp_path_factory, sample):
     work = tmp_path_factory.mktemp("dry-tips")
-    proc, body = _dry_run("taxi_tips", work, sample, work / "dry")
+    proc, body, summary = _dry_run("taxi_tips", work, sample, work / "dry")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    summary = json.loads(_reports(work / "dry")[0].read_text())
     assert summary["pushed"] is True and "auc" in summary["metrics"]
     assert (Path(summary["saved_model_path"]) / "saved_model.pb").is_file()

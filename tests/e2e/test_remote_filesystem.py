@@ -116,8 +116,11 @@ def test_data_gate_on_ram_gives_the_local_verdict(fare, ram):
     assert got["passed"] is want["passed"] is True
     assert got["findings"] == want["findings"]
     # Skew as locally, and drift against the baseline verdict (read from ram://) on every compared column.
-    skew = sorted(d["feature"] for d in got["distances"] if d["comparison"] == "skew")
-    assert skew == sorted(d["feature"] for d in want["distances"] if d["comparison"] == "skew")
+    def skew_of(verdict):
+        return {(d["feature"], d["measure"]): d["value"] for d in verdict["distances"] if d["comparison"] == "skew"}
+
+    assert skew_of(got) and skew_of(got) == pytest.approx(skew_of(want), rel=1e-9)
+    skew = sorted(feature for feature, _ in skew_of(got))
     assert sorted(d["feature"] for d in got["distances"] if d["comparison"] == "drift") == skew
     assert got["report"] == f"{ram}/_data_reports/9/{REPORT_FILE}" and _files(f"{ram}/_data_reports/9")
     assert verdict.get_int_custom_property("passed") == 1

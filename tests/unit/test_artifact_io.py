@@ -38,11 +38,17 @@ def test_copy_tree_copies_every_file_and_the_named_ones_last(ram, tmp_path):
     assert aio.read_text(f"{ram}/v/assets.extra/warmup") == "assets.extra/warmup"
 
 
-def test_local_copy_brings_a_remote_tree_to_disk_and_removes_it(ram):
-    aio.write_text(f"{ram}/tree/a/b.txt", "b")
-    with aio.local_copy(f"{ram}/tree") as local:
-        assert Path(local, "a", "b.txt").read_text() == "b"
-    assert not Path(local).exists()
+def test_keep_logs_uploads_logs_and_never_raises(ram, tmp_path, monkeypatch):
+    (tmp_path / "a.log").write_text("a")
+    (tmp_path / "model.tflite").write_bytes(b"x")
+    aio.keep_logs(str(tmp_path), f"{ram}/logs")
+    assert aio.files_under(f"{ram}/logs") == ["a.log"]
+
+    def broken(source, target):
+        raise OSError("bucket unreachable")
+
+    monkeypatch.setattr(aio, "copy_file", broken)
+    aio.keep_logs(str(tmp_path), f"{ram}/other")  # called from finally: must not replace the real error
 
 
 def test_copy_file_names_a_missing_source(ram):
@@ -53,24 +59,26 @@ def test_copy_file_names_a_missing_source(ram):
 # Builtin file calls allowed in components/, by function: each works on a local scratch path that its
 # caller created with tempfile (or a subprocess's own job file), never on an artifact URI.
 LOCAL_SCRATCH = {
+    ("artifact_io.py", "keep_logs"): "lists the caller's local work dir; uploads with fileio",
     ("export/tflite.py", "convert"): "writes the converter output into the local work dir",
     ("export/tflite.py", "main"): "the conversion subprocess reads its local job file",
     ("export/tflite.py", "run_step"): "job file and log in the caller's local work dir",
     ("export/component.py", "export_variants"): "the local work dir of the converter subprocesses",
     ("infra_check.py", "start_server"): "the server log in the local work dir",
     ("infra_check.py", "check"): "the local model tree the server process serves",
-    ("trainer/launcher.py", "launch"): "worker logs in a local temp dir, uploaded with fileio",
     ("trainer/launcher.py", "run_workers"): "worker job file and logs (local: launch passes a local dir)",
     ("trainer/launcher.py", "_tail"): "a worker's local log",
     ("trainer/train.py", "train"): "a non-chief worker's scratch model dir from tempfile.mkdtemp",
     ("trainer/worker.py", "main"): "the worker process reads its local job file",
 }
-_BUILTIN_IO = {"open", "os.makedirs", "os.listdir", "os.remove", "os.rename", "os.path.exists", "os.path.isdir",
-               "os.walk", "glob.glob", "shutil.copy", "shutil.copytree", "shutil.rmtree", "shutil.move"}
+_BUILTIN_IO = {"open", "os.makedirs", "os.listdir", "os.remove", "os.rename", "os.replace", "os.path.exists",
+               "os.path.isdir", "os.path.isfile", "os.path.getsize", "os.path.abspath", "os.path.realpath", "os.stat",
+               "os.symlink", "os.walk", "glob.glob", "shutil.copy", "shutil.copy2", "shutil.copyfile",
+               "shutil.copytree", "shutil.rmtree", "shutil.move"}
 
 
 _PATH_METHODS = (".read_text", ".write_text", ".read_bytes", ".write_bytes", ".open", ".mkdir", ".iterdir",
-                 ".unlink", ".rglob", ".glob")
+                 ".unlink", ".rglob", ".glob", ".exists", ".is_file", ".is_dir", ".stat", ".rename", ".resolve")
 _FILESYSTEM_API = ("aio.", "artifact_io.", "fileio.", "tf.io.gfile.", "io_utils.", "gfile.")
 
 
@@ -109,3 +117,25 @@ def test_builtin_file_calls_in_components_stay_on_local_scratch():
                             f"components/artifact_io.py): {unexpected}")
     assert set(LOCAL_SCRATCH) >= set(found)  # and the list names nothing that no longer needs it:
     assert not set(LOCAL_SCRATCH) - set(found), set(LOCAL_SCRATCH) - set(found)
+
+
+def test_training_workers_of_a_remote_run_work_locally_and_their_logs_reach_the_artifact(ram, monkeypatch):
+    """On Vertex the Trainer's model_run dir is gs://: worker processes get a local work dir, and their logs
+    are uploaded even when training fails (the failure itself still propagates)."""
+    from sluice.components.trainer import launcher
+
+    seen = {}
+
+    def failing_workers(job, workdir, timeout_s=None):
+        seen["workdir"] = workdir
+        Path(workdir, "worker-0.log").write_text("worker 0 diverged")
+        raise launcher.WorkerFailed("training worker 0 exited with status 3")
+
+    class Job:
+        payload = {"training": {"strategy": "multi_worker", "workers": 2}}
+
+    monkeypatch.setattr(launcher, "run_workers", failing_workers)
+    with pytest.raises(launcher.WorkerFailed, match="status 3"):
+        launcher.launch(Job(), f"{ram}/model_run/workers")
+    assert aio.is_local(seen["workdir"]) and not Path(seen["workdir"]).exists()  # a temp dir, removed after
+    assert aio.read_text(f"{ram}/model_run/workers/worker-0.log") == "worker 0 diverged"

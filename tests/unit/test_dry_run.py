@@ -71,9 +71,64 @@ def test_an_image_file_the_dockerfile_does_not_copy_is_an_error(compiled, tmp_pa
         dry_run.localize(broken, tmp_path, None, None)
 
 
-def test_image_layout_is_the_root_dockerfiles_copy_lines():
-    layout = dry_run.image_layout()
-    assert {"pipeline", "components", "serving", "schemas", "configs", "data", "pyproject.toml"} <= set(layout)
+def test_image_layout_is_what_the_dockerfile_copies_under_the_workdir(tmp_path):
+    assert dry_run.image_layout(ROOT / "Dockerfile") == ["configs", "data", "schemas"]
+    other = tmp_path / "Dockerfile"
+    other.write_text("FROM x\nCOPY a.txt b.txt /src/\nWORKDIR /sluice\nCOPY pyproject.toml README.md ./\n"
+                     "COPY schemas/ schemas/\nCOPY --from=build /out /sluice/out\nWORKDIR sub\nCOPY c/ c/\n")
+    assert dry_run.image_copies(other) == ["/src/a.txt", "/src/b.txt", "/sluice/pyproject.toml",
+                                           "/sluice/README.md", "/sluice/schemas", "/sluice/sub/c"]
+    assert dry_run.image_layout(other) == ["README.md", "pyproject.toml", "schemas", "sub/c"]
+
+
+def test_localize_maps_the_root_only_as_a_whole_path_prefix(compiled, tmp_path):
+    body = copy.deepcopy(compiled)
+    params = kfp_spec.tasks(body)["DataGate"]["inputs"]["parameters"]["report_root"]["runtimeValue"]["constantValue"]
+    params["stringValue"] = ROOT_URI + "-elsewhere/reports"
+    with pytest.raises(SluiceError, match="taxi-fare-elsewhere/reports.*cannot reach"):
+        dry_run.localize(body, tmp_path / "root", None, None)
+
+
+def test_localize_refuses_storage_uris_it_cannot_reach_before_running_anything(compiled, tmp_path):
+    body = copy.deepcopy(compiled)
+    params = kfp_spec.tasks(body)["ImportSchemaGen"]["inputs"]["parameters"]["schema_file"]["runtimeValue"]
+    params["constantValue"]["stringValue"] = "gs://other/schema.pbtxt"
+    with pytest.raises(SluiceError, match="ImportSchemaGen.*gs://other/schema.pbtxt"):
+        dry_run.localize(body, tmp_path / "root", None, None)
+    # The compiled data (gs://) without --dry-run-data is refused the same way.
+    from sluice.pipeline.config import parse_config
+    from sluice.pipeline.kubeflow import compile_kubeflow
+
+    cfg = parse_config(yaml.safe_load((CONFIGS / "taxi_fare.yaml").read_text()), base_dir=str(CONFIGS))
+    remote_data = json.loads(compile_kubeflow(cfg, "img:1", ROOT_URI, tmp_path / "p.json", data="gs://b/d/").read_text())
+    with pytest.raises(SluiceError, match="CsvExampleGen.*gs://b/d"):
+        dry_run.localize(remote_data, tmp_path / "root", None, None)
+    dry_run.localize(remote_data, tmp_path / "root", "/data", "*.csv")  # with local data it runs
+
+
+def test_a_dry_run_directory_under_the_image_root_is_not_rewritten(compiled):
+    local = dry_run.localize(compiled, Path("/sluice/dry/pipeline_root"), None, None)
+    push = kfp_spec.tasks(local)["Pusher"]["inputs"]["parameters"]["push_destination"]
+    assert "/sluice/dry/pipeline_root/serving/taxi_fare" in push["runtimeValue"]["constantValue"]["stringValue"]
+
+
+def test_image_files_come_from_the_project_that_has_them(compiled, tmp_path):
+    project = tmp_path / "project"
+    (project / "schemas" / "taxi").mkdir(parents=True)
+    (project / "schemas" / "taxi" / "schema.pbtxt").write_text("feature {}")
+    (project / "Dockerfile").write_text("FROM x\nWORKDIR /sluice\nCOPY schemas/ schemas/\nCOPY data/ data/\n")
+    local = dry_run.localize(compiled, tmp_path / "root", None, None, roots=[project, ROOT])
+    schema = kfp_spec.tasks(local)["ImportSchemaGen"]["inputs"]["parameters"]["schema_file"]
+    assert schema["runtimeValue"]["constantValue"]["stringValue"] == str(project / "schemas/taxi/schema.pbtxt")
+    with pytest.raises(SluiceError, match="no Dockerfile"):
+        dry_run.localize(compiled, tmp_path / "root", None, None, roots=[tmp_path / "nowhere"])
+
+
+def test_only_the_spec_version_tfx_writes_is_run(compiled, tmp_path):
+    body = copy.deepcopy(compiled)
+    body["pipelineSpec"]["schemaVersion"] = "2.1.0"
+    with pytest.raises(SluiceError, match="2.1.0"):
+        dry_run.localize(body, tmp_path, None, None)
 
 
 def _artifact(store, title, **metadata):
@@ -84,7 +139,7 @@ def _artifact(store, title, **metadata):
 
 
 def test_store_answers_resolver_queries_like_mlmd(tmp_path):
-    store = dry_run.Store(tmp_path / "metadata.json")
+    store = dry_run.Store(tmp_path / "metadata.json", "taxi-fare")
     assert store.query('schema_title="sluice.DataVerdict" AND state=LIVE', {}) == []
     first = _artifact(store, "sluice.DataVerdict", passed=1)
     model_a = _artifact(store, "tfx.Model")
@@ -101,13 +156,30 @@ def test_store_answers_resolver_queries_like_mlmd(tmp_path):
     assert store.query(model_query, {"input": [blessing]})[0]["uri"] == model_a["uri"]
     assert store.query(model_query, {"input": [not_blessed]})[0]["uri"] == model_b["uri"]
     assert store.query(model_query, {"input": []}) == []  # no blessed model yet: no baseline
-    # The store persists across dry runs in the same directory.
-    assert len(dry_run.Store(tmp_path / "metadata.json").artifacts) == 6
+    # A blessing without current_model_id names no model.
+    assert store.query(model_query, {"input": [{"metadata": {}}]}) == []
+    # The store persists across dry runs in the same directory, and each pipeline sees only its own artifacts.
+    assert len(dry_run.Store(tmp_path / "metadata.json", "taxi-fare").artifacts) == 6
+    assert dry_run.Store(tmp_path / "metadata.json", "taxi-tips").query(
+        'schema_title="sluice.DataVerdict" AND state=LIVE', {}) == []
 
 
 def test_store_refuses_a_clause_it_cannot_emulate(tmp_path):
-    with pytest.raises(ValueError, match="cannot emulate"):
-        dry_run.Store(tmp_path / "m.json").query('schema_title="tfx.Model" AND create_time > 5', {})
+    with pytest.raises(SluiceError, match="cannot emulate"):
+        dry_run.Store(tmp_path / "m.json", "p").query('schema_title="tfx.Model" AND create_time > 5', {})
+
+
+def test_an_importer_publishes_its_uri_as_an_artifact_of_its_type(tmp_path):
+    body = {"pipelineSpec": {
+        "components": {"imp": {"executorLabel": "imp_executor", "outputDefinitions": {"artifacts": {"result": {
+            "artifactType": {"instanceSchema": "title: tfx.Schema\ntype: object\n"}}}}}},
+        "deploymentSpec": {"executors": {"imp_executor": {"importer": {
+            "artifactUri": {"constantValue": {"stringValue": "/data/schema"}},
+            "typeSchema": {"instanceSchema": "title: tfx.Schema\ntype: object\n"}}}}}}}
+    store = dry_run.Store(tmp_path / "m.json", "p")
+    result = dry_run._importer_task("imp", {"componentRef": {"name": "imp"}}, body, store)
+    assert result.outputs["result"][0]["uri"] == "/data/schema"
+    assert store.query('schema_title="tfx.Schema" AND state=LIVE', {})[0]["uri"] == "/data/schema"
 
 
 def test_container_commands_keep_the_entrypoint_and_run_beam_here():

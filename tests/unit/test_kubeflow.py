@@ -112,6 +112,7 @@ def test_dataflow_profile_needs_its_settings(fare_raw):
 
 
 def test_pipeline_image_pins_agree_with_pyproject_and_constraints():
+    from sluice.pipeline import dry_run
     from sluice.pipeline.kubeflow import IMAGE_FOLDERS, IMAGE_WORKDIR
 
     dockerfile = (ROOT / "Dockerfile").read_text()
@@ -120,10 +121,17 @@ def test_pipeline_image_pins_agree_with_pyproject_and_constraints():
     pyproject = (ROOT / "pyproject.toml").read_text()
     base = re.search(r"^FROM tensorflow/tfx:(\S+)", dockerfile, re.M).group(1)
     assert base == constraints["tfx"] and f'"tfx=={base}"' in pyproject
-    assert re.search(r"pip install .*-c constraints\.txt", dockerfile)
-    assert re.search(r"^WORKDIR (\S+)", dockerfile, re.M).group(1) == IMAGE_WORKDIR
-    for folder in ("pipeline", "components", "serving") + IMAGE_FOLDERS:  # IMAGE_FOLDERS: compile maps files there
-        assert re.search(rf"^COPY {folder}/ {folder}/", dockerfile, re.M), folder
+    assert re.search(r"pip install .*-c /src/constraints\.txt \"/src\[serving\]\"", dockerfile)
+    assert re.findall(r"^WORKDIR (\S+)", dockerfile, re.M)[-1] == IMAGE_WORKDIR
+    copied = dry_run.image_copies(ROOT / "Dockerfile")
+    for package in ("sluice", "pipeline", "components", "serving"):  # the source pip installs
+        assert f"/src/{package}" in copied, package
+    # What compile maps into the image is there, and nothing under WORKDIR can shadow the installed package:
+    # every component runs `python -m …` there, which puts WORKDIR first on sys.path.
+    assert dry_run.image_layout(ROOT / "Dockerfile") == sorted(IMAGE_FOLDERS)
+    packages = re.findall(r'^"([\w.]+)" = ', pyproject, re.M)
+    assert {p.split(".")[0] for p in packages} == {"sluice"}
+    assert not {"sluice", "pipeline", "components", "serving"} & set(dry_run.image_layout(ROOT / "Dockerfile"))
 
 
 # ------------------------------------------------------------------------------ platform settings (kubeflow:)
