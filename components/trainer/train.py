@@ -150,4 +150,18 @@ def train(job: TrainJob) -> loops.History:
             tf.io.gfile.rmtree(job.checkpoint_dir)  # finished: a later identical run starts fresh
     else:
         shutil.rmtree(target, ignore_errors=True)
+        wait_for_model(job.serving_model_dir)
     return history
+
+
+def wait_for_model(serving_model_dir: str, timeout_s: float = 900.0, poll_s: float = 2.0) -> None:
+    """A non-chief worker returns only once the chief's model exists.
+
+    On a Vertex AI training job every replica runs TFX's Trainer executor, which fails a replica whose run_fn
+    leaves no model at ``serving_model_dir``; the chief may still be writing it when the others finish."""
+    marker = os.path.join(serving_model_dir, "saved_model.pb")
+    deadline = time.monotonic() + timeout_s
+    while not tf.io.gfile.exists(marker):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the chief wrote no model to {serving_model_dir} within {timeout_s:.0f} s")
+        time.sleep(poll_s)

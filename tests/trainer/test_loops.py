@@ -177,3 +177,19 @@ def test_tensorboard_scalars_are_written_by_the_custom_loop(tmp_path):
             tags |= {(event_file.parent.name, v.tag) for v in event.summary.value}
     assert {("train", "epoch_loss"), ("train", "epoch_reconstruction_loss"), ("validation", "epoch_loss"),
             ("train", "epoch_huber"), ("validation", "epoch_r_squared")} <= tags
+
+
+def test_a_non_chief_worker_waits_for_the_chiefs_model(tmp_path):
+    """Every Vertex replica runs TFX's Trainer executor, which fails one that finds no model: the others wait."""
+    import threading
+
+    import pytest
+
+    from sluice.components.trainer.train import wait_for_model
+
+    model = tmp_path / "serving_model"
+    threading.Timer(0.5, lambda: (model.mkdir(), (model / "saved_model.pb").write_bytes(b"pb"))).start()
+    wait_for_model(str(model), timeout_s=30, poll_s=0.1)
+    assert (model / "saved_model.pb").exists()
+    with pytest.raises(TimeoutError, match="no model"):
+        wait_for_model(str(tmp_path / "never"), timeout_s=0.3, poll_s=0.1)
