@@ -241,7 +241,7 @@ def report_dry_run(config: PipelineConfig, directory: Path, outcome: Any, second
 
     record = run_record(outcome, config.name)
     lines = [ComponentLine(t.name, False, t.seconds, t.state) for t in outcome.tasks if t.kind == "container"]
-    result = _summarize(config, OutputPaths(directory), directory / "logs", lines, seconds, record=record)
+    result = _summarize(config, OutputPaths(directory), directory / "logs" / outcome.job, lines, seconds, record=record)
     if outcome.failure is not None:
         result.status = "data_rejected" if outcome.failure.exit_code == 3 else "failed"
         result.error = str(outcome.failure)

@@ -24,8 +24,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 from absl import logging
-from tfx import types
 from tensorflow.python.framework import errors as tf_errors
+from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
