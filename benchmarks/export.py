@@ -72,17 +72,17 @@ def main() -> None:
     from sluice.components.trainer.signatures import keras_model_path, serving_columns
 
     cfg, record = default_pipeline_outputs(WORK)
-    payload = cfg.component_payload()
+    contract = cfg.export_contract()
     transform_dir = record.inputs["Trainer"]["TransformGraph"]
     examples = record.outputs["CsvExampleGen"]["Examples"]
-    spec = serving_columns(tft.TFTransformOutput(transform_dir), payload)
-    rows = read_rows(examples, "eval", payload["features"], spec, 256)
-    train = read_rows(examples, "train", payload["features"], spec, cfg.export.calibration_rows)
+    spec = serving_columns(tft.TFTransformOutput(transform_dir), contract)
+    rows = read_rows(examples, "eval", contract.features, spec, 256)
+    train = read_rows(examples, "train", contract.features, spec, contract.calibration_rows)
     saved = tf.saved_model.load(record.pushed_destination).signatures["serving_raw"]
 
     work = Path(tempfile.mkdtemp(prefix="sluice-export-bench-"))
     tflite.run_step({"step": "archive", "keras_model": keras_model_path(record.model_uri),
-                     "transform_dir": transform_dir, "payload": payload, "out_dir": str(work / "archive")},
+                     "transform_dir": transform_dir, "contract": contract.to_json(), "out_dir": str(work / "archive")},
                     str(work), "archive")
     np.savez(work / "rep.npz", **train.columns)
     sizes, latency, runner_latency = {}, {}, {}

@@ -62,11 +62,11 @@ def main() -> int:
     from sluice.components.trainer.models import build_model, feature_specs, vocabulary_sizes
 
     cfg, record = default_pipeline_outputs(WORK)
-    payload = cfg.component_payload()
+    contract = cfg.trainer_contract()
     tft_output = tft.TFTransformOutput(record.outputs["Transform"]["TransformGraph"])
     files = sorted(glob.glob(os.path.join(record.outputs["Transform"]["Examples"], "Split-train", "*.gz")))
-    label = label_key(payload)
-    base = InputOptions.from_payload(payload)
+    label = label_key(contract.task)
+    base = InputOptions.from_contract(contract)
 
     def dataset(options: InputOptions):
         return input_fn(files, tft_output, label, options)
@@ -95,8 +95,8 @@ def main() -> int:
     features = {k: tf.concat([b[0][k] for b in batches], 0) for k in batches[0][0]}
     labels = tf.concat([b[1] for b in batches], 0)
     memory = tf.data.Dataset.from_tensor_slices((features, labels)).batch(base.batch_size).cache().repeat()
-    model = build_model(payload, feature_specs(payload, vocabulary_sizes(payload, tft_output)))
-    model.compile(optimizer="adam", loss=make_loss(payload))
+    model = build_model(contract, feature_specs(contract, vocabulary_sizes(contract, tft_output)))
+    model.compile(optimizer="adam", loss=make_loss(contract))
     model.fit(memory, steps_per_epoch=20, epochs=1, verbose=0)  # trace and warm up
     consume = []
     for _ in range(REPS):

@@ -88,9 +88,9 @@ def main() -> None:
     from sluice.components.trainer.signatures import serving_columns
 
     cfg, record = default_pipeline_outputs(WORK)
-    payload = cfg.component_payload()
-    spec = serving_columns(tft.TFTransformOutput(record.inputs["Trainer"]["TransformGraph"]), payload)
-    rows = read_rows(record.outputs["CsvExampleGen"]["Examples"], "eval", payload["features"], spec, 64)
+    contract = cfg.export_contract()
+    spec = serving_columns(tft.TFTransformOutput(record.inputs["Trainer"]["TransformGraph"]), contract)
+    rows = read_rows(record.outputs["CsvExampleGen"]["Examples"], "eval", contract.features, spec, 64)
     saved = tf.saved_model.load(record.pushed_destination).signatures["serving_raw"]
 
     results = {}

@@ -16,7 +16,6 @@ Results: results/training.json.
 
 from __future__ import annotations
 
-import copy
 import glob
 import os
 import sys
@@ -37,7 +36,7 @@ def _fit_rate(model, dataset, steps: int, batch: int) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
-def input_vs_memory(payload, tft_output, files):
+def input_vs_memory(contract, tft_output, files):
     import tensorflow as tf
 
     from sluice.components.features import label_key
@@ -46,19 +45,19 @@ def input_vs_memory(payload, tft_output, files):
     from sluice.components.trainer.metrics import task_metrics
     from sluice.components.trainer.models import build_model, feature_specs, vocabulary_sizes
 
-    options = InputOptions.from_payload(payload)
+    options = InputOptions.from_contract(contract)
     batch = options.batch_size
-    pipeline = input_fn(files, tft_output, label_key(payload), options)
-    one_pass = list(input_fn(files, tft_output, label_key(payload),
-                             InputOptions.from_payload(payload, shuffle=False)).take(10_000_000 // batch))
+    pipeline = input_fn(files, tft_output, label_key(contract.task), options)
+    one_pass = list(input_fn(files, tft_output, label_key(contract.task),
+                             InputOptions.from_contract(contract, shuffle=False)).take(10_000_000 // batch))
     n_batches = len(one_pass)
     features = {k: tf.concat([b[0][k] for b in one_pass], 0) for k in one_pass[0][0]}
     labels = tf.concat([b[1] for b in one_pass], 0)
     memory = (tf.data.Dataset.from_tensor_slices((features, labels)).shuffle(20_000, seed=1)
               .batch(batch, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE))
 
-    model = build_model(payload, feature_specs(payload, vocabulary_sizes(payload, tft_output)))
-    model.compile(optimizer="adam", loss=make_loss(payload), metrics=task_metrics(payload))
+    model = build_model(contract, feature_specs(contract, vocabulary_sizes(contract, tft_output)))
+    model.compile(optimizer="adam", loss=make_loss(contract), metrics=task_metrics(contract))
     _fit_rate(model, pipeline, n_batches + 5, batch)  # trace, and fill input_fn's cache (one full pass)
     _fit_rate(model, memory, 20, batch)
     rates = {"tf.data input_fn": [], "in-memory tensors": []}
@@ -68,7 +67,8 @@ def input_vs_memory(payload, tft_output, files):
     return rates, n_batches * batch
 
 
-def strategies(payload, record):
+def strategies(contract, record):
+    from sluice.components.settings import TrainingConfig
     from sluice.components.trainer.launcher import run_workers
     from sluice.components.trainer.train import TrainJob
 
@@ -87,10 +87,11 @@ def strategies(payload, record):
     for _ in range(max(1, REPS - 1)):
         for name, training in variants.items():
             tmp = Path(tempfile.mkdtemp(prefix="sluice-bench-train-"))
-            job_payload = copy.deepcopy(payload)
-            job_payload["training"].update({"early_stopping_patience": None, "checkpoint": False, **training})
+            settings = {**contract.training.model_dump(), "early_stopping_patience": None, "checkpoint": False,
+                        **training}
+            job_contract = contract.model_copy(update={"training": TrainingConfig.model_validate(settings)})
             job = TrainJob(
-                payload=job_payload,
+                contract=job_contract,
                 train_files=sorted(glob.glob(os.path.join(examples, "Split-train", "*"))),
                 eval_files=sorted(glob.glob(os.path.join(examples, "Split-eval", "*"))),
                 transform_output=record.outputs["Transform"]["TransformGraph"],
@@ -99,7 +100,7 @@ def strategies(payload, record):
             )
             run_workers(job, str(tmp / "workers"), timeout_s=900)
             history = json.loads((tmp / "history.json").read_text())
-            rates[name].append(STEPS * job_payload["model"]["batch_size"] / history["_train_seconds"][0])
+            rates[name].append(STEPS * job_contract.model.batch_size / history["_train_seconds"][0])
             losses[name].append(history["loss"][-1])
     return rates, losses
 
@@ -108,16 +109,16 @@ def main() -> int:
     import tensorflow_transform as tft
 
     cfg, record = default_pipeline_outputs(WORK)
-    payload = cfg.component_payload()
+    contract = cfg.trainer_contract()
     tft_output = tft.TFTransformOutput(record.outputs["Transform"]["TransformGraph"])
     files = sorted(glob.glob(os.path.join(record.outputs["Transform"]["Examples"], "Split-train", "*.gz")))
 
-    io_rates, train_examples = input_vs_memory(payload, tft_output, files)
+    io_rates, train_examples = input_vs_memory(contract, tft_output, files)
     pipe, mem = median(io_rates["tf.data input_fn"]), median(io_rates["in-memory tensors"])
     rows = [{"measure": "fit ex/s: tf.data input_fn vs in-memory tensors", "sluice": round(pipe),
              "reference": round(mem), "ratio": ratio(pipe, mem), "goal": "≥ 0.9", "unit": "ex/s"}]
 
-    strategy_rates, losses = strategies(payload, record)
+    strategy_rates, losses = strategies(contract, record)
     base = median(strategy_rates["default (fit)"])
     for name, values in strategy_rates.items():
         if name == "default (fit)":

@@ -28,6 +28,8 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from sluice.components import artifact_io as aio
+from sluice.components.contracts import GateContract
+from sluice.components.settings import ValidationConfig
 
 VERDICT_FILE = "verdict.json"
 REPORT_FILE = "data_report.html"
@@ -104,15 +106,16 @@ def findings_from_anomalies(anomalies: anomalies_pb2.Anomalies, split: str, sche
     return findings
 
 
-def threshold_for(gate: Dict[str, Any], column: str, which: str) -> Optional[float]:
+def threshold_for(gate: GateContract, column: str, which: str) -> Optional[float]:
     """The ``skew``/``drift`` threshold of ``column``: its override, else its kind's default (None: off)."""
-    validation = gate["validation"]
-    override = validation.get("comparators", {}).get(column, {}).get(which)
-    kind = gate["columns"][column]
-    return override or validation[which]["categorical_linf" if kind == "categorical" else "numeric_jsd"]
+    validation = gate.validation
+    own = validation.comparators.get(column)
+    override = getattr(own, which) if own is not None else None
+    default = getattr(validation, which)
+    return override or (default.categorical_linf if gate.columns[column] == "categorical" else default.numeric_jsd)
 
 
-def comparator_schema(schema: schema_pb2.Schema, gate: Dict[str, Any]) -> schema_pb2.Schema:
+def comparator_schema(schema: schema_pb2.Schema, gate: GateContract) -> schema_pb2.Schema:
     """A copy of the curated schema with TFDV's L-infinity skew/drift comparators on string columns.
 
     Numeric columns are compared by ``decile_jsd`` instead (see there why not TFDV's numeric JSD).
@@ -120,7 +123,7 @@ def comparator_schema(schema: schema_pb2.Schema, gate: Dict[str, Any]) -> schema
     out = schema_pb2.Schema()
     out.CopyFrom(schema)
     by_name = {f.name: f for f in out.feature}
-    for column, kind in gate["columns"].items():
+    for column, kind in gate.columns.items():
         feature = by_name.get(column)
         if feature is None or kind != "categorical":
             continue
@@ -178,10 +181,10 @@ def decile_jsd(baseline, current) -> float:
     return max(0.0, min(1.0, 0.5 * kl(p, m) + 0.5 * kl(q, m)))
 
 
-def numeric_distances(gate: Dict[str, Any], baseline_stats, current_stats, which: str, label: str):
+def numeric_distances(gate: GateContract, baseline_stats, current_stats, which: str, label: str):
     """Decile JSD per numeric column with a threshold: ``(measurements, findings)``."""
     rows, findings = [], []
-    for column, kind in sorted(gate["columns"].items()):
+    for column, kind in sorted(gate.columns.items()):
         threshold = threshold_for(gate, column, which) if kind == "numeric" else None
         if not threshold:
             continue
@@ -225,10 +228,10 @@ def measurements(anomalies: anomalies_pb2.Anomalies) -> List[Dict[str, Any]]:
     return rows
 
 
-def decide(findings: List[Finding], validation: Dict[str, Any]) -> List[Finding]:
+def decide(findings: List[Finding], validation: ValidationConfig) -> List[Finding]:
     """Mark allowed findings; return those that stop the run."""
-    allowed = {(a["feature"], a["anomaly"]) for a in validation.get("allow", [])}
-    floor = _SEVERITY_RANK["ERROR" if validation.get("fail_on", "error") == "error" else "WARNING"]
+    allowed = {(a.feature, a.anomaly) for a in validation.allow}
+    floor = _SEVERITY_RANK["ERROR" if validation.fail_on == "error" else "WARNING"]
     blocking = []
     for f in findings:
         f.allowed = (f.feature, f.anomaly) in allowed
@@ -323,7 +326,7 @@ class Executor(base_executor.BaseExecutor):
            exec_properties: Dict[str, Any]) -> None:
         import tensorflow_data_validation as tfdv
 
-        gate = json.loads(exec_properties["gate"])
+        gate = GateContract.parse(exec_properties["gate"])
         schema_uri = artifact_utils.get_single_uri(input_dict["schema"])
         schema = tfdv.load_schema_text(aio.join(schema_uri, "schema.pbtxt"))
         anomalies_artifact = artifact_utils.get_single_instance(input_dict["anomalies"])
@@ -347,7 +350,7 @@ class Executor(base_executor.BaseExecutor):
             rows, found = _distances(gate, compare, train, previous, "drift", "train vs last passed run")
             distances, findings = distances + rows, findings + found
 
-        blocking = decide(findings, gate["validation"])
+        blocking = decide(findings, gate.validation)
         # TFX deletes a failed execution's output directory, so the report also goes where it survives.
         report_dir = aio.join(exec_properties.get("report_root") or out_uri, _execution_name(out_uri))
         report = aio.join(report_dir, REPORT_FILE)
@@ -381,14 +384,14 @@ class DataGateSpec(types.ComponentSpec):
 
 
 class DataGate(base_component.BaseComponent):
-    """``DataGate(statistics, anomalies, schema, baseline, gate=json)`` -> ``verdict`` (DataVerdict)."""
+    """``DataGate(statistics, anomalies, schema, baseline, gate=GateContract JSON)`` -> ``verdict``."""
 
     SPEC_CLASS = DataGateSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, statistics, anomalies, schema, gate: Dict[str, Any], baseline: Optional[Any] = None,
+    def __init__(self, statistics, anomalies, schema, gate: str, baseline: Optional[Any] = None,
                  report_root: Optional[str] = None):
         verdict = types.Channel(type=DataVerdict)
         super().__init__(spec=DataGateSpec(statistics=statistics, anomalies=anomalies, schema=schema,
-                                           baseline=baseline, gate=json.dumps(gate, sort_keys=True),
+                                           baseline=baseline, gate=gate,
                                            report_root=report_root, verdict=verdict))

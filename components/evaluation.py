@@ -8,7 +8,7 @@ Evaluator decided.
   the overall slice, or with ``slices: true`` every feature slice. TFMA validates every slice of a spec, so a
   3-example slice could block a push; ``evaluator.py`` re-decides the blessing with ``gate_failures``:
   feature slices under ``evaluation.min_slice_size`` examples are reported, not gated.
-- Metrics per task (config.py's tables) plus a calibration plot, and confusion matrices for classification.
+- Metrics per task (settings.py's tables) plus a calibration plot, and confusion matrices for classification.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 
-from sluice.components.features import transformed_name
-from sluice.pipeline.config import BINARY, LOWER_IS_BETTER, SLUICE_TFMA_METRICS, PipelineConfig
+from sluice.components.features import label_key
+from sluice.components.contracts import EvaluationContract
+from sluice.components.settings import BINARY, LOWER_IS_BETTER, SLUICE_TFMA_METRICS
 
 OVERALL = "overall"
 METRICS_MODULE = "sluice.components.evaluation_metrics"
@@ -48,41 +49,40 @@ def _threshold(metric: str, bounds: Dict[str, Any]) -> tfma.MetricThreshold:
     return threshold
 
 
-def _metric_config(config: PipelineConfig, name: str, class_name: str) -> tfma.MetricConfig:
+def _metric_config(contract: EvaluationContract, name: str, class_name: str) -> tfma.MetricConfig:
     if class_name == "Huber":
         return tfma.MetricConfig(class_name="Huber", module=METRICS_MODULE,
-                                 config=json.dumps({"delta": config.model.huber_delta, "name": name}))
+                                 config=json.dumps({"delta": contract.huber_delta, "name": name}))
     if class_name in SLUICE_TFMA_METRICS:
         return tfma.MetricConfig(class_name=class_name, module=METRICS_MODULE, config=json.dumps({"name": name}))
     return tfma.MetricConfig(class_name=class_name, config=json.dumps({"name": name}))
 
 
-def build_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    class_names = config.task_metrics()
-    feature_specs = [tfma.SlicingSpec(feature_keys=list(s)) for s in config.evaluation.slices]
+def build_eval_config(contract: EvaluationContract) -> tfma.EvalConfig:
+    """The Evaluator's EvalConfig (its typed contract, an execution property: thresholds are in its cache key)."""
+    feature_specs = [tfma.SlicingSpec(feature_keys=list(s)) for s in contract.slices]
     metrics: List[tfma.MetricConfig] = []
-    for name in config.metric_names():
-        mc = _metric_config(config, name, class_names[name])
-        for t in config.evaluation.thresholds:
+    for name, class_name in contract.metrics.items():
+        mc = _metric_config(contract, name, class_name)
+        for t in contract.thresholds:
             if t.metric == name:
                 mc.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
                     slicing_specs=feature_specs if t.slices else [tfma.SlicingSpec()],
                     threshold=_threshold(name, t.model_dump())))
         metrics.append(mc)
-    evaluation = config.evaluation
-    if config.task.type == BINARY:
+    if contract.task.type == BINARY:
         metrics.append(tfma.MetricConfig(class_name="CalibrationPlot", config=json.dumps({"num_buckets": 10})))
         metrics.append(tfma.MetricConfig(class_name="ConfusionMatrixAtThresholds",
-                                         config=json.dumps({"thresholds": evaluation.confusion_thresholds})))
-    elif evaluation.plot_range:
-        low, high = evaluation.plot_range
+                                         config=json.dumps({"thresholds": contract.confusion_thresholds})))
+    elif contract.plot_range:
+        low, high = contract.plot_range
         metrics.append(tfma.MetricConfig(class_name="CalibrationPlot",
                                          config=json.dumps({"num_buckets": 12, "left": low, "right": high})))
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
                 signature_name="serving_default",
-                label_key=transformed_name(config.task.label),
+                label_key=label_key(contract.task),
                 preprocessing_function_names=["transform_features"],
             )
         ],

@@ -28,10 +28,14 @@ from sluice.components import artifact_io as aio
 from sluice.components.evaluation import GATE_FILE, decide
 
 MIN_SLICE_SIZE = "min_slice_size"
+CODE_VERSION = "code_version"
 
 
 class EvaluatorSpec(standard_component_specs.EvaluatorSpec):
-    PARAMETERS = {**standard_component_specs.EvaluatorSpec.PARAMETERS, MIN_SLICE_SIZE: ExecutionParameter(type=int)}
+    # ``code_version``: sluice's evaluation code (the re-blessing, the custom TFMA metrics) is referenced by
+    # import path, so its fingerprint is a parameter — part of the cache key, unused by the executor.
+    PARAMETERS = {**standard_component_specs.EvaluatorSpec.PARAMETERS, MIN_SLICE_SIZE: ExecutionParameter(type=int),
+                  CODE_VERSION: ExecutionParameter(type=str, optional=True)}
 
 
 class Executor(tfx_executor.Executor):
@@ -39,6 +43,7 @@ class Executor(tfx_executor.Executor):
            exec_properties: Dict[str, Any]) -> None:
         exec_properties = dict(exec_properties)
         min_slice_size = int(exec_properties.pop(MIN_SLICE_SIZE, 0) or 0)
+        exec_properties.pop(CODE_VERSION, None)
         super().Do(input_dict, output_dict, exec_properties)
         rebless(output_dict, min_slice_size)
 
@@ -65,13 +70,15 @@ def rebless(output_dict: Dict[str, List[types.Artifact]], min_slice_size: int) -
 
 
 class Evaluator(tfx_evaluator.Evaluator):
-    """``tfx.components.Evaluator`` + ``min_slice_size`` (keyword arguments as TFX's, eval_config required)."""
+    """``tfx.components.Evaluator`` + ``min_slice_size`` + ``code_version`` (keyword arguments as TFX's,
+    eval_config required)."""
 
     SPEC_CLASS = EvaluatorSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, *, examples: types.BaseChannel, model: types.BaseChannel, baseline_model: Any,
-                 eval_config: Any, schema: types.BaseChannel, example_splits: List[str], min_slice_size: int) -> None:
+                 eval_config: Any, schema: types.BaseChannel, example_splits: List[str], min_slice_size: int,
+                 code_version: str = "") -> None:
         from tfx.types import standard_artifacts
 
         spec = EvaluatorSpec(
@@ -88,6 +95,7 @@ class Evaluator(tfx_evaluator.Evaluator):
             module_file=None,
             module_path=None,
             min_slice_size=min_slice_size,
+            code_version=code_version,
         )
         # Skip TFX Evaluator.__init__ (it builds TFX's own spec); BaseBeamComponent takes ours.
         super(tfx_evaluator.Evaluator, self).__init__(spec=spec)

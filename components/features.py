@@ -1,13 +1,19 @@
 """Names and sizes shared by Transform and the Trainer.
 
-Both sides read the same ``custom_config`` payload (``PipelineConfig.component_payload``); these pure
-functions are the one place that says what Transform calls a feature and how many ids a categorical feature
-can take, so the model's inputs always match what Transform wrote.
+Both sides receive the same feature and task settings (``TransformContract`` / ``TrainerContract`` in
+``components/contracts.py``); these pure functions are the one place that says what Transform calls a feature
+and how many ids a categorical feature can take, so the model's inputs always match what Transform wrote.
+
+They take the typed settings (``settings.Task``, ``settings.Feature``) by attribute and import nothing of
+``settings`` at runtime (``settings`` imports this module).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from sluice.components.settings import Feature, Task
 
 CATEGORICAL_KINDS = ("categorical_string", "categorical_int", "bucketized")
 
@@ -27,47 +33,39 @@ def vocabulary_name(name: str) -> str:
     return f"{name}_vocab"
 
 
-def label_key(payload: Mapping[str, Any]) -> str:
+def label_key(task: "Task") -> str:
     """The transformed label's name (what the Trainer fits and the Evaluator reads)."""
-    return transformed_name(payload["task"]["label"])
+    return transformed_name(task.label)
 
 
-def raw_label_columns(task: Mapping[str, Any]) -> List[str]:
-    """The raw CSV columns a task's label is read or derived from (absent at serving time)."""
-    derive = task.get("derive")
-    if derive is None:
-        return [task["label"]]
-    return [derive["left"]] + ([derive["right"]] if isinstance(derive["right"], str) else [])
-
-
-def model_inputs(payload: Mapping[str, Any]) -> List[Tuple[str, bool, Dict[str, Any]]]:
-    """Every transformed tensor the model takes: ``(name, is_categorical, feature config)``.
+def model_inputs(features: Sequence["Feature"]) -> List[Tuple[str, bool, "Feature"]]:
+    """Every transformed tensor the model takes: ``(name, is_categorical, feature)``.
 
     One per feature, plus a numeric 0/1 input for each feature with ``missing_indicator``.
     """
     inputs = []
-    for feature in payload["features"]:
-        inputs.append((transformed_name(feature["name"]), feature["kind"] in CATEGORICAL_KINDS, feature))
-        if feature.get("missing_indicator"):
-            inputs.append((missing_indicator_name(feature["name"]), False, feature))
+    for feature in features:
+        inputs.append((transformed_name(feature.name), feature.kind in CATEGORICAL_KINDS, feature))
+        if feature.missing_indicator:
+            inputs.append((missing_indicator_name(feature.name), False, feature))
     return inputs
 
 
-def cardinality(feature: Mapping[str, Any], vocabulary_size: int | None = None) -> int:
+def cardinality(feature: "Feature", vocabulary_size: Optional[int] = None) -> int:
     """How many distinct ids Transform can emit for a categorical feature (its embedding table's size).
 
     ``vocabulary_size`` is the size of the vocabulary Transform actually computed (string features); the
     OOV buckets come after it.
     """
-    kind = feature["kind"]
+    kind = feature.kind
     if kind == "categorical_string":
-        if feature.get("hash_buckets"):
-            return int(feature["hash_buckets"])
+        if feature.hash_buckets:
+            return int(feature.hash_buckets)
         if vocabulary_size is None:
-            raise ValueError(f"{feature['name']}: vocabulary size is needed for a vocabulary feature")
-        return int(vocabulary_size) + int(feature["oov_buckets"])
+            raise ValueError(f"{feature.name}: vocabulary size is needed for a vocabulary feature")
+        return int(vocabulary_size) + int(feature.oov_buckets)
     if kind == "categorical_int":
-        return int(feature["num_buckets"]) + 1  # the last id is the out-of-range bucket
+        return int(feature.num_buckets) + 1  # the last id is the out-of-range bucket
     if kind == "bucketized":
-        return int(feature["buckets"]) + 1
-    raise ValueError(f"{feature['name']}: {kind} is not categorical")
+        return int(feature.buckets) + 1
+    raise ValueError(f"{feature.name}: {kind} is not categorical")

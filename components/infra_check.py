@@ -30,6 +30,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, path_utils
 
 from sluice.components import artifact_io as aio
+from sluice.components.contracts import InfraCheckContract
 from sluice.components.export.component import WARMUP_PATH, ExportedModel
 
 REPORT_FILE = "infra_check.json"
@@ -134,15 +135,15 @@ class Executor(base_executor.BaseExecutor):
            exec_properties: Dict[str, Any]) -> None:
         from sluice.components.export import warmup
 
+        contract = InfraCheckContract.parse(exec_properties["contract"])
         model_uri = artifact_utils.get_single_uri(input_dict["model"])
         export_uri = artifact_utils.get_single_uri(input_dict["export"])
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
         fileio.makedirs(blessing.uri)
-        requests = warmup.read(aio.join(export_uri, WARMUP_PATH))[: int(exec_properties["max_requests"])]
+        requests = warmup.read(aio.join(export_uri, WARMUP_PATH))[: contract.max_requests]
         with tempfile.TemporaryDirectory(prefix="sluice-infra-") as work:
             try:
-                verdict = check(path_utils.serving_model_path(model_uri), exec_properties["model_name"], requests,
-                                work)
+                verdict = check(path_utils.serving_model_path(model_uri), contract.model_name, requests, work)
             except Exception as e:  # a server that cannot start is a failed check, not a crashed pipeline
                 verdict = {"blessed": False, "failures": [f"{type(e).__name__}: {e}"], "requests": len(requests)}
             aio.keep_logs(work, blessing.uri)  # server.log
@@ -153,21 +154,20 @@ class Executor(base_executor.BaseExecutor):
 
 
 class InfraCheckSpec(types.ComponentSpec):
-    PARAMETERS = {"model_name": ExecutionParameter(type=str), "max_requests": ExecutionParameter(type=int)}
+    PARAMETERS = {"contract": ExecutionParameter(type=str)}
     INPUTS = {"model": ChannelParameter(type=standard_artifacts.Model),
               "export": ChannelParameter(type=ExportedModel)}
     OUTPUTS = {"blessing": ChannelParameter(type=standard_artifacts.InfraBlessing)}
 
 
 class InfraCheck(base_component.BaseComponent):
-    """``InfraCheck(model, export, model_name)`` -> ``blessing`` (InfraBlessing)."""
+    """``InfraCheck(model, export, contract=InfraCheckContract JSON)`` -> ``blessing`` (InfraBlessing)."""
 
     SPEC_CLASS = InfraCheckSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, model, export, model_name: str, max_requests: int = 32):
-        super().__init__(spec=InfraCheckSpec(model=model, export=export, model_name=model_name,
-                                             max_requests=max_requests,
+    def __init__(self, model, export, contract: str):
+        super().__init__(spec=InfraCheckSpec(model=model, export=export, contract=contract,
                                              blessing=types.Channel(type=standard_artifacts.InfraBlessing)))
 
 

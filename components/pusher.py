@@ -21,7 +21,6 @@ Blessing semantics (model and infra blessing) and the output artifact's properti
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -38,6 +37,7 @@ from tfx.types.component_spec import ChannelParameter
 from tfx.utils import proto_utils
 
 from sluice.components import artifact_io as aio
+from sluice.components.contracts import PushContract
 from sluice.components.export.component import ExportedModel
 
 PUSH_RECORD = "sluice_push.json"
@@ -199,8 +199,8 @@ class Executor(tfx_pusher.Executor):
         """What ``sluice_push.json`` says besides the model URI: where the model came from and how it did."""
         lineage = {key: artifacts[0].id for key, artifacts in input_dict.items() if artifacts}
         record: Dict[str, Any] = {"lineage_artifact_ids": lineage, "packages": package_versions()}
-        custom = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null") or {}
-        record.update(custom)
+        contract = PushContract.parse(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
+        record.update(contract.model_dump(include={"pipeline", "config_hash"}))
         evaluation = (input_dict.get("evaluation") or [None])[0]
         if evaluation is not None:
             from sluice.components.evaluation import read_verdict
@@ -238,15 +238,16 @@ class PusherSpec(standard_component_specs.PusherSpec):
 
 
 class Pusher(base_component.BaseComponent):
-    """TFX's Pusher with this executor and two more inputs (``export``, ``evaluation``)."""
+    """TFX's Pusher with this executor and two more inputs (``export``, ``evaluation``); ``contract`` travels
+    as TFX's ``custom_config`` (its cache key: the push record's provenance and the Pusher's code version)."""
 
     SPEC_CLASS = PusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, model, model_blessing, push_destination: pusher_pb2.PushDestination, export=None,
-                 evaluation=None, infra_blessing=None, custom_config: Optional[Dict[str, Any]] = None):
+                 evaluation=None, infra_blessing=None, contract: Optional[PushContract] = None):
         super().__init__(spec=PusherSpec(
             model=model, model_blessing=model_blessing, infra_blessing=infra_blessing, export=export,
             evaluation=evaluation, push_destination=push_destination,
-            custom_config=json.dumps(custom_config or {}, sort_keys=True),
+            custom_config=(contract or PushContract()).to_json(),
             pushed_model=types.Channel(type=standard_artifacts.PushedModel)))

@@ -1,7 +1,7 @@
 """TF Transform ``preprocessing_fn``, built from the config.
 
 TFX's Transform component imports this by path (``sluice.components.transform.preprocessing_fn``) and passes
-the config's component payload as ``custom_config``. The same graph is embedded in every exported serving
+the ``TransformContract`` (``components/contracts.py``) as ``custom_config``. The same graph is embedded in every exported serving
 signature, so training and serving compute features with identical code and analyzer results.
 
 Every output is a dense ``[batch, 1]`` tensor: Transform's output schema then declares fixed-length features,
@@ -17,12 +17,25 @@ the config refuses them for a TFLite export.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Union
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from sluice.components.contracts import TransformContract
 from sluice.components.features import label_key, missing_indicator_name, transformed_name, vocabulary_name
+from sluice.components.settings import BINARY
+
+if TYPE_CHECKING:
+    from sluice.components.settings import (
+        BucketizedFeature,
+        CategoricalStringFeature,
+        Feature,
+        NumericFeature,
+        Task,
+    )
+
+    NumericLike = Union[NumericFeature, BucketizedFeature]
 
 
 def _dense(x: Any, default: Any) -> tf.Tensor:
@@ -53,15 +66,15 @@ def _is_missing(x: Any) -> tf.Tensor:
     return tf.zeros_like(tf.reshape(x, [-1, 1]), dtype=tf.bool)
 
 
-def _numeric_default(x: Any, feature: Mapping[str, Any]) -> Any:
+def _numeric_default(x: Any, feature: "NumericLike") -> Any:
     """The configured default, or the analyzed mean of the present values."""
-    if feature.get("default") is not None:
-        return float(feature["default"])
+    if feature.default is not None:
+        return float(feature.default)
     values = x.values if isinstance(x, tf.sparse.SparseTensor) else x
     return tft.mean(tf.cast(values, tf.float32))
 
 
-def _numeric(x: Any, feature: Mapping[str, Any]) -> tf.Tensor:
+def _numeric(x: Any, feature: "NumericLike") -> tf.Tensor:
     """A dense float ``[batch, 1]`` column; missing values of an optional feature are filled first."""
     if isinstance(x, tf.sparse.SparseTensor):
         x = tf.SparseTensor(x.indices, tf.cast(x.values, tf.float32), x.dense_shape)
@@ -69,20 +82,20 @@ def _numeric(x: Any, feature: Mapping[str, Any]) -> tf.Tensor:
     return tf.cast(_dense(x, 0.0), tf.float32)
 
 
-def _transform_feature(x: Any, feature: Mapping[str, Any]) -> tf.Tensor:
-    kind = feature["kind"]
-    name = feature["name"]
+def _transform_feature(x: Any, feature: "Feature") -> tf.Tensor:
+    kind = feature.kind
+    name = feature.name
     if kind == "numeric":
         return tft.scale_to_z_score(_numeric(x, feature))
     if kind == "bucketized":
-        return _bucketize(_numeric(x, feature), feature["buckets"], name)
+        return _bucketize(_numeric(x, feature), feature.buckets, name)
     if kind == "categorical_string":
-        if feature.get("hash_buckets"):
-            return tf.strings.to_hash_bucket_fast(_dense(x, feature.get("default") or ""), feature["hash_buckets"])
+        if feature.hash_buckets:
+            return tf.strings.to_hash_bucket_fast(_dense(x, feature.default or ""), feature.hash_buckets)
         return _vocabulary_ids(x, feature)
     if kind == "categorical_int":
-        n = int(feature["num_buckets"])
-        default = feature.get("default")
+        n = int(feature.num_buckets)
+        default = feature.default
         dense = tf.cast(_dense(x, n if default is None else int(default)), tf.int64)
         in_range = tf.logical_and(dense >= 0, dense < n)
         return tf.where(in_range, dense, tf.constant(n, tf.int64))  # one OOV id for anything unexpected
@@ -98,7 +111,7 @@ def _bucketize(x: tf.Tensor, buckets: int, name: str) -> tf.Tensor:
     return tf.where(tf.not_equal(x, x), last, ids)
 
 
-def _vocabulary_ids(x: Any, feature: Mapping[str, Any]) -> tf.Tensor:
+def _vocabulary_ids(x: Any, feature: "CategoricalStringFeature") -> tf.Tensor:
     """Vocabulary ids of a (possibly optional) string feature; unseen strings -> the OOV id(s) after the
     vocabulary, an empty optional value -> the id of the configured default (``""`` unless set).
 
@@ -107,16 +120,16 @@ def _vocabulary_ids(x: Any, feature: Mapping[str, Any]) -> tf.Tensor:
     first and the ids densified (TFLite has no string concat or SparseToDense); the analyzer still counts the
     default for empty rows, as the dense column it sees has them. More OOV buckets hash as TFT does.
     """
-    default = feature.get("default") or ""
-    filename = vocabulary_name(feature["name"])
-    frequency_threshold = feature["frequency_threshold"] or None
+    default = feature.default or ""
+    filename = vocabulary_name(feature.name)
+    frequency_threshold = feature.frequency_threshold or None
     dense = _dense(x, default)
-    if feature["oov_buckets"] > 1:
+    if feature.oov_buckets > 1:
         return tft.compute_and_apply_vocabulary(
-            dense, top_k=feature["top_k"], num_oov_buckets=feature["oov_buckets"],
+            dense, top_k=feature.top_k, num_oov_buckets=feature.oov_buckets,
             frequency_threshold=frequency_threshold, vocab_filename=filename,
         )
-    vocabulary = tft.vocabulary(dense, top_k=feature["top_k"], frequency_threshold=frequency_threshold,
+    vocabulary = tft.vocabulary(dense, top_k=feature.top_k, frequency_threshold=frequency_threshold,
                                 vocab_filename=filename)
     size = tf.cast(tft.experimental.get_vocabulary_size_by_name(filename), tf.int64)
 
@@ -133,37 +146,39 @@ def _vocabulary_ids(x: Any, feature: Mapping[str, Any]) -> tf.Tensor:
 _OPS = {">": tf.greater, ">=": tf.greater_equal, "<": tf.less, "<=": tf.less_equal}
 
 
-def _label(inputs: Mapping[str, Any], task: Mapping[str, Any]) -> tf.Tensor:
-    derive = task.get("derive")
+def _label(inputs: Mapping[str, Any], task: "Task") -> tf.Tensor:
+    derive = task.derive
     if derive is None:
-        raw = inputs[task["label"]]
-        if task["type"] == "binary_classification":
+        raw = inputs[task.label]
+        if task.type == BINARY:
             return tf.cast(_dense(raw, 0), tf.int64)
         return tf.cast(_dense(raw, 0.0), tf.float32)
-    left_raw = inputs[derive["left"]]
+    left_raw = inputs[derive.left]
     left = tf.cast(_dense(left_raw, 0), tf.float32)
     missing = _is_missing(left_raw)
-    if isinstance(derive["right"], str):
-        right_raw = inputs[derive["right"]]
+    if isinstance(derive.right, str):
+        right_raw = inputs[derive.right]
         right = tf.cast(_dense(right_raw, 0), tf.float32)
         missing = tf.logical_or(missing, _is_missing(right_raw))
     else:
-        right = tf.fill(tf.shape(left), tf.constant(float(derive["right"])))
-    positive = _OPS[derive["op"]](left, right * float(derive.get("scale", 1.0)))
+        right = tf.fill(tf.shape(left), tf.constant(float(derive.right)))
+    positive = _OPS[derive.op](left, right * float(derive.scale))
     return tf.cast(tf.logical_and(positive, tf.logical_not(missing)), tf.int64)
 
 
-def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> Dict[str, tf.Tensor]:
+def preprocessing_fn(inputs: Dict[str, Any], custom_config: Union[str, Mapping[str, Any]]) -> Dict[str, tf.Tensor]:
     """TFX Transform entry point: raw features -> transformed features and label.
 
+    ``custom_config`` is the ``TransformContract`` (a dict, or its JSON), validated once here.
     Serving requests carry no label columns; TFT then prunes the label output, so the same function serves
     training (label present) and serving (label absent).
     """
+    contract = TransformContract.parse(custom_config)
     outputs: Dict[str, tf.Tensor] = {}
-    for feature in custom_config["features"]:
-        raw = inputs[feature["name"]]
-        outputs[transformed_name(feature["name"])] = _transform_feature(raw, feature)
-        if feature.get("missing_indicator"):
-            outputs[missing_indicator_name(feature["name"])] = tf.cast(_is_missing(raw), tf.float32)
-    outputs[label_key(custom_config)] = _label(inputs, custom_config["task"])
+    for feature in contract.features:
+        raw = inputs[feature.name]
+        outputs[transformed_name(feature.name)] = _transform_feature(raw, feature)
+        if feature.missing_indicator:
+            outputs[missing_indicator_name(feature.name)] = tf.cast(_is_missing(raw), tf.float32)
+    outputs[label_key(contract.task)] = _label(inputs, contract.task)
     return outputs

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data", help="CSV file or directory of CSVs; overrides the config's data.path")
     run.add_argument("--output", default=DEFAULT_OUTPUT, help=f"run directory (default: ./{DEFAULT_OUTPUT})")
     run.add_argument("--fresh", action="store_true", help="ignore TFX's cache and re-run every component")
+    run.add_argument("--rerun", action="store_true",
+                     help="run the pipeline even when nothing changed since the last successful run in --output "
+                          "(otherwise that run's result is printed in a second; TFX's cache still applies)")
     run.add_argument("--json", action="store_true", help="print the final summary as one JSON object on stdout")
 
     check = sub.add_parser("check", help="validate a config and its data/schema without running anything")
@@ -301,11 +304,21 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from sluice.pipeline.runner import RunFailed, format_summary, run_local, summary_json
 
+    from sluice.pipeline import shortcut
+    from sluice.pipeline.data_source import resolve_data_source
+
     config = _load(args.config, args.data)
     # With --json, stdout carries only the JSON object; progress goes to stderr.
     console = sys.stderr if args.json else sys.stdout
+    output = Path(args.output)
+    key = None
+    if config.data_path.exists():  # a missing path is reported by run_local's pre-flight, with the fix
+        key = shortcut.run_key(config, resolve_data_source(config.data_path).files)
+        answer = None if (args.fresh or args.rerun) else shortcut.lookup(output, key)
+        if answer is not None:
+            return _answered(answer, args.json, console)
     try:
-        result = run_local(config, Path(args.output), fresh=args.fresh, console=console)
+        result = run_local(config, output, fresh=args.fresh, console=console)
     except RunFailed as failed:
         traceback.print_exception(type(failed.cause), failed.cause, failed.cause.__traceback__, file=sys.stderr)
         print(f"sluice: {failed} — full log: {failed.log_file}; report: {failed.result.report_dir}/index.html",
@@ -318,8 +331,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(summary_json(result))
     if result.status == "succeeded":
+        # Recorded only if the inputs did not change while the run read them.
+        if key is not None and key == shortcut.run_key(config, resolve_data_source(config.data_path).files):
+            shortcut.record(output, key, result.to_dict())
         return EXIT_OK
     return EXIT_GATE if result.status in ("not_blessed", "data_rejected", "parity_failed", "infra_failed") else EXIT_INTERNAL
+
+
+def _answered(answer, as_json: bool, console) -> int:
+    """Print the recorded run's result, marked as such (``pipeline/shortcut.py``)."""
+    from sluice.pipeline.runner import ComponentLine, RunResult, format_summary
+
+    summary = dict(answer.summary)
+    summary["components"] = [ComponentLine(**c) for c in summary.get("components", [])]
+    result = RunResult(**summary)
+    print(f"sluice: nothing changed since run {answer.run_id} (same config, schema, data, code and packages); "
+          "its result follows, nothing was re-run (--rerun runs the pipeline anyway)", file=console)
+    for line in format_summary(result):
+        print(line, file=console)
+    if as_json:
+        print(json.dumps({**answer.summary, "answered_from": answer.run_id}, sort_keys=True))
+    return EXIT_OK
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

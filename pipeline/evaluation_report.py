@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from sluice.components.evaluation import OVERALL, slice_spec
 from sluice.pipeline.svg import bar_chart, calibration_svg

@@ -28,7 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from sluice.pipeline.config import ContainerResources, PipelineConfig, is_uri
+from sluice.pipeline.config import PipelineConfig, is_uri
+from sluice.pipeline.platform import ContainerResources
 from sluice.pipeline.data_source import DataSource
 from sluice.pipeline.errors import ConfigError, SluiceError
 from sluice.pipeline.kfp_spec import type_resolver_queries
@@ -203,7 +204,7 @@ def vertex_training_config(config: PipelineConfig, image: str) -> Optional[Dict[
     ``ai_platform_training_args`` (``project`` is popped, ``job_spec`` becomes the CustomJob's spec),
     ``ai_platform_enable_vertex`` and ``ai_platform_vertex_region``, and passes the *whole* exec properties,
     custom_config included, to ``python -m tfx.scripts.run_executor`` in every replica
-    (training_clients.py), so run_fn still finds sluice's payload beside these keys. Every pool runs the
+    (training_clients.py), so run_fn still finds its contract beside these keys. Every pool runs the
     pipeline image (TFX would default to its own image, which lacks sluice).
     """
     vertex = config.kubeflow.vertex_training

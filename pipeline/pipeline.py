@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from sluice.pipeline.code_version import component_code_version
 from sluice.pipeline.config import PipelineConfig
 from sluice.pipeline.data_source import DataSource
 
@@ -108,7 +109,10 @@ def create_pipeline(
     from sluice.components.export.component import ModelExport
     from sluice.components.infra_check import InfraCheck
 
-    payload = config.component_payload()
+    # Each component gets only its contract (components/contracts.py) plus the fingerprint of the code it
+    # runs: TFX's cache then re-runs a component exactly when something it uses changed.
+    def contract(node_id: str, built):
+        return built.model_copy(update={"code_version": component_code_version(node_id)})
 
     example_gen = tfx.components.CsvExampleGen(
         input_base=source.input_base,
@@ -143,7 +147,7 @@ def create_pipeline(
         anomalies=example_validator.outputs["anomalies"],
         schema=schema_importer.outputs["schema"],
         baseline=last_passed_data.outputs["verdict"],
-        gate=config.gate_payload(),
+        gate=contract("DataGate", config.gate_contract()).to_json(),
         report_root=f"{pipeline_root}/_data_reports",
     )
     analyzer_cache = None
@@ -158,59 +162,62 @@ def create_pipeline(
         schema=schema_importer.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
-        custom_config=payload,
+        custom_config=contract("Transform", config.transform_contract()).to_dict(),
         # StatisticsGen + the DataGate already describe the raw data; TFT's own pre/post-transform TFDV passes
         # would read all of it twice more (about a third of Transform's time on the bundled data).
         disable_statistics=True,
     )
     transform.add_upstream_node(data_gate)  # bad data stops the run before Transform spends anything
-    # Tuner and Trainer read the same transformed data with the same payload; they differ in steps.
+    # Tuner and Trainer read the same transformed data; the Tuner's contract adds the search settings.
     training_inputs = dict(
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_importer.outputs["schema"],
         eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=config.model.eval_steps),
-        custom_config=payload,
     )
     tuner = None
     if config.tuner.enabled:
         tuner = tfx.components.Tuner(
             tuner_fn=TUNER_FN,
             train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.tuner.steps_per_trial),
+            custom_config=contract("Tuner", config.tuner_contract()).to_dict(),
             **training_inputs,
         )
     # On Vertex the job's replicas run TFX's Trainer executor with this same custom_config: run_fn reads the
-    # payload keys, the cloud executor the ai_platform_* ones (they do not overlap).
+    # contract (TrainerContract.parse drops the ai_platform_* keys), the cloud executor the ai_platform_* ones.
     trainer_class = tfx.extensions.google_cloud_ai_platform.Trainer if vertex_training else tfx.components.Trainer
     trainer = trainer_class(
         run_fn=RUN_FN,
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.model.train_steps),
-        **{**training_inputs, "custom_config": {**payload, **(vertex_training or {})}},
+        custom_config={**contract("Trainer", config.trainer_contract()).to_dict(), **(vertex_training or {})},
+        **training_inputs,
     )
     baseline = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("LatestBlessedModelResolver")
+    evaluation = config.evaluation_contract()
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
-        eval_config=build_eval_config(config),
+        eval_config=build_eval_config(evaluation),
         example_splits=["eval"],
         schema=schema_importer.outputs["schema"],
-        min_slice_size=config.evaluation.min_slice_size,
+        min_slice_size=evaluation.min_slice_size,
+        code_version=component_code_version("Evaluator"),
     )
     # Warmup requests always; TFLite variants and their parity gate when export.targets has tflite.
     export = ModelExport(
         model=trainer.outputs["model"],
         transform_graph=transform.outputs["transform_graph"],
         examples=example_gen.outputs["examples"],
-        settings=config.export_settings(),
+        contract=contract("ModelExport", config.export_contract()).to_json(),
     ).with_id("ModelExport")
     infra_check = InfraCheck(model=trainer.outputs["model"], export=export.outputs["exported"],
-                             model_name=config.model_name)
+                             contract=contract("InfraCheck", config.infra_check_contract()).to_json())
     pusher = sluice_pusher.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -220,7 +227,7 @@ def create_pipeline(
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=f"{where.serving_base.rstrip('/')}/{config.model_name}")
         ),
-        custom_config={"pipeline": config.name, "config_hash": config.fingerprint()},
+        contract=contract("Pusher", config.push_contract()),
     )
     components: List = [
         example_gen,

@@ -349,7 +349,7 @@ def _details(record: Any, paths: OutputPaths, config: PipelineConfig) -> Dict[st
 def _slice_summary(config: PipelineConfig, verdict: Dict[str, Any]) -> List[Dict[str, Any]]:
     """For each metric gated on slices and each slicing spec: the worst slice big enough to gate."""
     from sluice.components.evaluation import slice_spec
-    from sluice.pipeline.config import LOWER_IS_BETTER
+    from sluice.components.settings import LOWER_IS_BETTER
 
     out = []
     slices = verdict.get("slices", {})

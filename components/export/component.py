@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import numpy as np
 from absl import logging
@@ -33,6 +33,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, path_utils
 
 from sluice.components import artifact_io as aio
+from sluice.components.contracts import ExportContract
 from sluice.components.export import parity, rows as rows_lib, tflite, warmup
 
 PARITY_FILE = "parity.json"
@@ -76,7 +77,7 @@ def _saved_model_outputs(saved_model_dir: str, rows: rows_lib.Rows, label: str, 
     return np.concatenate(predictions), np.concatenate(labels).reshape(-1)
 
 
-def export_variants(settings: Dict[str, Any], model_uri: str, transform_dir: str, train: rows_lib.Rows,
+def export_variants(contract: ExportContract, model_uri: str, transform_dir: str, train: rows_lib.Rows,
                     evaluation: rows_lib.Rows, out_uri: str, work: str) -> Dict[str, Any]:
     """Convert every variant and check it against the SavedModel; the parity verdict as a dict.
 
@@ -86,9 +87,8 @@ def export_variants(settings: Dict[str, Any], model_uri: str, transform_dir: str
     from sluice.components.features import label_key
     from sluice.components.trainer.signatures import keras_model_path
 
-    payload = settings["payload"]
     logs = aio.join(out_uri, LOGS_DIR)
-    budget = parity.Budget(**settings["budget"])
+    budget = contract.budget
     results: List[Dict[str, Any]] = []
     timings: Dict[str, float] = {}
     started = time.perf_counter()
@@ -100,17 +100,17 @@ def export_variants(settings: Dict[str, Any], model_uri: str, transform_dir: str
             transform_local = os.path.join(work, "transform_graph")
             io_utils.copy_dir(transform_dir, transform_local)
             tflite.run_step({"step": "archive", "keras_model": keras_model, "transform_dir": transform_local,
-                             "payload": payload, "out_dir": archive}, work, "archive", logs)
+                             "contract": contract.to_json(), "out_dir": archive}, work, "archive", logs)
         except (tflite.ExportFailed, OSError, tf_errors.OpError) as e:  # nothing to convert: every variant fails
             results = [{"variant": v, "rows": 0, "passed": False, "error": f"{type(e).__name__}: {e}"[:600]}
-                       for v in settings["variants"]]
-            return {"passed": False, "variants": results, "rows": len(evaluation), "budget": settings["budget"],
+                       for v in contract.variants]
+            return {"passed": False, "variants": results, "rows": len(evaluation), "budget": budget.model_dump(),
                     "convert_seconds": {}, "failures": parity.failure_lines(results)}
         timings["archive"] = time.perf_counter() - started
         representative = os.path.join(work, "representative.npz")
         np.savez(representative, **train.columns)
-        saved, labels = _saved_model_outputs(path_utils.serving_model_path(model_uri), evaluation, label_key(payload))
-        for variant in settings["variants"]:
+        saved, labels = _saved_model_outputs(path_utils.serving_model_path(model_uri), evaluation, label_key(contract.task))
+        for variant in contract.variants:
             local = os.path.join(work, "tflite", variant)
             os.makedirs(local, exist_ok=True)
             model_file = os.path.join(local, tflite.MODEL_FILE)
@@ -120,7 +120,7 @@ def export_variants(settings: Dict[str, Any], model_uri: str, transform_dir: str
                                  "out_path": model_file, "representative": representative}, work, variant, logs)
                 timings[variant] = time.perf_counter() - started
                 predictions = tflite.predict(model_file, evaluation.columns)
-                result = parity.compare(variant, payload["task"]["type"], labels, saved, predictions,
+                result = parity.compare(variant, contract.task.type, labels, saved, predictions,
                                         os.path.getsize(model_file), budget).to_dict()
                 aio.write_json(os.path.join(local, tflite.IO_SPEC_FILE), tflite.io_spec(model_file))
                 aio.copy_tree(local, tflite_dir(out_uri, variant))
@@ -131,7 +131,7 @@ def export_variants(settings: Dict[str, Any], model_uri: str, transform_dir: str
     finally:
         aio.keep_logs(work, logs)
     return {"passed": all(r["passed"] for r in results), "variants": results, "rows": len(evaluation),
-            "budget": settings["budget"], "convert_seconds": timings, "failures": parity.failure_lines(results)}
+            "budget": budget.model_dump(), "convert_seconds": timings, "failures": parity.failure_lines(results)}
 
 
 class Executor(base_executor.BaseExecutor):
@@ -141,8 +141,7 @@ class Executor(base_executor.BaseExecutor):
 
         from sluice.components.trainer.signatures import serving_columns
 
-        settings = json.loads(exec_properties["export"])
-        payload = settings["payload"]
+        contract = ExportContract.parse(exec_properties["export"])
         model_uri = artifact_utils.get_single_uri(input_dict["model"])
         transform_dir = artifact_utils.get_single_uri(input_dict["transform_graph"])
         examples = artifact_utils.get_single_instance(input_dict["examples"])
@@ -150,19 +149,19 @@ class Executor(base_executor.BaseExecutor):
         out_uri = exported.uri
         fileio.makedirs(out_uri)
 
-        spec = serving_columns(tft.TFTransformOutput(transform_dir), payload)
-        evaluation = rows_lib.read_rows(examples.uri, "eval", payload["features"], spec, settings["eval_rows"])
-        warmup.write(aio.join(out_uri, WARMUP_PATH), warmup.requests(settings["model_name"], evaluation))
+        spec = serving_columns(tft.TFTransformOutput(transform_dir), contract)
+        evaluation = rows_lib.read_rows(examples.uri, "eval", contract.features, spec, contract.eval_rows)
+        warmup.write(aio.join(out_uri, WARMUP_PATH), warmup.requests(contract.model_name, evaluation))
 
         verdict: Dict[str, Any] = {"passed": True, "variants": [], "rows": 0, "failures": []}
-        if settings["variants"]:
-            train = rows_lib.read_rows(examples.uri, "train", payload["features"], spec, settings["calibration_rows"])
+        if contract.variants:
+            train = rows_lib.read_rows(examples.uri, "train", contract.features, spec, contract.calibration_rows)
             with tempfile.TemporaryDirectory(prefix="sluice-export-") as work:
-                verdict = export_variants(settings, model_uri, transform_dir, train, evaluation, out_uri, work)
+                verdict = export_variants(contract, model_uri, transform_dir, train, evaluation, out_uri, work)
         verdict["data_fingerprint"] = data_fingerprint(examples.get_string_custom_property("input_fingerprint"))
         aio.write_text(aio.join(out_uri, PARITY_FILE), json.dumps(verdict, indent=1))
         exported.set_int_custom_property("passed", int(verdict["passed"]))
-        exported.set_string_custom_property("variants", ",".join(settings["variants"]))
+        exported.set_string_custom_property("variants", ",".join(contract.variants))
         for line in verdict["failures"]:
             logging.error("TFLite parity: %s", line)
 
@@ -178,12 +177,12 @@ class ModelExportSpec(types.ComponentSpec):
 
 
 class ModelExport(base_component.BaseComponent):
-    """``ModelExport(model, transform_graph, examples, export=settings)`` -> ``exported`` (ExportedModel)."""
+    """``ModelExport(model, transform_graph, examples, contract=ExportContract JSON)`` -> ``exported``."""
 
     SPEC_CLASS = ModelExportSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, model, transform_graph, examples, settings: Dict[str, Any]):
+    def __init__(self, model, transform_graph, examples, contract: str):
         super().__init__(spec=ModelExportSpec(model=model, transform_graph=transform_graph, examples=examples,
-                                              export=json.dumps(settings, sort_keys=True),
+                                              export=contract,
                                               exported=types.Channel(type=ExportedModel)))

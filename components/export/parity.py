@@ -14,13 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Budget:
-    rtol: float = 1e-4
-    atol: float = 1e-5
-    metric_budget: float = 0.01
-    """Largest relative change of the task metric a quantized variant may cost (0.01 = 1 %)."""
+from sluice.components.settings import ParityBudget
 
 
 @dataclass(frozen=True)
@@ -78,7 +72,7 @@ def task_metric(task_type: str, labels: np.ndarray, predictions: np.ndarray) -> 
 
 
 def compare(variant: str, task_type: str, labels: np.ndarray, saved: np.ndarray, tflite: np.ndarray,
-            size_bytes: int, budget: Budget) -> VariantResult:
+            size_bytes: int, budget: ParityBudget) -> VariantResult:
     """One variant against the SavedModel on the same rows."""
     saved = saved.reshape(len(saved), -1).astype(np.float64)
     tflite = tflite.reshape(len(tflite), -1).astype(np.float64)

@@ -8,7 +8,7 @@ serialized ``tf.Example`` (what ``serving_default`` and TFMA take) and one dense
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 
@@ -32,27 +32,28 @@ def split_files(examples_uri: str, split: str) -> List[str]:
     return files
 
 
-def fill_value(feature: Mapping[str, Any], dtype: Any) -> Any:
+def fill_value(feature: Any, dtype: Any) -> Any:
     """What a client sends for an empty optional column: the configured default, else 0 / ""."""
-    default = feature.get("default")
+    default = feature.default
     if default is not None:
         return default.encode() if isinstance(default, str) else default
     return b"" if dtype == "string" else 0
 
 
-def read_rows(examples_uri: str, split: str, features: List[Mapping[str, Any]], spec: Mapping[str, Any],
+def read_rows(examples_uri: str, split: str, features: Sequence[Any], spec: Mapping[str, Any],
               limit: int) -> Rows:
-    """The first ``limit`` rows of ``split``; ``spec`` is the raw feature spec (column -> tf parsing spec)."""
+    """The first ``limit`` rows of ``split``; ``features`` are the contract's feature settings, ``spec`` the raw
+    feature spec (column -> tf parsing spec)."""
     import tensorflow as tf
 
     serialized: List[bytes] = []
     for record in tf.data.TFRecordDataset(split_files(examples_uri, split), compression_type="GZIP").take(limit):
         serialized.append(record.numpy())
-    columns: Dict[str, List[Any]] = {f["name"]: [] for f in features}
+    columns: Dict[str, List[Any]] = {f.name: [] for f in features}
     for data in serialized:
         example = tf.train.Example.FromString(data)
         for feature in features:
-            name = feature["name"]
+            name = feature.name
             kind = spec[name].dtype
             value = example.features.feature[name]
             if kind == tf.string:
@@ -65,8 +66,8 @@ def read_rows(examples_uri: str, split: str, features: List[Mapping[str, Any]], 
             columns[name].append(values[0] if values else fill)
     arrays = {}
     for feature in features:
-        dtype = spec[feature["name"]].dtype
-        arrays[feature["name"]] = np.array(
-            columns[feature["name"]], dtype=object if dtype == tf.string else dtype.as_numpy_dtype
+        dtype = spec[feature.name].dtype
+        arrays[feature.name] = np.array(
+            columns[feature.name], dtype=object if dtype == tf.string else dtype.as_numpy_dtype
         )
     return Rows(serialized, arrays)

@@ -32,6 +32,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from sluice.components.contracts import ExportContract
+
 VARIANTS = ("float32", "dynamic_range", "float16", "int8")
 ENDPOINT = "serving_raw"
 OUTPUT = "outputs"
@@ -44,7 +46,7 @@ class ExportFailed(Exception):
 
 
 # ------------------------------------------------------------------------------------------ subprocess side
-def build_archive(keras_model: str, transform_dir: str, payload: Mapping[str, Any], out_dir: str) -> None:
+def build_archive(keras_model: str, transform_dir: str, contract: ExportContract, out_dir: str) -> None:
     """Write an ExportArchive SavedModel whose ``serving_raw`` endpoint = Transform graph + model."""
     import keras
     import tensorflow as tf
@@ -56,17 +58,17 @@ def build_archive(keras_model: str, transform_dir: str, payload: Mapping[str, An
     model = keras.models.load_model(keras_model)
     tft_output = tft.TFTransformOutput(transform_dir)
     layer = tft_output.transform_features_layer()
-    spec = serving_columns(tft_output, payload)
-    names = [name for name, _, _ in model_inputs(payload)]
+    spec = serving_columns(tft_output, contract)
+    names = [name for name, _, _ in model_inputs(contract.features)]
     tables = {}
-    for feature in payload["features"]:
-        if feature["kind"] == "categorical_string" and not feature.get("hash_buckets"):
-            if feature["oov_buckets"] != 1:
-                raise ValueError(f"{feature['name']}: oov_buckets > 1 hashes strings, which TFLite cannot run")
-            words = tft_output.vocabulary_by_name(vocabulary_name(feature["name"]))
+    for feature in contract.features:
+        if feature.kind == "categorical_string" and not feature.hash_buckets:
+            if feature.oov_buckets != 1:
+                raise ValueError(f"{feature.name}: oov_buckets > 1 hashes strings, which TFLite cannot run")
+            words = tft_output.vocabulary_by_name(vocabulary_name(feature.name))
             init = tf.lookup.KeyValueTensorInitializer(tf.constant(words, tf.string),
                                                        tf.range(len(words), dtype=tf.int64))
-            tables[feature["name"]] = tf.lookup.StaticHashTable(init, default_value=len(words))
+            tables[feature.name] = tf.lookup.StaticHashTable(init, default_value=len(words))
 
     def serve(*columns: tf.Tensor) -> Dict[str, tf.Tensor]:
         given = dict(zip(spec, columns))
@@ -137,7 +139,7 @@ def main(argv: Sequence[str]) -> None:
     """``python -m sluice.components.export.tflite JOB.json``: one step (``archive`` or ``convert``)."""
     job = json.loads(open(argv[0]).read())
     if job["step"] == "archive":
-        build_archive(job["keras_model"], job["transform_dir"], job["payload"], job["out_dir"])
+        build_archive(job["keras_model"], job["transform_dir"], ExportContract.parse(job["contract"]), job["out_dir"])
     else:
         convert(job["archive_dir"], job["variant"], job["out_path"], job.get("representative"))
 

@@ -22,11 +22,14 @@ each option contributes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Mapping
+from typing import TYPE_CHECKING, List
 
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
+
+if TYPE_CHECKING:
+    from sluice.components.contracts import TrainerContract
 
 # Batches held for reshuffling the cached batch order between epochs.
 _BATCH_SHUFFLE = 64
@@ -34,26 +37,30 @@ _BATCH_SHUFFLE = 64
 
 @dataclass(frozen=True)
 class InputOptions:
+    """What ``input_fn`` needs. The settings come from the contract (``model`` and ``input:``, whose defaults
+    are ``settings.InputConfig``'s); ``shuffle`` and ``prefetch`` are per dataset (eval data is not shuffled,
+    the benchmarks switch prefetch off)."""
+
     batch_size: int
     seed: int
+    shuffle_buffer: int
+    cache: bool
+    reader_threads: int
+    deterministic: bool
     shuffle: bool = True
-    shuffle_buffer: int = 10_000
-    cache: bool = True
-    reader_threads: int = 4
-    deterministic: bool = False
     prefetch: bool = True
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any], shuffle: bool = True) -> "InputOptions":
-        options = payload.get("input", {})
+    def from_contract(cls, contract: "TrainerContract", shuffle: bool = True) -> "InputOptions":
+        options = contract.input
         return cls(
-            batch_size=payload["model"]["batch_size"],
-            seed=payload["model"]["seed"],
+            batch_size=contract.model.batch_size,
+            seed=contract.model.seed,
+            shuffle_buffer=options.shuffle_buffer,
+            cache=options.cache,
+            reader_threads=options.reader_threads,
+            deterministic=options.deterministic,
             shuffle=shuffle,
-            shuffle_buffer=options.get("shuffle_buffer", 10_000),
-            cache=options.get("cache", True),
-            reader_threads=options.get("reader_threads", 4),
-            deterministic=options.get("deterministic", False),
         )
 
 

@@ -2,7 +2,7 @@
 
 A TFX Trainer executes in a process whose TensorFlow runtime is already initialized (Transform ran there),
 so ``mirrored`` over logical CPU devices and a local ``multi_worker`` cluster need new processes
-(``strategies.needs_fresh_process``). Workers get the job as JSON, and ``TF_CONFIG`` on free localhost ports
+(``strategies.needs_fresh_process``). Workers get the job (its ``TrainerContract`` included) as JSON, and ``TF_CONFIG`` on free localhost ports
 for multi-worker. If a worker fails, the others are stopped (they would wait forever on a collective) and
 the error names the worker and ends with the tail of its log.
 """
@@ -57,13 +57,13 @@ def _failure(index: int, code: int, log: Path) -> Exception:
 
 def run_workers(job: TrainJob, workdir: str, timeout_s: float | None = None) -> None:
     """Train ``job`` in new processes (1 for mirrored, ``training.workers`` for multi_worker) and wait."""
-    training = job.payload["training"]
-    count = training["workers"] if training["strategy"] == "multi_worker" else 1
+    training = job.contract.training
+    count = training.workers if training.strategy == "multi_worker" else 1
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     job_file = work / "train_job.json"
     job_file.write_text(job.to_json())
-    ports = _free_ports(count) if training["strategy"] == "multi_worker" else []
+    ports = _free_ports(count) if training.strategy == "multi_worker" else []
     procs = []
     for index in range(count):
         env = dict(os.environ)
@@ -102,7 +102,7 @@ def launch(job: TrainJob, workdir: str) -> None:
 
     Workers read their job file and write their logs locally; when ``workdir`` is a URI (gs:// on Vertex)
     they run in a local temp dir and their logs are copied to ``workdir`` afterwards, failed or not."""
-    if not needs_fresh_process(job.payload["training"]):
+    if not needs_fresh_process(job.contract.training):
         train(job)
     elif aio.is_local(workdir):
         run_workers(job, workdir)

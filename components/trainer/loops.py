@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -31,19 +31,23 @@ from absl import logging
 from sluice.components.trainer.losses import make_loss
 from sluice.components.trainer.models import internal_metrics
 
+if TYPE_CHECKING:
+    from sluice.components.contracts import TrainerContract
+    from sluice.components.settings import TrainingConfig
+
 History = Dict[str, List[float]]
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN/Inf: stop before a broken model is exported."""
 
-    def __init__(self, step: int, loss: float, settings: Dict[str, Any]) -> None:
+    def __init__(self, step: int, loss: float, training: "TrainingConfig") -> None:
         self.step = step
         self.loss = loss
         if step <= 10:
             cause = ("it diverged at once: the learning rate is far too high for the data's scale, or a label is "
                      "NaN/Inf (the curated schema should forbid that)")
-        elif settings.get("clip_global_norm") is None and settings.get("clip_norm") is None:
+        elif training.clip_global_norm is None and training.clip_norm is None:
             cause = "exploding gradients: set training.clip_global_norm (e.g. 1.0) or lower model.learning_rate"
         else:
             cause = "unstable optimization despite clipping: lower model.learning_rate or use loss: huber"
@@ -61,47 +65,48 @@ class Plan:
     global_batch_size: int
 
     @classmethod
-    def from_payload(cls, payload: Dict[str, Any], train_steps: int, eval_steps: int) -> "Plan":
-        rounds = max(1, min(payload["training"]["rounds"], train_steps))
-        return cls(rounds, max(1, train_steps // rounds), eval_steps, payload["model"]["batch_size"])
+    def from_contract(cls, contract: "TrainerContract", train_steps: int, eval_steps: int) -> "Plan":
+        rounds = max(1, min(contract.training.rounds, train_steps))
+        return cls(rounds, max(1, train_steps // rounds), eval_steps, contract.model.batch_size)
 
 
 # ------------------------------------------------------------------------------------------ optimizers
-def learning_rate(base: float, training: Dict[str, Any], plan: Plan) -> Any:
+def learning_rate(base: float, training: "TrainingConfig", plan: Plan) -> Any:
     """A float, or a schedule keyed on the optimizer's step counter (``training.lr_schedule``)."""
-    schedule = training["lr_schedule"]
+    schedule = training.lr_schedule
     if schedule == "exponential":
         return keras.optimizers.schedules.ExponentialDecay(
-            base, decay_steps=plan.steps_per_round, decay_rate=training["lr_decay_rate"]
+            base, decay_steps=plan.steps_per_round, decay_rate=training.lr_decay_rate
         )
     if schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(base, decay_steps=plan.rounds * plan.steps_per_round, alpha=0.05)
     return base
 
 
-def make_optimizer(rate: float, training: Dict[str, Any], plan: Plan, with_clipping: bool) -> keras.optimizers.Optimizer:
+def make_optimizer(rate: float, training: "TrainingConfig", plan: Plan, with_clipping: bool) -> keras.optimizers.Optimizer:
     """Adam; ``with_clipping`` hands the clip settings to Keras (fit) — the custom loop clips itself."""
     clip = {}
     if with_clipping:
         clip = {
-            "clipvalue": training["clip_value"],
-            "clipnorm": training["clip_norm"],
-            "global_clipnorm": training["clip_global_norm"],
+            "clipvalue": training.clip_value,
+            "clipnorm": training.clip_norm,
+            "global_clipnorm": training.clip_global_norm,
         }
     return keras.optimizers.Adam(learning_rate=learning_rate(rate, training, plan), **clip)
 
 
-def optimizer_groups(model: keras.Model, payload: Dict[str, Any], plan: Plan, with_clipping: bool) -> List[Tuple[Any, List[Any]]]:
+def optimizer_groups(model: keras.Model, contract: "TrainerContract", plan: Plan,
+                     with_clipping: bool) -> List[Tuple[Any, List[Any]]]:
     """``[(optimizer, variables)]``: one group, or the wide and deep parts of ``wide_deep`` separately."""
-    training = payload["training"]
-    main = make_optimizer(payload["model"]["learning_rate"], training, plan, with_clipping)
-    if training.get("wide_learning_rate") and hasattr(model, "wide_variables"):
-        wide = make_optimizer(training["wide_learning_rate"], training, plan, with_clipping)
+    training = contract.training
+    main = make_optimizer(contract.model.learning_rate, training, plan, with_clipping)
+    if training.wide_learning_rate and hasattr(model, "wide_variables"):
+        wide = make_optimizer(training.wide_learning_rate, training, plan, with_clipping)
         return [(main, model.deep_variables), (wide, model.wide_variables)]
     return [(main, model.trainable_variables)]
 
 
-def clip_gradients(grads: Sequence[tf.Tensor], training: Dict[str, Any]) -> List[tf.Tensor]:
+def clip_gradients(grads: Sequence[tf.Tensor], training: "TrainingConfig") -> List[tf.Tensor]:
     """The configured clipping, in the order and with the meaning of Keras' optimizer options.
 
     Embedding gradients arrive as ``IndexedSlices`` (one row per looked-up id, repeats included). Keras'
@@ -110,17 +115,17 @@ def clip_gradients(grads: Sequence[tf.Tensor], training: Dict[str, Any]) -> List
     like the others trained differently from ``fit`` (final loss 2.4 % apart on the synthetic test data).
     """
     grads = list(grads)
-    if training["clip_global_norm"] is not None:
+    if training.clip_global_norm is not None:
         grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
-    if training["clip_norm"] is not None:
-        grads = [tf.clip_by_norm(g, training["clip_norm"]) for g in grads]
-    if training["clip_global_norm"] is not None:
+    if training.clip_norm is not None:
+        grads = [tf.clip_by_norm(g, training.clip_norm) for g in grads]
+    if training.clip_global_norm is not None:
         # tf.clip_by_global_norm, written as Keras computes it (same rounding as fit's global_clipnorm).
-        clip = training["clip_global_norm"]
+        clip = training.clip_global_norm
         norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(g)) for g in grads]))
         grads = [g * (clip * tf.minimum(1.0 / norm, 1.0 / clip)) for g in grads]
-    if training["clip_value"] is not None:
-        v = training["clip_value"]
+    if training.clip_value is not None:
+        v = training.clip_value
         grads = [tf.clip_by_value(g, -v, v) for g in grads]
     return grads
 
@@ -129,7 +134,7 @@ def clip_gradients(grads: Sequence[tf.Tensor], training: Dict[str, Any]) -> List
 class NaNGuard(keras.callbacks.Callback):
     """``fit``'s divergence check: raise ``TrainingDiverged`` at the first non-finite batch loss."""
 
-    def __init__(self, plan: Plan, training: Dict[str, Any]) -> None:
+    def __init__(self, plan: Plan, training: "TrainingConfig") -> None:
         super().__init__()
         self.plan = plan
         self.training = training
@@ -169,22 +174,22 @@ class RoundCheckpoint(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=epoch + 1)
 
 
-def keras_callbacks(training: Dict[str, Any]) -> List[keras.callbacks.Callback]:
+def keras_callbacks(training: "TrainingConfig") -> List[keras.callbacks.Callback]:
     """Early stopping and LR-on-plateau from the config (both loops run them)."""
     callbacks: List[keras.callbacks.Callback] = []
-    if training.get("early_stopping_patience"):
+    if training.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=training["early_stopping_patience"], restore_best_weights=True, verbose=1))
-    if training.get("reduce_lr_patience"):
+            monitor="val_loss", patience=training.early_stopping_patience, restore_best_weights=True, verbose=1))
+    if training.reduce_lr_patience:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=training["reduce_lr_factor"], patience=training["reduce_lr_patience"], verbose=1))
+            monitor="val_loss", factor=training.reduce_lr_factor, patience=training.reduce_lr_patience, verbose=1))
     return callbacks
 
 
 # ------------------------------------------------------------------------------------------------- fit
 def fit_loop(
     model: keras.Model,
-    payload: Dict[str, Any],
+    contract: "TrainerContract",
     train_ds: tf.data.Dataset,
     eval_ds: tf.data.Dataset,
     plan: Plan,
@@ -200,7 +205,7 @@ def fit_loop(
         steps_per_epoch=plan.steps_per_round,
         validation_data=eval_ds,
         validation_steps=plan.eval_steps,
-        callbacks=[NaNGuard(plan, payload["training"]), *callbacks,
+        callbacks=[NaNGuard(plan, contract.training), *callbacks,
                    keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")],
         verbose=2,
     )
@@ -210,7 +215,7 @@ def fit_loop(
 # ---------------------------------------------------------------------------------------------- custom
 def custom_loop(
     model: keras.Model,
-    payload: Dict[str, Any],
+    contract: "TrainerContract",
     strategy: tf.distribute.Strategy,
     groups: List[Tuple[Any, List[Any]]],
     metrics: List[keras.metrics.Metric],
@@ -222,8 +227,8 @@ def custom_loop(
     start_round: int = 0,
 ) -> History:
     """GradientTape training under ``strategy`` (model, optimizers and metrics were created in its scope)."""
-    training = payload["training"]
-    loss_fn = make_loss(payload, reduction="none")
+    training = contract.training
+    loss_fn = make_loss(contract, reduction="none")
     trackers = internal_metrics(model)
     variables = [v for _, vs in groups for v in vs]
     sizes = [len(vs) for _, vs in groups]

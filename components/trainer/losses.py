@@ -16,10 +16,13 @@ training loop can scale by the *global* batch size with ``tf.nn.compute_average_
 from __future__ import annotations
 
 import math
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict
 
 import keras
 from keras import ops
+
+if TYPE_CHECKING:
+    from sluice.components.contracts import TrainerContract
 
 _EPSILON = 1e-7
 
@@ -99,19 +102,19 @@ class BinaryFocal(keras.losses.Loss):
         return {**super().get_config(), "gamma": self.gamma, "alpha": self.alpha}
 
 
-def make_loss(payload: Dict[str, Any], reduction: str = "sum_over_batch_size") -> keras.losses.Loss:
-    """The configured loss (``model.loss``) as a Keras loss object.
+def make_loss(contract: "TrainerContract", reduction: str = "sum_over_batch_size") -> keras.losses.Loss:
+    """The configured loss (``contract.model.loss``) as a Keras loss object.
 
     ``reduction="none"`` gives per-example losses (the custom loop averages them over the global batch).
     """
-    model = payload["model"]
-    name = model["loss"]
+    model = contract.model
+    name = model.loss
     if name == "huber":
-        return Huber(delta=model["huber_delta"], reduction=reduction)
+        return Huber(delta=model.huber_delta, reduction=reduction)
     if name == "log_cosh":
         return LogCosh(reduction=reduction)
     if name == "quantile":
-        return Quantile(quantile=model["quantile"], reduction=reduction)
+        return Quantile(quantile=model.quantile, reduction=reduction)
     if name == "mse":
         return keras.losses.MeanSquaredError(reduction=reduction)
     if name == "mae":
@@ -119,5 +122,5 @@ def make_loss(payload: Dict[str, Any], reduction: str = "sum_over_batch_size") -
     if name == "binary_crossentropy":
         return keras.losses.BinaryCrossentropy(reduction=reduction)
     if name == "focal":
-        return BinaryFocal(gamma=model["focal_gamma"], alpha=model["focal_alpha"], reduction=reduction)
+        return BinaryFocal(gamma=model.focal_gamma, alpha=model.focal_alpha, reduction=reduction)
     raise ValueError(f"unknown loss {name!r}")

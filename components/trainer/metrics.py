@@ -12,12 +12,16 @@ value over the whole data at once (a mean of per-batch values would not, with a 
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
 import keras
 from keras import ops
 
+from sluice.components.settings import BINARY
 from sluice.components.trainer.losses import Huber
+
+if TYPE_CHECKING:
+    from sluice.components.contracts import TrainerContract
 
 
 @keras.saving.register_keras_serializable(package="sluice")
@@ -77,9 +81,9 @@ class RSquared(keras.metrics.Metric):
             var.assign(0.0)
 
 
-def task_metrics(payload: Dict[str, Any]) -> List[keras.metrics.Metric]:
+def task_metrics(contract: "TrainerContract") -> List[keras.metrics.Metric]:
     """The metrics both training loops report for the configured task (names as in TensorBoard)."""
-    if payload["task"]["type"] == "binary_classification":
+    if contract.task.type == BINARY:
         return [
             keras.metrics.AUC(name="auc"),
             keras.metrics.AUC(curve="PR", name="pr_auc"),
@@ -88,6 +92,6 @@ def task_metrics(payload: Dict[str, Any]) -> List[keras.metrics.Metric]:
     return [
         keras.metrics.MeanAbsoluteError(name="mean_absolute_error"),
         keras.metrics.RootMeanSquaredError(name="root_mean_squared_error"),
-        StreamingHuber(delta=payload["model"]["huber_delta"], name="huber"),
+        StreamingHuber(delta=contract.model.huber_delta, name="huber"),
         RSquared(name="r_squared"),
     ]

@@ -14,12 +14,13 @@ sigmoid probability for binary classification (what TFMA's AUC/calibration expec
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
 import keras
 from keras import ops
 
 from sluice.components.features import cardinality, model_inputs, vocabulary_name
+from sluice.components.settings import BINARY
 from sluice.components.trainer.layers import (
     ConstrainedDense,
     FeatureEncoder,
@@ -33,30 +34,31 @@ from sluice.components.trainer.layers import (
     seeded_glorot,
 )
 
-BINARY = "binary_classification"
+if TYPE_CHECKING:
+    from sluice.components.contracts import TrainerContract
 
 
-def feature_specs(payload: Mapping[str, Any], vocabulary_sizes: Mapping[str, int]) -> List[List[Any]]:
+def feature_specs(contract: "TrainerContract", vocabulary_sizes: Mapping[str, int]) -> List[List[Any]]:
     """``[input name, ids (0 = numeric), embedding dim]`` for every model input (``FeatureEncoder``'s specs).
 
     ``vocabulary_sizes``: Transform's vocabulary size per ``categorical_string`` feature (by feature name).
     """
     specs = []
-    for key, categorical, feature in model_inputs(payload):
+    for key, categorical, feature in model_inputs(contract.features):
         if categorical:
-            size = vocabulary_sizes.get(feature["name"])
-            specs.append([key, cardinality(feature, size), int(feature["embedding_dim"])])
+            size = vocabulary_sizes.get(feature.name)
+            specs.append([key, cardinality(feature, size), int(feature.embedding_dim)])
         else:
             specs.append([key, 0, 1])
     return specs
 
 
-def vocabulary_sizes(payload: Mapping[str, Any], tft_output: Any) -> Dict[str, int]:
+def vocabulary_sizes(contract: "TrainerContract", tft_output: Any) -> Dict[str, int]:
     """Transform's vocabulary sizes for the vocabulary (not hashed) string features."""
     return {
-        f["name"]: tft_output.vocabulary_size_by_name(vocabulary_name(f["name"]))
-        for f in payload["features"]
-        if f["kind"] == "categorical_string" and not f.get("hash_buckets")
+        f.name: tft_output.vocabulary_size_by_name(vocabulary_name(f.name))
+        for f in contract.features
+        if f.kind == "categorical_string" and not f.hash_buckets
     }
 
 
@@ -64,32 +66,32 @@ def _input_layer(name: str, size: int) -> keras.KerasTensor:
     return keras.Input(shape=(1,), name=name, dtype="int64" if size else "float32")
 
 
-def _build_mlp(payload: Mapping[str, Any], specs: List[List[Any]]) -> keras.Model:
-    hp = payload["model"]
-    seed = hp["seed"]
+def _build_mlp(contract: "TrainerContract", specs: List[List[Any]]) -> keras.Model:
+    hp = contract.model
+    seed = hp.seed
     inputs = {name: _input_layer(name, size) for name, size, _ in specs}
     encoded = FeatureEncoder(specs, seed=seed, name="features")(inputs)
-    x = TrainingNoise(hp["noise_stddev"], seed=seed, name="noise")(encoded)
-    regularizer = L2Regularizer(hp["l2"]) if hp["l2"] else None
-    constraint = MaxNorm(hp["max_norm"]) if hp.get("max_norm") else None
-    for i, units in enumerate(hp["hidden_units"]):
+    x = TrainingNoise(hp.noise_stddev, seed=seed, name="noise")(encoded)
+    regularizer = L2Regularizer(hp.l2) if hp.l2 else None
+    constraint = MaxNorm(hp.max_norm) if hp.max_norm else None
+    for i, units in enumerate(hp.hidden_units):
         x = ConstrainedDense(
             units,
-            activation=activation(hp["activation"]),
+            activation=activation(hp.activation),
             kernel_initializer=ScaledGlorotNormal(1.0, seed=seed + i),
             kernel_regularizer=regularizer,
             kernel_constraint=constraint,
             name=f"hidden_{i}",
         )(x)
-        if i == 0 and hp["reconstruction_weight"]:
-            x = Reconstruction(hp["reconstruction_weight"], seed=seed, name="reconstruction")((x, encoded))
-        if hp["dropout"]:
-            x = keras.layers.Dropout(hp["dropout"], seed=seed, name=f"dropout_{i}")(x)
-    binary = payload["task"]["type"] == BINARY
+        if i == 0 and hp.reconstruction_weight:
+            x = Reconstruction(hp.reconstruction_weight, seed=seed, name="reconstruction")((x, encoded))
+        if hp.dropout:
+            x = keras.layers.Dropout(hp.dropout, seed=seed, name=f"dropout_{i}")(x)
+    binary = contract.task.type == BINARY
     output = keras.layers.Dense(
         1, activation="sigmoid" if binary else None, kernel_initializer=seeded_glorot(seed + 99), name="prediction"
     )(x)
-    return keras.Model(inputs=inputs, outputs=output, name=payload["name"])
+    return keras.Model(inputs=inputs, outputs=output, name=contract.name)
 
 
 @keras.saving.register_keras_serializable(package="sluice")
@@ -189,25 +191,25 @@ class WideDeep(keras.Model):
         }
 
 
-def build_model(payload: Mapping[str, Any], specs: List[List[Any]]) -> keras.Model:
-    """The (uncompiled, built) model for ``payload``: the loops compile or drive it."""
-    hp = payload["model"]
-    if hp["architecture"] == "wide_deep":
+def build_model(contract: "TrainerContract", specs: List[List[Any]]) -> keras.Model:
+    """The (uncompiled, built) model for ``contract``: the loops compile or drive it."""
+    hp = contract.model
+    if hp.architecture == "wide_deep":
         model = WideDeep(
             specs,
-            hp["hidden_units"],
-            binary=payload["task"]["type"] == BINARY,
-            activation_name=hp["activation"],
-            dropout=hp["dropout"],
-            noise_stddev=hp["noise_stddev"],
-            l2=hp["l2"],
-            reconstruction_weight=hp["reconstruction_weight"],
-            seed=hp["seed"],
-            name=payload["name"],
+            hp.hidden_units,
+            binary=contract.task.type == BINARY,
+            activation_name=hp.activation,
+            dropout=hp.dropout,
+            noise_stddev=hp.noise_stddev,
+            l2=hp.l2,
+            reconstruction_weight=hp.reconstruction_weight,
+            seed=hp.seed,
+            name=contract.name,
         )
         model.build()
         return model
-    return _build_mlp(payload, specs)
+    return _build_mlp(contract, specs)
 
 
 def internal_metrics(model: keras.Model) -> List[keras.metrics.Metric]:

@@ -1,7 +1,8 @@
 """TFX Trainer entry point (``sluice.components.trainer.run_fn.run_fn``): thin glue from ``FnArgs`` to a
 ``TrainJob``.
 
-It applies the Tuner's best hyperparameters (when the Tuner ran), picks a checkpoint directory that an
+It validates the ``TrainerContract`` (``custom_config``) once, applies the Tuner's best hyperparameters (when
+the Tuner ran), picks a checkpoint directory that an
 interrupted-and-retried Trainer finds again (``<Trainer>/_resume/<key of the inputs>``, beside TFX's
 per-execution directories), and hands the job to the launcher, which trains here or in worker processes.
 TensorBoard logs go to the model run artifact; the per-round history to ``history.json`` beside them.
@@ -14,27 +15,32 @@ from typing import Any, Dict
 
 from tfx.components.trainer.fn_args_utils import FnArgs
 
+from sluice.components.contracts import TrainerContract
 from sluice.components.trainer.launcher import launch
 from sluice.components.trainer.signatures import keras_model_path
-from sluice.components.trainer.train import TrainJob, apply_hyperparameters, checkpoint_key
+from sluice.components.trainer.train import TrainJob, checkpoint_key
 
 
 def _best_hyperparameters(fn_args: FnArgs) -> Dict[str, Any]:
+    """The Tuner's best values as ``model`` settings (empty when no Tuner ran)."""
     hp = fn_args.hyperparameters
     if not hp:
         return {}
     import keras_tuner
 
-    return dict(keras_tuner.HyperParameters.from_config(hp).values)
+    from sluice.components.trainer.tuning import model_values
+
+    return model_values(keras_tuner.HyperParameters.from_config(hp).values)
 
 
 def run_fn(fn_args: FnArgs) -> None:
-    payload: Dict[str, Any] = apply_hyperparameters(fn_args.custom_config, _best_hyperparameters(fn_args))
+    # parse drops the ai_platform_* keys TFX's Google Cloud Trainer adds beside the contract.
+    contract = TrainerContract.parse(fn_args.custom_config).with_hyperparameters(_best_hyperparameters(fn_args))
     steps = int(fn_args.train_steps)
     run_root = os.path.dirname(os.path.dirname(fn_args.model_run_dir.rstrip("/")))
-    key = checkpoint_key(payload, fn_args.transform_output, list(fn_args.train_files), steps)
+    key = checkpoint_key(contract, fn_args.transform_output, list(fn_args.train_files), steps)
     job = TrainJob(
-        payload=payload,
+        contract=contract,
         train_files=list(fn_args.train_files),
         eval_files=list(fn_args.eval_files),
         transform_output=fn_args.transform_output,

@@ -8,18 +8,26 @@ clients send raw features only:
   for an empty optional column; ``serving_default`` accepts absent values);
 - ``transform_features``: serialized ``tf.Example`` incl. label columns -> transformed features (TFMA uses it
   to get the transformed label, e.g. a derived one).
+
+The functions here take any contract with ``task`` and ``features`` (the Trainer's ``TrainerContract``,
+ModelExport's ``ExportContract``).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, Union
 
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from sluice.components.features import model_inputs, raw_label_columns
+from sluice.components.features import model_inputs
+
+if TYPE_CHECKING:
+    from sluice.components.contracts import ExportContract, TrainerContract
+
+    ModelContract = Union[TrainerContract, ExportContract]
 
 
 def keras_model_path(model_uri: str) -> str:
@@ -33,9 +41,9 @@ def _raw_spec(tft_output: tft.TFTransformOutput, columns: list) -> Dict[str, Any
     return {c: spec[c] for c in columns if c in spec}
 
 
-def serving_columns(tft_output: tft.TFTransformOutput, payload: Dict[str, Any]) -> Dict[str, Any]:
+def serving_columns(tft_output: tft.TFTransformOutput, contract: "ModelContract") -> Dict[str, Any]:
     """The raw feature columns a request carries (no label columns), in config order, with parsing specs."""
-    return _raw_spec(tft_output, [f["name"] for f in payload["features"]])
+    return _raw_spec(tft_output, [f.name for f in contract.features])
 
 
 def _raw_tensor(value: tf.Tensor, spec: Any) -> Any:
@@ -51,15 +59,15 @@ def _raw_tensor(value: tf.Tensor, spec: Any) -> Any:
 class ServingModule(tf.Module):
     """What is saved: the trained model, the Transform layer and the signatures that join them."""
 
-    def __init__(self, model: keras.Model, tft_output: tft.TFTransformOutput, payload: Dict[str, Any]) -> None:
+    def __init__(self, model: keras.Model, tft_output: tft.TFTransformOutput, contract: "ModelContract") -> None:
         super().__init__()
         self.model = model
         self.tft_layer = tft_output.transform_features_layer()
-        feature_columns = [f["name"] for f in payload["features"]]
-        self._serving_spec = serving_columns(tft_output, payload)
-        label_columns = [c for c in raw_label_columns(payload["task"]) if c not in feature_columns]
+        feature_columns = [f.name for f in contract.features]
+        self._serving_spec = serving_columns(tft_output, contract)
+        label_columns = [c for c in contract.task.raw_label_columns() if c not in feature_columns]
         self._eval_spec = _raw_spec(tft_output, feature_columns + label_columns)
-        input_names = tuple(name for name, _, _ in model_inputs(payload))
+        input_names = tuple(name for name, _, _ in model_inputs(contract.features))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def serve_examples(examples: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -92,7 +100,8 @@ class ServingModule(tf.Module):
         }
 
 
-def export_saved_model(model: keras.Model, tft_output: tft.TFTransformOutput, payload: Dict[str, Any], path: str) -> None:
+def export_saved_model(model: keras.Model, tft_output: tft.TFTransformOutput, contract: "ModelContract",
+                       path: str) -> None:
     """Write the serving SavedModel (all three signatures) to ``path``."""
-    module = ServingModule(model, tft_output, payload)
+    module = ServingModule(model, tft_output, contract)
     tf.saved_model.save(module, path, signatures=module.signatures())

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, List
 
 import tensorflow as tf
+
+if TYPE_CHECKING:
+    from sluice.components.settings import TrainingConfig
 
 
 def configure_cpu_devices(count: int) -> bool:
@@ -34,12 +37,12 @@ def configure_cpu_devices(count: int) -> bool:
     return True
 
 
-def needs_fresh_process(training: Dict[str, Any]) -> bool:
+def needs_fresh_process(training: "TrainingConfig") -> bool:
     """Whether this strategy must be set up before TensorFlow initializes (so in a new process)."""
-    if training["strategy"] == "multi_worker":
+    if training.strategy == "multi_worker":
         return "TF_CONFIG" not in os.environ
-    if training["strategy"] == "mirrored" and not tf.config.list_physical_devices("GPU"):
-        return training["cpu_devices"] > 1 and len(tf.config.list_logical_devices("CPU")) < training["cpu_devices"]
+    if training.strategy == "mirrored" and not tf.config.list_physical_devices("GPU"):
+        return training.cpu_devices > 1 and len(tf.config.list_logical_devices("CPU")) < training.cpu_devices
     return False
 
 

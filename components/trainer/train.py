@@ -1,7 +1,8 @@
 """One training job, from Transform's output to the exported SavedModel — the code every worker runs.
 
-``TrainJob`` is plain data (JSON), so the same job runs in the TFX Trainer's process, in a fresh local worker
-process (``worker.py``: logical CPU devices, multi-worker), or on a cluster node. ``train`` sets seeds and
+``TrainJob`` is the ``TrainerContract`` plus paths, and travels as JSON (the contract serialized by its own
+model), so the same job runs in the TFX Trainer's process, in a fresh local worker process (``worker.py``:
+logical CPU devices, multi-worker), or on a cluster node. ``train`` sets seeds and
 determinism, builds model/optimizers/metrics inside the strategy's scope, resumes from the last round
 checkpoint if an earlier attempt was interrupted, runs the configured loop, and lets only the chief export.
 """
@@ -14,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
 import keras
@@ -22,6 +23,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
+from sluice.components.contracts import TrainerContract
 from sluice.components.features import label_key
 from sluice.components.trainer import loops
 from sluice.components.trainer.data import InputOptions, input_fn
@@ -34,7 +36,7 @@ from sluice.components.trainer.strategies import is_chief, make_strategy
 
 @dataclass
 class TrainJob:
-    payload: Dict[str, Any]
+    contract: TrainerContract
     train_files: List[str]
     eval_files: List[str]
     transform_output: str
@@ -49,28 +51,20 @@ class TrainJob:
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
+        body = {f.name: getattr(self, f.name) for f in fields(self)}
+        body["contract"] = self.contract.to_dict()
+        return json.dumps(body, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> "TrainJob":
-        return cls(**json.loads(text))
+        body = json.loads(text)
+        return cls(**{**body, "contract": TrainerContract.parse(body["contract"])})
 
 
-def checkpoint_key(payload: Dict[str, Any], transform_output: str, train_files: List[str], steps: int) -> str:
+def checkpoint_key(contract: TrainerContract, transform_output: str, train_files: List[str], steps: int) -> str:
     """Identifies "the same training": a re-run resumes only a checkpoint written for identical inputs."""
-    body = json.dumps([payload, transform_output, sorted(train_files), steps], sort_keys=True)
+    body = json.dumps([contract.to_json(), transform_output, sorted(train_files), steps])
     return hashlib.sha256(body.encode()).hexdigest()[:16]
-
-
-def apply_hyperparameters(payload: Dict[str, Any], values: Dict[str, Any]) -> Dict[str, Any]:
-    """``payload`` with the Tuner's best values replacing ``model`` settings (``hidden_units`` as "64,32")."""
-    model = dict(payload["model"])
-    for key, value in values.items():
-        if key == "hidden_units" and isinstance(value, str):
-            value = [int(u) for u in value.split(",")]
-        if key in model:
-            model[key] = value
-    return {**payload, "model": model}
 
 
 def save_keras_model(model: keras.Model, path: str) -> None:
@@ -83,40 +77,40 @@ def save_keras_model(model: keras.Model, path: str) -> None:
 
 
 def train(job: TrainJob) -> loops.History:
-    payload = job.payload
-    training = payload["training"]
-    keras.utils.set_random_seed(payload["model"]["seed"])
-    if payload.get("input", {}).get("deterministic"):
+    contract = job.contract
+    training = contract.training
+    keras.utils.set_random_seed(contract.model.seed)
+    if contract.input.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    strategy = make_strategy(training["strategy"])
+    strategy = make_strategy(training.strategy)
     logging.info("training with %s over %d replica(s), loop=%s", type(strategy).__name__,
-                 strategy.num_replicas_in_sync, training["loop"])
+                 strategy.num_replicas_in_sync, training.loop)
     tft_output = tft.TFTransformOutput(job.transform_output)
-    label = label_key(payload)
-    train_ds = input_fn(job.train_files, tft_output, label, InputOptions.from_payload(payload))
-    eval_ds = input_fn(job.eval_files, tft_output, label, InputOptions.from_payload(payload, shuffle=False))
-    if training["strategy"] == "multi_worker":
+    label = label_key(contract.task)
+    train_ds = input_fn(job.train_files, tft_output, label, InputOptions.from_contract(contract))
+    eval_ds = input_fn(job.eval_files, tft_output, label, InputOptions.from_contract(contract, shuffle=False))
+    if training.strategy == "multi_worker":
         # Each worker reads every file and keeps its share of the batches (Transform may write one file).
         shard = tf.data.Options()
         shard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         train_ds, eval_ds = train_ds.with_options(shard), eval_ds.with_options(shard)
 
-    plan = loops.Plan.from_payload(payload, job.train_steps, job.eval_steps)
+    plan = loops.Plan.from_contract(contract, job.train_steps, job.eval_steps)
     chief = is_chief()
     with strategy.scope():
-        model = build_model(payload, feature_specs(payload, vocabulary_sizes(payload, tft_output)))
-        groups = loops.optimizer_groups(model, payload, plan, with_clipping=training["loop"] == "fit")
-        metrics = task_metrics(payload)
-        if training["loop"] == "fit":
-            model.compile(optimizer=groups[0][0], loss=make_loss(payload), metrics=metrics)
+        model = build_model(contract, feature_specs(contract, vocabulary_sizes(contract, tft_output)))
+        groups = loops.optimizer_groups(model, contract, plan, with_clipping=training.loop == "fit")
+        metrics = task_metrics(contract)
+        if training.loop == "fit":
+            model.compile(optimizer=groups[0][0], loss=make_loss(contract), metrics=metrics)
         else:
             model.compile(optimizer=groups[0][0])  # only so LR-on-plateau finds the (main) optimizer
         for optimizer, variables in groups:
             optimizer.build(variables)
         callbacks = loops.keras_callbacks(training)
         start_round = 0
-        if job.checkpoint_dir and training["checkpoint"]:
+        if job.checkpoint_dir and training.checkpoint:
             directory = job.checkpoint_dir if chief else tempfile.mkdtemp(prefix="sluice-ckpt-")
             checkpoint = loops.RoundCheckpoint(directory, model, [o for o, _ in groups])
             start_round = checkpoint.restore()
@@ -127,10 +121,10 @@ def train(job: TrainJob) -> loops.History:
     if start_round >= plan.rounds:
         logging.info("checkpoint already holds all %d rounds: exporting it", plan.rounds)
         history: loops.History = {}
-    elif training["loop"] == "fit":
-        history = loops.fit_loop(model, payload, train_ds, eval_ds, plan, callbacks, job.log_dir, start_round)
+    elif training.loop == "fit":
+        history = loops.fit_loop(model, contract, train_ds, eval_ds, plan, callbacks, job.log_dir, start_round)
     else:
-        history = loops.custom_loop(model, payload, strategy, groups, metrics, train_ds, eval_ds, plan, callbacks,
+        history = loops.custom_loop(model, contract, strategy, groups, metrics, train_ds, eval_ds, plan, callbacks,
                                     job.log_dir, start_round)
     history["_train_seconds"] = [time.perf_counter() - started]  # the loop alone: benchmarks/training.py
     history["_start_round"] = [float(start_round)]
@@ -138,7 +132,7 @@ def train(job: TrainJob) -> loops.History:
 
     # Every worker saves (collective ops may run during save); only the chief's copy is the model.
     target = job.serving_model_dir if chief else tempfile.mkdtemp(prefix="sluice-worker-model-")
-    export_saved_model(model, tft_output, payload, target)
+    export_saved_model(model, tft_output, contract, target)
     if chief:
         logging.info("exported SavedModel to %s", target)
         if job.keras_model_path:

@@ -4,12 +4,13 @@
 Each trial builds the same model the Trainer would (``models.build_model``) with the trial's values
 replacing the ``model`` settings, trains it with ``fit`` for ``tuner.steps_per_trial`` steps on one device
 and is scored by ``val_loss`` on the eval split. TFX writes the best values as the ``best_hyperparameters``
-artifact; the Trainer's ``run_fn`` applies them (``train.apply_hyperparameters``).
+artifact; the Trainer's ``run_fn`` applies them (``TrainerContract.with_hyperparameters``, after
+``model_values``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Mapping
 
 import keras
 import keras_tuner
@@ -17,13 +18,13 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.components.tuner.component import TunerFnResult
 
+from sluice.components.contracts import TunerContract
 from sluice.components.features import label_key
 from sluice.components.trainer import loops
 from sluice.components.trainer.data import InputOptions, input_fn
 from sluice.components.trainer.losses import make_loss
 from sluice.components.trainer.metrics import task_metrics
 from sluice.components.trainer.models import build_model, feature_specs, vocabulary_sizes
-from sluice.components.trainer.train import apply_hyperparameters
 
 _ROUNDS = 4
 
@@ -31,6 +32,12 @@ _ROUNDS = 4
 def _choice_values(key: str, values: list) -> list:
     # KerasTuner choices are scalars: layer stacks travel as "64,32".
     return [",".join(str(u) for u in v) if key == "hidden_units" else v for v in values]
+
+
+def model_values(values: Mapping[str, Any]) -> Dict[str, Any]:
+    """KerasTuner values as ``model`` settings (``hidden_units`` back from "64,32" to ``[64, 32]``)."""
+    return {key: [int(u) for u in value.split(",")] if key == "hidden_units" and isinstance(value, str) else value
+            for key, value in values.items()}
 
 
 def search_space(space: Dict[str, list]) -> keras_tuner.HyperParameters:
@@ -41,34 +48,35 @@ def search_space(space: Dict[str, list]) -> keras_tuner.HyperParameters:
 
 
 def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
-    payload: Dict[str, Any] = fn_args.custom_config
-    settings = payload["tuner"]
+    contract = TunerContract.parse(fn_args.custom_config)
+    settings = contract.tuner
+    base = contract.trainer()
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    specs = feature_specs(payload, vocabulary_sizes(payload, tft_output))
-    steps = settings["steps_per_trial"]
+    specs = feature_specs(base, vocabulary_sizes(base, tft_output))
+    steps = settings.steps_per_trial
 
     def build(hp: keras_tuner.HyperParameters) -> keras.Model:
-        trial = apply_hyperparameters(payload, {k: hp.get(k) for k in settings["search_space"]})
-        plan = loops.Plan.from_payload(trial, steps, int(fn_args.eval_steps))
+        trial = base.with_hyperparameters(model_values({k: hp.get(k) for k in settings.search_space}))
+        plan = loops.Plan.from_contract(trial, steps, int(fn_args.eval_steps))
         model = build_model(trial, specs)
-        optimizer = loops.make_optimizer(trial["model"]["learning_rate"], trial["training"], plan, with_clipping=True)
+        optimizer = loops.make_optimizer(trial.model.learning_rate, trial.training, plan, with_clipping=True)
         model.compile(optimizer=optimizer, loss=make_loss(trial), metrics=task_metrics(trial))
         return model
 
-    tuner_class = keras_tuner.BayesianOptimization if settings["algorithm"] == "bayesian" else keras_tuner.RandomSearch
+    tuner_class = keras_tuner.BayesianOptimization if settings.algorithm == "bayesian" else keras_tuner.RandomSearch
     tuner = tuner_class(
         hypermodel=build,
-        hyperparameters=search_space(settings["search_space"]),
+        hyperparameters=search_space(settings.search_space),
         objective=keras_tuner.Objective("val_loss", "min"),
-        max_trials=settings["max_trials"],
-        seed=payload["model"]["seed"],
+        max_trials=settings.max_trials,
+        seed=base.model.seed,
         directory=fn_args.working_dir,
         project_name="sluice",
         overwrite=True,
     )
-    label = label_key(payload)
-    train_ds = input_fn(fn_args.train_files, tft_output, label, InputOptions.from_payload(payload))
-    eval_ds = input_fn(fn_args.eval_files, tft_output, label, InputOptions.from_payload(payload, shuffle=False))
+    label = label_key(base.task)
+    train_ds = input_fn(fn_args.train_files, tft_output, label, InputOptions.from_contract(base))
+    eval_ds = input_fn(fn_args.eval_files, tft_output, label, InputOptions.from_contract(base, shuffle=False))
     return TunerFnResult(
         tuner=tuner,
         fit_kwargs={

@@ -20,9 +20,9 @@ def main(argv: list[str]) -> int:
     from sluice.components.trainer.train import TrainJob, train
 
     job = TrainJob.from_json(Path(argv[0]).read_text())
-    training = job.payload["training"]
-    if training["strategy"] == "mirrored":
-        configure_cpu_devices(training["cpu_devices"])
+    training = job.contract.training
+    if training.strategy == "mirrored":
+        configure_cpu_devices(training.cpu_devices)
     try:
         train(job)
     except TrainingDiverged as e:

@@ -11,14 +11,16 @@ import pytest
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-def _payload(task=None, features=None):
-    return {
-        "task": task or {"type": "regression", "label": "y", "derive": None},
-        "features": features,
-    }
+def _contract(task=None, features=None):
+    """A validated ``TransformContract`` as Transform receives it (``custom_config``: the contract as a dict)."""
+    from sluice.components.contracts import TransformContract
+
+    contract = TransformContract.model_validate({"task": task or {"type": "regression", "label": "y"},
+                                                 "features": features})
+    return contract.to_dict()
 
 
-def _run(rows, feature_spec, payload, tmp_path):
+def _run(rows, feature_spec, custom_config, tmp_path):
     import apache_beam as beam  # noqa: F401  (TFT's Beam implementation)
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
@@ -28,7 +30,7 @@ def _run(rows, feature_spec, payload, tmp_path):
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(feature_spec))
     with tft_beam.Context(temp_dir=str(tmp_path), force_tf_compat_v1=False):
         (transformed, _), _ = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            lambda inputs: preprocessing_fn(inputs, payload)
+            lambda inputs: preprocessing_fn(inputs, custom_config)
         )
     return transformed
 
@@ -51,14 +53,12 @@ def test_feature_kinds_and_missing_values(tmp_path):
     ]
     features = [
         {"name": "x", "kind": "numeric"},
-        {"name": "opt", "kind": "numeric", "optional": True, "default": None, "missing_indicator": True},
-        {"name": "city", "kind": "categorical_string", "top_k": 10, "oov_buckets": 1, "frequency_threshold": 0,
-         "hash_buckets": None},
+        {"name": "opt", "kind": "numeric", "optional": True, "missing_indicator": True},
+        {"name": "city", "kind": "categorical_string", "top_k": 10},
         {"name": "hour", "kind": "categorical_int", "num_buckets": 24},
-        {"name": "tag", "kind": "categorical_string", "top_k": 10, "oov_buckets": 1, "frequency_threshold": 0,
-         "hash_buckets": 7},
+        {"name": "tag", "kind": "categorical_string", "top_k": 10, "hash_buckets": 7},
     ]
-    out = _run(rows, spec, _payload(features=features), tmp_path)
+    out = _run(rows, spec, _contract(features=features), tmp_path)
     by = {k: np.array([r[k] for r in out]).reshape(-1) for k in out[0]}
     x = np.array([1.0, 2.0, 3.0])
     assert np.allclose(by["x_xf"], (x - x.mean()) / x.std(), atol=1e-5)
@@ -78,7 +78,7 @@ def test_quantile_buckets(tmp_path):
     spec = {"v": tf.io.FixedLenFeature([1], tf.float32), "y": tf.io.FixedLenFeature([1], tf.float32)}
     rows = [{"v": [float(i)], "y": [0.0]} for i in range(100)]
     features = [{"name": "v", "kind": "bucketized", "buckets": 4}]
-    out = _run(rows, spec, _payload(features=features), tmp_path)
+    out = _run(rows, spec, _contract(features=features), tmp_path)
     ids = np.array([np.asarray(r["v_xf"]).reshape(-1)[0] for r in out])
     assert ids.min() == 0 and ids.max() == 3
     assert np.all(np.diff(ids) >= 0)  # monotone in the value
@@ -99,7 +99,7 @@ def test_derived_label_with_missing_source_is_negative(tmp_path):
     ]
     task = {"type": "binary_classification", "label": "big",
             "derive": {"left": "tips", "op": ">", "right": "fare", "scale": 0.2}}
-    out = _run(rows, spec, _payload(task=task, features=[{"name": "fare", "kind": "numeric"}]), tmp_path)
+    out = _run(rows, spec, _contract(task=task, features=[{"name": "fare", "kind": "numeric"}]), tmp_path)
     assert [int(np.asarray(r["big_xf"]).reshape(-1)[0]) for r in out] == [1, 0, 0]
 
 
@@ -111,6 +111,7 @@ def test_builtin_op_rewrites_match_tft(tmp_path):
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
+    from sluice.components.settings import CategoricalStringFeature
     from sluice.components.transform import _bucketize, _dense, _vocabulary_ids
 
     spec = {"v": tf.io.FixedLenFeature([1], tf.float32), "s": tf.io.VarLenFeature(tf.string)}
@@ -119,14 +120,15 @@ def test_builtin_op_rewrites_match_tft(tmp_path):
     words = [b"a", b"a", b"a", b"b", b"b", b"c"]
     rows = [{"v": [float(v)], "s": [words[i % 6]] if i % 7 else []} for i, v in enumerate(values)]
 
+    feature = CategoricalStringFeature(name="s", kind="categorical_string", top_k=2, default="zz")
+
     def fn(inputs):
         v = inputs["v"]
         s = _dense(inputs["s"], "zz")
         return {
             "ours": _bucketize(v, 5, "v"),
             "tft": tft.bucketize(v, 5),
-            "ids": _vocabulary_ids(inputs["s"], {"name": "s", "top_k": 2, "oov_buckets": 1,
-                                                 "frequency_threshold": 0, "default": "zz"}),
+            "ids": _vocabulary_ids(inputs["s"], feature),
             "s": s,
         }
 

@@ -35,9 +35,9 @@ def _eval_rows(fare, limit=200):
     from sluice.components.trainer.signatures import serving_columns
     from sluice.pipeline.config import load_config
 
-    payload = load_config(Path(fare["out"]).parent / "taxi_fare.yaml").component_payload()
-    spec = serving_columns(tft.TFTransformOutput(str(_latest(fare["out"], "Transform", "transform_graph"))), payload)
-    return read_rows(str(_latest(fare["out"], "CsvExampleGen", "examples")), "eval", payload["features"], spec, limit)
+    contract = load_config(Path(fare["out"]).parent / "taxi_fare.yaml").export_contract()
+    spec = serving_columns(tft.TFTransformOutput(str(_latest(fare["out"], "Transform", "transform_graph"))), contract)
+    return read_rows(str(_latest(fare["out"], "CsvExampleGen", "examples")), "eval", contract.features, spec, limit)
 
 
 def test_pushed_version_carries_warmup_and_its_story(fare):
@@ -123,8 +123,8 @@ assert "tensorflow" not in sys.modules, "the mobile runtime must not need Tensor
 def _settings(fare):
     from sluice.pipeline.config import load_config
 
-    settings = load_config(Path(fare["out"]).parent / "taxi_fare.yaml").export_settings()
-    return {**settings, "variants": ["float32"]}
+    contract = load_config(Path(fare["out"]).parent / "taxi_fare.yaml").export_contract()
+    return contract.model_copy(update={"variants": ["float32"]})
 
 
 def _work(tmp_path) -> str:

@@ -9,12 +9,13 @@ there, and compares what it wrote with what the same executor wrote on local dis
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
+
+from sluice.components.contracts import InfraCheckContract, PushContract
 
 pytestmark = pytest.mark.e2e
 
@@ -109,7 +110,7 @@ def test_data_gate_on_ram_gives_the_local_verdict(fare, ram):
     local = _artifact(fare["out"], "DataGate", "verdict")
     verdict = _empty(DataVerdict, f"{ram}/DataGate/verdict/9")
     Executor().Do(_gate_inputs(fare, ram), {"verdict": [verdict]},
-                  {"gate": json.dumps(config.gate_payload(), sort_keys=True), "report_root": f"{ram}/_data_reports"})
+                  {"gate": config.gate_contract().to_json(), "report_root": f"{ram}/_data_reports"})
 
     assert _files(verdict.uri) == sorted([VERDICT_FILE, REPORT_FILE, BASELINE_STATS]) == _files(local.uri)
     got, want = _json(f"{verdict.uri}/{VERDICT_FILE}"), _json(f"{local.uri}/{VERDICT_FILE}")
@@ -130,12 +131,15 @@ def test_data_gate_on_ram_that_fails_leaves_its_report_where_it_survives(fare, r
     from sluice.components.data_gate import REPORT_FILE, VERDICT_FILE, DataGateFailed, DataVerdict, Executor
     from sluice.pipeline.config import load_config
 
-    gate = load_config(Path(fare["out"]).parent / "taxi_fare.yaml").gate_payload()
-    gate["validation"]["skew"] = {"categorical_linf": 1e-6, "numeric_jsd": 1e-6}  # any difference is too much
+    from sluice.components.settings import Comparator
+
+    gate = load_config(Path(fare["out"]).parent / "taxi_fare.yaml").gate_contract()
+    strict = Comparator(categorical_linf=1e-6, numeric_jsd=1e-6)  # any difference is too much
+    gate = gate.model_copy(update={"validation": gate.validation.model_copy(update={"skew": strict})})
     verdict = _empty(DataVerdict, f"{ram}/DataGate/verdict/10")
     with pytest.raises(DataGateFailed):
         Executor().Do(_gate_inputs(fare, ram), {"verdict": [verdict]},
-                      {"gate": json.dumps(gate), "report_root": f"{ram}/_data_reports"})
+                      {"gate": gate.to_json(), "report_root": f"{ram}/_data_reports"})
     assert _files(f"{ram}/_data_reports/10") == sorted([REPORT_FILE, VERDICT_FILE])
     assert _json(f"{ram}/_data_reports/10/{VERDICT_FILE}")["passed"] is False
 
@@ -164,13 +168,13 @@ def test_model_export_on_ram_writes_what_the_local_run_wrote(fare, ram):
     from sluice.components.export import component
     from sluice.pipeline.config import load_config
 
-    settings = load_config(Path(fare["out"]).parent / "taxi_fare.yaml").export_settings()
+    contract = load_config(Path(fare["out"]).parent / "taxi_fare.yaml").export_contract()
     local = _artifact(fare["out"], "ModelExport", "exported")
     exported = _empty(component.ExportedModel, f"{ram}/ModelExport/exported/9")
     inputs = {"model": [_on_ram(_artifact(fare["out"], "Trainer", "model"), ram)],
               "transform_graph": [_on_ram(_artifact(fare["out"], "Transform", "transform_graph"), ram)],
               "examples": [_on_ram(_artifact(fare["out"], "CsvExampleGen", "examples"), ram)]}
-    component.Executor().Do(inputs, {"exported": [exported]}, {"export": json.dumps(settings, sort_keys=True)})
+    component.Executor().Do(inputs, {"exported": [exported]}, {"export": contract.to_json()})
 
     assert _files(exported.uri) == _files(local.uri)
     got, want = component.read_parity(exported.uri), component.read_parity(local.uri)
@@ -195,7 +199,7 @@ def test_infra_check_on_ram_serves_a_local_copy_and_blesses(fare, ram):
     blessing = _empty(standard_artifacts.InfraBlessing, f"{ram}/InfraCheck/blessing/9")
     inputs = {"model": [_on_ram(_artifact(fare["out"], "Trainer", "model"), ram)],
               "export": [_on_ram(_artifact(fare["out"], "ModelExport", "exported"), ram)]}
-    infra_check.Executor().Do(inputs, {"blessing": [blessing]}, {"model_name": "taxi_fare", "max_requests": 32})
+    infra_check.Executor().Do(inputs, {"blessing": [blessing]}, {"contract": InfraCheckContract(model_name="taxi_fare").to_json()})
 
     got, want = infra_check.read_report(blessing.uri), infra_check.read_report(local.uri)
     assert got["blessed"] is True, got["failures"]
@@ -221,7 +225,7 @@ def _push(fare, ram, base: str, export=None):
     destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base))
     pusher.Executor().Do(inputs, {"pushed_model": [pushed]},
                          {"push_destination": proto_utils.proto_to_json(destination),
-                          "custom_config": json.dumps({"pipeline": "taxi_fare"})})
+                          "custom_config": PushContract(pipeline="taxi_fare").to_json()})
     return inputs, pushed
 
 

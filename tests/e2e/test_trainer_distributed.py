@@ -5,7 +5,6 @@ one fails with its explanation; the Tuner's search feeds the Trainer's hyperpara
 
 from __future__ import annotations
 
-import copy
 import glob
 import json
 import os
@@ -18,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from sluice.components.trainer.launcher import WorkerFailed, run_workers
-from sluice.components.trainer.train import TrainJob, apply_hyperparameters
+from sluice.components.trainer.train import TrainJob
+from sluice.components.settings import ModelConfig, TrainingConfig
 from sluice.pipeline.config import load_config
 from sluice.pipeline.mlmd import latest_run
 from tests.helpers import DATA, serialized_examples
@@ -41,18 +41,23 @@ def transformed(fare):
     transform = record.outputs["Transform"]
     examples = transform["Examples"]
     return {
-        "payload": cfg.component_payload(),
+        "contract": cfg.trainer_contract(),
+        "tuner_contract": cfg.tuner_contract(),
         "graph": transform["TransformGraph"],
         "train": sorted(glob.glob(os.path.join(examples, "Split-train", "*"))),
         "eval": sorted(glob.glob(os.path.join(examples, "Split-eval", "*"))),
     }
 
 
-def _job(transformed, tmp: Path, steps: int = STEPS, rounds: int = 4, **training) -> TrainJob:
-    payload = copy.deepcopy(transformed["payload"])
-    payload["training"].update({"rounds": rounds, "early_stopping_patience": None, **training})
+def _job(transformed, tmp: Path, steps: int = STEPS, rounds: int = 4, model=None, **training) -> TrainJob:
+    contract = transformed["contract"]
+    values = {**contract.training.model_dump(), "rounds": rounds, "early_stopping_patience": None, **training}
+    contract = contract.model_copy(update={"training": TrainingConfig.model_validate(values)})
+    if model:
+        contract = contract.model_copy(update={"model": ModelConfig.model_validate({**contract.model.model_dump(),
+                                                                                    **model})})
     return TrainJob(
-        payload=payload, train_files=transformed["train"], eval_files=transformed["eval"],
+        contract=contract, train_files=transformed["train"], eval_files=transformed["eval"],
         transform_output=transformed["graph"], serving_model_dir=str(tmp / "model"), log_dir=str(tmp / "logs"),
         train_steps=steps, eval_steps=5, checkpoint_dir=str(tmp / "ckpt"), history_path=str(tmp / "history.json"),
     )
@@ -121,9 +126,8 @@ def test_killed_training_resumes_from_its_checkpoint(transformed, tmp_path):
 
 
 def test_diverging_training_fails_with_its_explanation_and_exports_nothing(transformed, tmp_path):
-    job = _job(transformed, tmp_path, steps=60, rounds=2, strategy="mirrored", cpu_devices=2)
-    job.payload["model"].update({"learning_rate": 1e6, "loss": "mse", "l2": 0.0})
-    job.payload["training"].update({"clip_global_norm": None})
+    job = _job(transformed, tmp_path, steps=60, rounds=2, strategy="mirrored", cpu_devices=2,
+               clip_global_norm=None, model={"learning_rate": 1e6, "loss": "mse", "l2": 0.0})
     with pytest.raises(WorkerFailed, match=r"training diverged at step \d+: loss = (nan|inf)"):
         run_workers(job, str(tmp_path / "workers"), timeout_s=300)
     assert not (tmp_path / "model").exists()
@@ -132,19 +136,21 @@ def test_diverging_training_fails_with_its_explanation_and_exports_nothing(trans
 def test_tuner_search_feeds_the_trainer(transformed, tmp_path):
     from tfx.components.trainer.fn_args_utils import FnArgs
 
-    from sluice.components.trainer.tuning import tuner_fn
+    from sluice.components.settings import TunerConfig
+    from sluice.components.trainer.tuning import model_values, tuner_fn
 
-    payload = copy.deepcopy(transformed["payload"])
-    payload["tuner"] = {"enabled": True, "algorithm": "random", "max_trials": 2, "steps_per_trial": 40,
-                        "search_space": {"learning_rate": [0.0001, 0.01], "hidden_units": [[16], [32, 16]]}}
+    search = TunerConfig(enabled=True, algorithm="random", max_trials=2, steps_per_trial=40,
+                         search_space={"learning_rate": [0.0001, 0.01], "hidden_units": [[16], [32, 16]]})
+    contract = transformed["tuner_contract"].model_copy(update={"tuner": search})
     fn_args = FnArgs(train_files=transformed["train"], eval_files=transformed["eval"], eval_steps=5,
-                     transform_graph_path=transformed["graph"], working_dir=str(tmp_path), custom_config=payload)
+                     transform_graph_path=transformed["graph"], working_dir=str(tmp_path),
+                     custom_config=contract.to_dict())
     result = tuner_fn(fn_args)
     result.tuner.search(**{**result.fit_kwargs, "verbose": 0})
     best = result.tuner.get_best_hyperparameters()[0]
     assert best.values["learning_rate"] in (0.0001, 0.01) and best.values["hidden_units"] in ("16", "32,16")
     trials = result.tuner.oracle.get_best_trials(2)
     assert len(trials) == 2 and trials[0].score <= trials[1].score
-    applied = apply_hyperparameters(payload, dict(best.values))
-    assert applied["model"]["learning_rate"] == best.values["learning_rate"]
-    assert applied["model"]["hidden_units"] == [int(u) for u in best.values["hidden_units"].split(",")]
+    applied = contract.trainer().with_hyperparameters(model_values(dict(best.values)))
+    assert applied.model.learning_rate == best.values["learning_rate"]
+    assert applied.model.hidden_units == [int(u) for u in best.values["hidden_units"].split(",")]

@@ -1,4 +1,4 @@
-"""Seeded synthetic data and payloads for Trainer tests: no TFX, no Transform, seconds to train."""
+"""Seeded synthetic data and contracts for Trainer tests: no TFX, no Transform, seconds to train."""
 
 from __future__ import annotations
 
@@ -8,37 +8,37 @@ from typing import Any, Dict, Tuple
 import numpy as np
 import tensorflow as tf
 
+from sluice.components.contracts import TrainerContract
+from sluice.pipeline.config import load_config
+from tests.helpers import CONFIGS
+
 SPECS = [["x0_xf", 0, 1], ["x1_xf", 0, 1], ["x2_xf", 0, 1], ["c_xf", 5, 3]]
 
+# What the synthetic tests set; every other setting is the default of its config class (settings.py).
+SYNTHETIC: Dict[str, Any] = {
+    "name": "synthetic",
+    "task": {"type": "regression", "label": "y"},
+    "features": [
+        {"name": "x0", "kind": "numeric"}, {"name": "x1", "kind": "numeric"}, {"name": "x2", "kind": "numeric"},
+        {"name": "c", "kind": "categorical_int", "num_buckets": 4, "embedding_dim": 3},
+    ],
+    "model": {"hidden_units": [16, 8], "learning_rate": 0.01, "batch_size": 32, "train_steps": 200, "eval_steps": 4,
+              "loss": "huber", "seed": 7},
+    "training": {"rounds": 4},
+    "input": {"deterministic": True},
+}
 
-def payload(**overrides: Any) -> Dict[str, Any]:
-    """A regression payload shaped like ``PipelineConfig.component_payload()`` (defaults of the config)."""
-    base: Dict[str, Any] = {
-        "name": "synthetic",
-        "task": {"type": "regression", "label": "y", "derive": None},
-        "features": [
-            {"name": "x0", "kind": "numeric"}, {"name": "x1", "kind": "numeric"}, {"name": "x2", "kind": "numeric"},
-            {"name": "c", "kind": "categorical_int", "num_buckets": 4, "embedding_dim": 3},
-        ],
-        "model": {
-            "architecture": "mlp", "hidden_units": [16, 8], "activation": "relu", "dropout": 0.0,
-            "noise_stddev": 0.0, "l2": 0.0, "max_norm": None, "reconstruction_weight": 0.0,
-            "learning_rate": 0.01, "batch_size": 32, "train_steps": 200, "eval_steps": 4, "loss": "huber",
-            "huber_delta": 1.0, "quantile": 0.5, "focal_gamma": 2.0, "focal_alpha": 0.25, "seed": 7,
-        },
-        "training": {
-            "strategy": "default", "cpu_devices": 2, "workers": 2, "loop": "fit", "rounds": 4,
-            "clip_value": None, "clip_norm": None, "clip_global_norm": None, "lr_schedule": "constant",
-            "lr_decay_rate": 0.5, "wide_learning_rate": None, "early_stopping_patience": None,
-            "reduce_lr_patience": None, "reduce_lr_factor": 0.5, "checkpoint": True,
-        },
-        "input": {"deterministic": True},
-    }
-    out = copy.deepcopy(base)
+
+def contract(**overrides: Any) -> TrainerContract:
+    """A regression ``TrainerContract`` as ``PipelineConfig.trainer_contract()`` makes it, with the synthetic
+    data's task and features and the settings above; ``section__key=value`` overrides one setting. The result
+    is validated like a config file would be."""
+    real = load_config(CONFIGS / "taxi_fare.yaml").trainer_contract()
+    sections = copy.deepcopy(SYNTHETIC)
     for dotted, value in overrides.items():
         section, key = dotted.split("__")
-        out[section][key] = value
-    return out
+        sections[section][key] = value
+    return TrainerContract.model_validate({**real.model_dump(exclude=set(sections)), **sections})
 
 
 def arrays(n: int = 1024, seed: int = 0, binary: bool = False) -> Tuple[Dict[str, np.ndarray], np.ndarray]:

@@ -3,18 +3,19 @@ deterministic mode do what the config says. Synthetic data, one device, seconds.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Tuple
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from sluice.components.contracts import TrainerContract
 from sluice.components.trainer import loops
 from sluice.components.trainer.losses import make_loss
 from sluice.components.trainer.metrics import task_metrics
 from sluice.components.trainer.models import build_model
-from tests.trainer.synthetic import SPECS, arrays, dataset, payload
+from tests.trainer.synthetic import SPECS, arrays, contract, dataset
 
 STEPS, EVAL_STEPS = 120, 4
 # Same data, same initial weights, same batches, same Adam: the loops differ only in float rounding.
@@ -23,17 +24,17 @@ STEPS, EVAL_STEPS = 120, 4
 LOSS_AGREEMENT = 5e-3  # relative, on the final training loss and on the loss over all data after training
 
 
-def _train(p: Dict[str, Any], train_ds=None, eval_ds=None) -> Tuple[keras.Model, loops.History]:
-    keras.utils.set_random_seed(p["model"]["seed"])
-    plan = loops.Plan.from_payload(p, STEPS, EVAL_STEPS)
+def _train(p: TrainerContract, train_ds=None, eval_ds=None) -> Tuple[keras.Model, loops.History]:
+    keras.utils.set_random_seed(p.model.seed)
+    plan = loops.Plan.from_contract(p, STEPS, EVAL_STEPS)
     model = build_model(p, SPECS)
-    fit = p["training"]["loop"] == "fit"
+    fit = p.training.loop == "fit"
     groups = loops.optimizer_groups(model, p, plan, with_clipping=fit)
     metrics = task_metrics(p)
     model.compile(optimizer=groups[0][0], **({"loss": make_loss(p), "metrics": metrics} if fit else {}))
     train_ds = train_ds if train_ds is not None else dataset()
     eval_ds = eval_ds if eval_ds is not None else dataset(n=128, seed=1)  # 4 batches: every round sees the same
-    callbacks = loops.keras_callbacks(p["training"])
+    callbacks = loops.keras_callbacks(p.training)
     import tempfile
 
     log_dir = tempfile.mkdtemp()
@@ -45,7 +46,7 @@ def _train(p: Dict[str, Any], train_ds=None, eval_ds=None) -> Tuple[keras.Model,
     return model, history
 
 
-def _full_loss(model: keras.Model, p: Dict[str, Any]) -> float:
+def _full_loss(model: keras.Model, p: TrainerContract) -> float:
     features, y = arrays()
     return float(make_loss(p)(y, model(features, training=False)))
 
@@ -58,10 +59,10 @@ def _full_loss(model: keras.Model, p: Dict[str, Any]) -> float:
     {"model__l2": 1e-3, "model__reconstruction_weight": 0.1, "training__lr_schedule": "exponential"},
 ], ids=["plain", "clip_value", "clip_norm", "clip_global_norm+cosine", "regularizers+aux_loss+exponential"])
 def test_fit_and_custom_loop_agree(overrides):
-    fit_model, fit_hist = _train(payload(training__loop="fit", **overrides))
-    custom_model, custom_hist = _train(payload(training__loop="custom", **overrides))
+    fit_model, fit_hist = _train(contract(training__loop="fit", **overrides))
+    custom_model, custom_hist = _train(contract(training__loop="custom", **overrides))
     assert fit_hist["loss"][-1] == pytest.approx(custom_hist["loss"][-1], rel=LOSS_AGREEMENT)
-    p = payload(**overrides)
+    p = contract(**overrides)
     assert _full_loss(fit_model, p) == pytest.approx(_full_loss(custom_model, p), rel=LOSS_AGREEMENT)
     assert fit_hist["loss"][-1] < 0.5 * fit_hist["loss"][0]  # and they did learn
 
@@ -73,22 +74,21 @@ def test_custom_loop_clips_with_the_configured_settings(monkeypatch):
     real = loops.clip_gradients
 
     def spy(grads, training):
-        seen.append(training["clip_global_norm"])
+        seen.append(training.clip_global_norm)
         return real(grads, training)
 
     monkeypatch.setattr(loops, "clip_gradients", spy)
-    _train(payload(training__loop="custom", training__clip_global_norm=0.5))
+    _train(contract(training__loop="custom", training__clip_global_norm=0.5))
     assert seen and set(seen) == {0.5}
 
 
 def test_clip_gradients_matches_tensorflow():
     grads = [tf.constant([3.0, 4.0]), tf.constant([[12.0]])]
-    t = payload()["training"]
-    by_norm = loops.clip_gradients(grads, {**t, "clip_norm": 1.0})
+    by_norm = loops.clip_gradients(grads, contract(training__clip_norm=1.0).training)
     assert [float(tf.norm(g)) for g in by_norm] == pytest.approx([1.0, 1.0])
-    by_global = loops.clip_gradients(grads, {**t, "clip_global_norm": 6.5})
+    by_global = loops.clip_gradients(grads, contract(training__clip_global_norm=6.5).training)
     assert float(tf.linalg.global_norm(by_global)) == pytest.approx(6.5)
-    by_value = loops.clip_gradients(grads, {**t, "clip_value": 3.5})
+    by_value = loops.clip_gradients(grads, contract(training__clip_value=3.5).training)
     assert by_value[0].numpy().tolist() == [3.0, 3.5] and by_value[1].numpy().tolist() == [[3.5]]
 
 
@@ -98,15 +98,15 @@ def test_nan_guard_names_the_step(loop):
     y[5 * 32 + 3] = np.inf  # the 6th batch has an infinite label
     bad = tf.data.Dataset.from_tensor_slices((features, y)).batch(32, drop_remainder=True).repeat()
     with pytest.raises(loops.TrainingDiverged, match=r"at step 6: loss = (nan|inf)") as err:
-        _train(payload(training__loop=loop, model__loss="mse"), train_ds=bad)
+        _train(contract(training__loop=loop, model__loss="mse"), train_ds=bad)
     assert "learning rate" in str(err.value) and "No model was exported" in str(err.value)
 
 
 def test_two_optimizers_train_the_wide_and_deep_parts_at_their_own_rates():
-    p = payload(training__loop="custom", model__architecture="wide_deep", training__wide_learning_rate=1e-9)
+    p = contract(training__loop="custom", model__architecture="wide_deep", training__wide_learning_rate=1e-9)
     keras.utils.set_random_seed(7)
     model = build_model(p, SPECS)
-    groups = loops.optimizer_groups(model, p, loops.Plan.from_payload(p, STEPS, EVAL_STEPS), with_clipping=False)
+    groups = loops.optimizer_groups(model, p, loops.Plan.from_contract(p, STEPS, EVAL_STEPS), with_clipping=False)
     ids = [sorted(id(v) for v in vs) for _, vs in groups]
     assert len(groups) == 2 and not set(ids[0]) & set(ids[1])
     assert sorted(ids[0] + ids[1]) == sorted(id(v) for v in model.trainable_variables)
@@ -122,7 +122,7 @@ def test_two_optimizers_train_the_wide_and_deep_parts_at_their_own_rates():
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_early_stopping_from_config_stops_both_loops(loop):
     # A learning rate too small to change the loss: val_loss never improves after round 1.
-    p = payload(training__loop=loop, model__learning_rate=1e-12, training__early_stopping_patience=2,
+    p = contract(training__loop=loop, model__learning_rate=1e-12, training__early_stopping_patience=2,
                 training__rounds=8)
     _, history = _train(p)
     assert len(history["val_loss"]) == 3
@@ -130,16 +130,16 @@ def test_early_stopping_from_config_stops_both_loops(loop):
 
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_reduce_lr_on_plateau_from_config(loop):
-    p = payload(training__loop=loop, model__learning_rate=1e-12, training__reduce_lr_patience=1, training__rounds=4)
+    p = contract(training__loop=loop, model__learning_rate=1e-12, training__reduce_lr_patience=1, training__rounds=4)
     model, _ = _train(p)
     assert float(model.optimizer.learning_rate) == pytest.approx(1e-12 * 0.5**3, rel=1e-3)
 
 
 _DETERMINISM_SCRIPT = """
 import keras, numpy as np, tensorflow as tf
-from tests.trainer.test_loops import _train, payload, dataset
+from tests.trainer.test_loops import _train, contract, dataset
 tf.config.experimental.enable_op_determinism()  # process-wide and irreversible: hence a subprocess
-p = payload(training__loop="custom", model__noise_stddev=0.1, model__dropout=0.2)
+p = contract(training__loop="custom", model__noise_stddev=0.1, model__dropout=0.2)
 runs = []
 for _ in range(2):
     keras.utils.set_random_seed(7)  # as train() does, before its datasets are made (shuffles use the seed)
@@ -164,7 +164,7 @@ def test_deterministic_mode_gives_identical_weights():
 
 
 def test_tensorboard_scalars_are_written_by_the_custom_loop(tmp_path):
-    p = payload(training__loop="custom", model__reconstruction_weight=0.1)
+    p = contract(training__loop="custom", model__reconstruction_weight=0.1)
     keras.utils.set_random_seed(7)
     plan = loops.Plan(2, 10, 2, 32)
     model = build_model(p, SPECS)

@@ -12,7 +12,7 @@ from sluice.components.trainer import layers as L
 from sluice.components.trainer.losses import BinaryFocal, LogCosh, Quantile, make_loss
 from sluice.components.trainer.metrics import RSquared, StreamingHuber
 from sluice.components.trainer.models import WideDeep, build_model
-from tests.trainer.synthetic import SPECS, arrays, payload
+from tests.trainer.synthetic import SPECS, arrays, contract
 
 RNG = np.random.default_rng(0)
 Y_TRUE = RNG.normal(size=(200, 1)).astype("float32") * 3
@@ -45,7 +45,7 @@ def test_focal_matches_keras_reference_and_reduces_to_cross_entropy():
 
 @pytest.mark.parametrize("name", ["huber", "log_cosh", "quantile", "mse", "mae", "binary_crossentropy", "focal"])
 def test_every_configured_loss_gives_per_example_values_unreduced(name):
-    p = payload(model__loss=name)
+    p = contract(model__loss=name)
     per_example = make_loss(p, reduction="none")(np.ones((5, 1), "float32") * 0.5, np.full((5, 1), 0.3, "float32"))
     assert per_example.shape == (5,)
 
@@ -132,7 +132,7 @@ def _check_round_trip(model: keras.Model, tmp_path) -> None:
 
 def test_every_custom_layer_round_trips_through_keras_and_saved_model(tmp_path):
     model = _model_with_every_custom_object()
-    model.compile(optimizer="adam", loss=make_loss(payload()))
+    model.compile(optimizer="adam", loss=make_loss(contract()))
     features, y = arrays(256)
     model.fit(features, y, epochs=1, batch_size=32, verbose=0)  # trained weights, not just initial ones
     _check_round_trip(model, tmp_path)
@@ -140,7 +140,7 @@ def test_every_custom_layer_round_trips_through_keras_and_saved_model(tmp_path):
 
 @pytest.mark.parametrize("arch", ["mlp", "wide_deep"])
 def test_configured_models_round_trip(arch, tmp_path):
-    p = payload(model__architecture=arch, model__reconstruction_weight=0.1, model__noise_stddev=0.1,
+    p = contract(model__architecture=arch, model__reconstruction_weight=0.1, model__noise_stddev=0.1,
                 model__l2=1e-4, model__max_norm=3.0, model__activation="leaky_softplus", model__dropout=0.1)
     model = build_model(p, SPECS)
     assert isinstance(model, WideDeep) == (arch == "wide_deep")
@@ -152,7 +152,7 @@ def test_configured_models_round_trip(arch, tmp_path):
 
 # -------------------------------------------------------------------------------- losses on model internals
 def test_reconstruction_loss_is_added_and_tracked_as_its_own_metric():
-    p = payload(model__reconstruction_weight=0.5)
+    p = contract(model__reconstruction_weight=0.5)
     model = build_model(p, SPECS)
     features, y = arrays(256)
     inputs = {k: tf.constant(v) for k, v in features.items()}

@@ -122,7 +122,12 @@ def test_builtin_file_calls_in_components_stay_on_local_scratch():
 def test_training_workers_of_a_remote_run_work_locally_and_their_logs_reach_the_artifact(ram, monkeypatch):
     """On Vertex the Trainer's model_run dir is gs://: worker processes get a local work dir, and their logs
     are uploaded even when training fails (the failure itself still propagates)."""
+    import yaml
+
+    from sluice.components.settings import TrainingConfig
     from sluice.components.trainer import launcher
+    from sluice.pipeline.config import parse_config
+    from tests.helpers import CONFIGS
 
     seen = {}
 
@@ -131,8 +136,10 @@ def test_training_workers_of_a_remote_run_work_locally_and_their_logs_reach_the_
         Path(workdir, "worker-0.log").write_text("worker 0 diverged")
         raise launcher.WorkerFailed("training worker 0 exited with status 3")
 
-    class Job:
-        payload = {"training": {"strategy": "multi_worker", "workers": 2}}
+    class Job:  # only what launch() reads
+        contract = parse_config(yaml.safe_load((CONFIGS / "taxi_fare.yaml").read_text()),
+                                base_dir=str(CONFIGS)).trainer_contract()
+        contract = contract.model_copy(update={"training": TrainingConfig(strategy="multi_worker", loop="custom")})
 
     monkeypatch.setattr(launcher, "run_workers", failing_workers)
     with pytest.raises(launcher.WorkerFailed, match="status 3"):

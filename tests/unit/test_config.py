@@ -45,14 +45,6 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path, fare_raw):
     assert cfg.data_path == (tmp_path / "sub" / "data.csv").resolve()
 
 
-def test_payload_is_json_and_carries_code_version(fare_raw):
-    import json
-
-    payload = parse_config(fare_raw).component_payload()
-    assert json.loads(json.dumps(payload)) == payload
-    assert set(payload) >= {"features", "task", "model", "training", "code_version"}
-
-
 def _error(raw) -> str:
     with pytest.raises(ConfigError) as exc:
         parse_config(raw)

@@ -7,6 +7,9 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
 import pytest
 
+from sluice.components.contracts import GateContract
+from sluice.components.settings import ValidationConfig
+
 from sluice.components.data_gate import (
     Finding,
     comparator_schema,
@@ -56,10 +59,10 @@ def test_findings_carry_feature_type_severity_and_expectation():
 
 def test_severity_floor_and_allow_list():
     findings = findings_from_anomalies(ANOMALIES, "train", SCHEMA)
-    assert [f.feature for f in decide(findings, {"fail_on": "error"})] == ["payment_type"]
-    assert {f.feature for f in decide(findings, {"fail_on": "warning"})} == {"payment_type", "hour"}
+    assert [f.feature for f in decide(findings, ValidationConfig(fail_on="error"))] == ["payment_type"]
+    assert {f.feature for f in decide(findings, ValidationConfig(fail_on="warning"))} == {"payment_type", "hour"}
     allow = [{"feature": "payment_type", "anomaly": "ENUM_TYPE_UNEXPECTED_STRING_VALUES"}]
-    assert decide(findings, {"fail_on": "error", "allow": allow}) == []
+    assert decide(findings, ValidationConfig.model_validate({"fail_on": "error", "allow": allow})) == []
     assert next(f for f in findings if f.feature == "payment_type").allowed
 
 
@@ -71,14 +74,14 @@ def test_message_fits_one_screen_and_names_the_report():
     assert "and 22 more" in message and "/out/report.html" in message and "validation.allow" in message
 
 
-GATE = {
+GATE = GateContract.model_validate({
     "validation": {
         "skew": {"categorical_linf": 0.1, "numeric_jsd": 0.2},
         "drift": {"categorical_linf": 0.3, "numeric_jsd": None},
         "comparators": {"fare": {"drift": 0.5}, "payment_type": {"skew": 0.05}},
     },
     "columns": {"fare": "numeric", "payment_type": "categorical", "hour": "numeric", "absent": "numeric"},
-}
+})
 
 
 def test_thresholds_by_column_kind_with_overrides():

@@ -62,7 +62,7 @@ def _cfg(raw, **evaluation):
 
 
 def test_eval_config_gates_overall_and_feature_slices_separately(fare_raw):
-    ec = build_eval_config(_cfg(fare_raw))
+    ec = build_eval_config(_cfg(fare_raw).evaluation_contract())
     assert [list(s.feature_keys) for s in ec.slicing_specs] == [[], ["payment_type"], ["trip_start_hour"], ["company"],
                                                                  ["payment_type", "trip_start_day"]]
     metrics = {m.class_name: m for m in ec.metrics_specs[0].metrics}
@@ -78,7 +78,7 @@ def test_eval_config_gates_overall_and_feature_slices_separately(fare_raw):
 
 def test_classification_gets_pr_auc_calibration_and_confusion_matrices():
     raw = yaml.safe_load((CONFIGS / "taxi_tips.yaml").read_text())
-    ec = build_eval_config(parse_config(raw, base_dir=str(CONFIGS)))
+    ec = build_eval_config(parse_config(raw, base_dir=str(CONFIGS)).evaluation_contract())
     metrics = {m.class_name: m for m in ec.metrics_specs[0].metrics}
     assert {"AUC", "AUCPrecisionRecall", "Calibration", "CalibrationPlot", "ConfusionMatrixAtThresholds"} <= set(metrics)
     assert "0.3, 0.5, 0.7" in metrics["ConfusionMatrixAtThresholds"].config

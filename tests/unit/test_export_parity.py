@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sluice.components.export import parity
+from sluice.components.settings import ParityBudget
 
 
 def test_auc_matches_the_pairwise_definition():
@@ -21,7 +22,7 @@ def test_auc_matches_the_pairwise_definition():
 def test_float32_must_agree_row_by_row():
     labels = np.array([1.0, 2.0, 3.0, 4.0])
     saved = np.array([[1.1], [2.1], [2.9], [4.2]])
-    budget = parity.Budget(rtol=1e-4, atol=1e-5)
+    budget = ParityBudget(rtol=1e-4, atol=1e-5)
     ok = parity.compare("float32", "regression", labels, saved, saved + 1e-6, 100, budget)
     assert ok.passed and ok.rows_outside_tolerance == 0
     one_off = saved.copy()
@@ -35,7 +36,7 @@ def test_quantized_variants_are_judged_on_the_task_metric():
     rng = np.random.default_rng(0)
     labels = rng.normal(10, 3, 1000)
     saved = labels + rng.normal(0, 1, 1000)
-    budget = parity.Budget(metric_budget=0.01)
+    budget = ParityBudget(metric_budget=0.01)
     close = parity.compare("int8", "regression", labels, saved, saved + rng.normal(0, 0.01, 1000), 10, budget)
     assert close.passed and abs(close.metric_change) < 0.01
     worse = parity.compare("int8", "regression", labels, saved, saved + rng.normal(0, 1, 1000), 10, budget)
@@ -57,8 +58,8 @@ def test_export_settings_follow_the_targets():
     from tests.helpers import CONFIGS
 
     raw = yaml.safe_load((CONFIGS / "taxi_fare.yaml").read_text())
-    settings = parse_config(raw).export_settings()
-    assert settings["variants"] == ["float32", "dynamic_range", "int8"]
-    assert set(settings["payload"]) == {"name", "task", "features"} and settings["model_name"] == "taxi_fare"
+    contract = parse_config(raw).export_contract()
+    assert contract.variants == ["float32", "dynamic_range", "int8"] and contract.model_name == "taxi_fare"
+    assert contract.budget == parse_config(raw).export.parity
     raw["export"]["targets"] = ["saved_model"]
-    assert parse_config(raw).export_settings()["variants"] == []  # warmup only
+    assert parse_config(raw).export_contract().variants == []  # warmup only

@@ -9,7 +9,8 @@ import re
 import pytest
 import yaml
 
-from sluice.pipeline.config import BeamConfig, parse_config
+from sluice.pipeline.config import parse_config
+from sluice.pipeline.platform import BeamConfig
 from sluice.pipeline.errors import ConfigError
 from tests.helpers import CONFIGS, ROOT
 
@@ -177,7 +178,7 @@ def test_component_ids_known_to_the_config_are_the_graphs(fare_raw, tmp_path):
     """``kubeflow.resources`` keys are checked against COMPONENT_IDS: it must name every container node."""
     from tfx.dsl.components.base import base_component
 
-    from sluice.pipeline.config import COMPONENT_IDS
+    from sluice.pipeline.platform import COMPONENT_IDS
     from sluice.pipeline.data_source import DataSource
     from sluice.pipeline.pipeline import OutputPaths, create_pipeline
 
@@ -216,7 +217,7 @@ def test_no_resources_configured_compiles_none(compiled):
 def test_memory_and_cpu_quantities_mean_what_kfp_says():
     from kfp.dsl.pipeline_task import PipelineTask
 
-    from sluice.pipeline.config import ContainerResources
+    from sluice.pipeline.platform import ContainerResources
 
     for memory in ("32G", "16Gi", "512M", "1536Mi", "2T"):
         ours = ContainerResources.model_validate({"memory": memory}).memory
@@ -231,7 +232,7 @@ def test_memory_and_cpu_quantities_mean_what_kfp_says():
 def test_vertex_accelerator_names_are_vertex_ais():
     from google.cloud.aiplatform_v1.types import AcceleratorType
 
-    from sluice.pipeline.config import VERTEX_ACCELERATORS
+    from sluice.pipeline.platform import VERTEX_ACCELERATORS
 
     assert set(VERTEX_ACCELERATORS) <= {a.name for a in AcceleratorType} - {"ACCELERATOR_TYPE_UNSPECIFIED"}
 
@@ -354,12 +355,21 @@ def test_platform_settings_change_neither_the_local_graph_nor_the_config_hash(fa
                        "vertex_training": {"project": "proj", "region": "europe-west4"}}
     platform = parse_config(raw, base_dir=str(CONFIGS))
     assert platform.fingerprint() == plain.fingerprint()
-    assert platform.component_payload() == plain.component_payload()
+    assert platform.trainer_contract() == plain.trainer_contract()
     graph = create_pipeline(platform, DataSource(str(tmp_path), "*.csv", ()), OutputPaths(tmp_path / "out"))
     trainer = next(c for c in graph.components if c.id == "Trainer")
     assert type(trainer).__module__ == "tfx.components.trainer.component"  # the stock Trainer
-    assert json.loads(trainer.exec_properties["custom_config"]) == platform.component_payload()
+    assert _without_code(json.loads(trainer.exec_properties["custom_config"])) == platform.trainer_contract()
     assert all(getattr(c, "platform_config", None) is None for c in graph.components)
+
+
+def _without_code(custom_config):
+    """The Trainer's contract as run_fn parses it (TFX's ai_platform_* keys dropped), code version cleared."""
+    from sluice.components.contracts import TrainerContract
+
+    contract = TrainerContract.parse(custom_config)
+    assert contract.code_version  # the pipeline always fingerprints the Trainer's code
+    return contract.model_copy(update={"code_version": ""})
 
 
 # ------------------------------------------------------------------------------------ Vertex AI training job
@@ -376,7 +386,7 @@ def vertex(fare_raw, tmp_path_factory):
     return _compile(raw, tmp_path_factory.mktemp("vertex"), data="gs://bucket/data/taxi/*.csv")
 
 
-def test_trainer_compiles_as_a_vertex_training_job_that_keeps_the_payload(vertex):
+def test_trainer_compiles_as_a_vertex_training_job_that_keeps_the_contract(vertex):
     from tfx.extensions.google_cloud_ai_platform import constants
     from tfx.extensions.google_cloud_ai_platform.trainer import executor as cloud
 
@@ -386,8 +396,7 @@ def test_trainer_compiles_as_a_vertex_training_job_that_keeps_the_payload(vertex
     params = _parameters(body, "Trainer")
     assert params["run_fn"] == "sluice.components.trainer.run_fn.run_fn"
     custom = json.loads(params["custom_config"])
-    payload = cfg.component_payload()
-    assert {k: custom[k] for k in payload} == payload  # run_fn's payload, unchanged, beside the Vertex keys
+    assert _without_code(custom) == cfg.trainer_contract()  # run_fn's contract, unchanged, beside the Vertex keys
     assert custom[constants.ENABLE_VERTEX_KEY] is True and custom[constants.VERTEX_REGION_KEY] == "europe-west4"
     args = custom[cloud.TRAINING_ARGS_KEY]
     assert args["project"] == "proj" and args["job_spec"]["service_account"] == VERTEX["service_account"]
@@ -402,7 +411,7 @@ def test_trainer_compiles_as_a_vertex_training_job_that_keeps_the_payload(vertex
 def test_the_cloud_executor_submits_a_valid_custom_job_whose_replicas_run_run_fn(vertex, monkeypatch):
     """TFX's own cloud executor runs on the compiled exec properties up to the Vertex API call: the CustomJob
     it would send parses as Vertex AI's proto, and each replica's command runs TFX's Trainer executor with
-    sluice's run_fn and the payload."""
+    sluice's run_fn and its contract."""
     from google.cloud.aiplatform_v1.types.custom_job import CustomJob
     from tfx.extensions.google_cloud_ai_platform import runner, training_clients
     from tfx.extensions.google_cloud_ai_platform.trainer import executor as cloud
@@ -426,7 +435,7 @@ def test_the_cloud_executor_submits_a_valid_custom_job_whose_replicas_run_run_fn
     in_job = json.loads(command[command.index("--exec-properties") + 1])
     assert in_job["run_fn"] == "sluice.components.trainer.run_fn.run_fn"
     custom = json_utils.loads(in_job["custom_config"])  # what fn_args.custom_config will be in every replica
-    assert {k: custom[k] for k in cfg.component_payload()} == cfg.component_payload()
+    assert _without_code(custom) == cfg.trainer_contract()
 
 
 @pytest.mark.parametrize("task,chief", [("chief", True), ("worker", False)])
@@ -440,7 +449,9 @@ def test_vertex_tf_config_makes_each_replica_a_cluster_member(monkeypatch, task,
     cluster = {"chief": ["cmle-training-workerpool0-0:2222"],
                "worker": ["cmle-training-workerpool1-0:2222", "cmle-training-workerpool1-1:2222"]}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": task, "index": 0}}))
-    assert needs_fresh_process({"strategy": "multi_worker"}) is False
+    from sluice.components.settings import TrainingConfig
+
+    assert needs_fresh_process(TrainingConfig(strategy="multi_worker", loop="custom")) is False
     assert is_chief() is chief and tfx_trainer._is_chief() is chief
 
 

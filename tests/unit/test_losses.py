@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from sluice.components.trainer.losses import Huber, make_loss
+from tests.trainer.synthetic import contract
 
 
 @pytest.mark.parametrize("delta", [0.5, 1.0, 2.0])
@@ -29,7 +30,7 @@ def test_huber_at_the_delta_boundary():
 
 
 def test_huber_round_trips_through_config():
-    loss = make_loss({"model": {"loss": "huber", "huber_delta": 2.5}})
+    loss = make_loss(contract(model__loss="huber", model__huber_delta=2.5))
     restored = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(restored, Huber) and restored.delta == 2.5
 

@@ -1,0 +1,389 @@
+"""The settings each component works with: the typed sections of a pipeline config.
+
+These are the pieces the per-component contracts (``contracts.py``) are made of, and the sections
+``sluice.pipeline.config.PipelineConfig`` composes: features, task, model, training, tf.data input, tuner,
+evaluation, validation and the TFLite parity budget. They are defined here, below the pipeline, so that the
+components depend on nothing of ``sluice.pipeline`` (the dependency points one way) and a setting has one
+definition, one default and one validator from the YAML file to the Keras object that uses it.
+
+Pure pydantic: no TensorFlow import (the CLI's fast paths and the no-op check load this).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, Dict, List, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+REGRESSION = "regression"
+BINARY = "binary_classification"
+
+# Evaluation metric names users write -> TFMA class names (``huber`` and ``r_squared`` are sluice's own TFMA
+# metrics, the same formulas as the Trainer's streaming metrics). The same names are used in thresholds.
+REGRESSION_METRICS = {
+    "mean_absolute_error": "MeanAbsoluteError",
+    "root_mean_squared_error": "RootMeanSquaredError",
+    "mean_squared_error": "MeanSquaredError",
+    "huber": "Huber",
+    "r_squared": "RSquared",
+    "mean_label": "MeanLabel",
+    "mean_prediction": "MeanPrediction",
+    "example_count": "ExampleCount",
+}
+BINARY_METRICS = {
+    "auc": "AUC",
+    "pr_auc": "AUCPrecisionRecall",
+    "binary_accuracy": "BinaryAccuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "calibration": "Calibration",
+    "mean_label": "MeanLabel",
+    "mean_prediction": "MeanPrediction",
+    "example_count": "ExampleCount",
+}
+SLUICE_TFMA_METRICS = {"Huber", "RSquared"}
+# Metrics where a smaller value is better (decides the direction of change thresholds).
+LOWER_IS_BETTER = {"mean_absolute_error", "root_mean_squared_error", "mean_squared_error", "huber"}
+
+LOSSES = {
+    REGRESSION: ("huber", "log_cosh", "quantile", "mse", "mae"),
+    BINARY: ("binary_crossentropy", "focal"),
+}
+
+
+class _Strict(BaseModel):
+    """Base: unknown keys are errors, values are not silently coerced across types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------- features
+class _FeatureBase(_Strict):
+    name: str = Field(min_length=1)
+    optional: bool = False
+    """The column may be empty; missing values are filled with ``default`` (numerics: the analyzed mean)."""
+    default: Optional[Union[float, str]] = None
+    missing_indicator: bool = False
+    """Also feed the model a 0/1 ``<name>_is_missing`` input (needs ``optional: true``)."""
+
+    @model_validator(mode="after")
+    def _indicator_needs_optional(self) -> "_FeatureBase":
+        if self.missing_indicator and not self.optional:
+            raise ValueError("missing_indicator: needs optional: true (a required column is never missing)")
+        return self
+
+
+class NumericFeature(_FeatureBase):
+    """A float/int column, standardized to z-scores by Transform."""
+
+    kind: Literal["numeric"]
+
+
+class CategoricalStringFeature(_FeatureBase):
+    """A string column: vocabulary of the ``top_k`` most frequent values plus OOV buckets, or hashing."""
+
+    kind: Literal["categorical_string"]
+    top_k: int = Field(default=1000, ge=1)
+    oov_buckets: int = Field(default=1, ge=1)
+    frequency_threshold: int = Field(default=0, ge=0)
+    hash_buckets: Optional[int] = Field(default=None, ge=2)
+    embedding_dim: int = Field(default=8, ge=1)
+
+
+class CategoricalIntFeature(_FeatureBase):
+    """An integer id column with values in ``[0, num_buckets)``; anything else maps to one OOV bucket."""
+
+    kind: Literal["categorical_int"]
+    num_buckets: int = Field(ge=1)
+    embedding_dim: int = Field(default=8, ge=1)
+
+
+class BucketizedFeature(_FeatureBase):
+    """A numeric column cut into ``buckets`` quantile buckets by Transform."""
+
+    kind: Literal["bucketized"]
+    buckets: int = Field(default=10, ge=2)
+    embedding_dim: int = Field(default=4, ge=1)
+
+
+Feature = Annotated[
+    Union[NumericFeature, CategoricalStringFeature, CategoricalIntFeature, BucketizedFeature],
+    Field(discriminator="kind"),
+]
+FEATURE_KINDS = ("numeric", "categorical_string", "categorical_int", "bucketized")
+
+
+# ------------------------------------------------------------------------------------------------- task
+class DerivedLabel(_Strict):
+    """A label computed in Transform from raw columns: ``label = left <op> scale * right``.
+
+    Example (TFX's taxi "big tipper"): ``{left: tips, op: ">", right: fare, scale: 0.2}``. ``right`` is a
+    column name or a number. Rows where a column is missing get label 0.
+    """
+
+    left: str
+    op: Literal[">", ">=", "<", "<="]
+    right: Union[float, str]
+    scale: float = 1.0
+
+
+class Task(_Strict):
+    type: Literal["regression", "binary_classification"]
+    label: str = Field(min_length=1)
+    """The raw label column, or the name given to a derived label."""
+    derive: Optional[DerivedLabel] = None
+
+    @model_validator(mode="after")
+    def _derive_only_for_binary(self) -> "Task":
+        if self.derive is not None and self.type != BINARY:
+            raise ValueError("derive: only supported when task.type is binary_classification")
+        return self
+
+    def raw_label_columns(self) -> List[str]:
+        """The raw CSV columns the label is read or derived from (absent at serving time)."""
+        derive = self.derive
+        if derive is None:
+            return [self.label]
+        return [derive.left] + ([derive.right] if isinstance(derive.right, str) else [])
+
+
+# ------------------------------------------------------------------------------------------------ model
+class ModelConfig(_Strict):
+    """The Keras model and its loss (components/trainer/models.py, losses.py, layers.py)."""
+
+    architecture: Literal["mlp", "wide_deep"] = "mlp"
+    """``mlp``: functional stack of ConstrainedDense; ``wide_deep``: subclassed linear + residual tower."""
+    hidden_units: List[int] = Field(default_factory=lambda: [64, 32], min_length=1)
+    activation: Literal["relu", "leaky_softplus"] = "relu"
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    noise_stddev: float = Field(default=0.0, ge=0.0)
+    """Gaussian noise added to the encoded inputs while training only (a regularizer)."""
+    l2: float = Field(default=0.0, ge=0.0)
+    """L2 penalty on hidden kernels (summed into the loss with the other regularization losses)."""
+    max_norm: Optional[float] = Field(default=None, gt=0.0)
+    """Max-norm constraint on each hidden unit's incoming weights (mlp)."""
+    reconstruction_weight: float = Field(default=0.0, ge=0.0)
+    """Weight of the auxiliary loss: reconstruct the encoded inputs from the first hidden layer."""
+    learning_rate: float = Field(default=1e-3, gt=0.0)
+    batch_size: int = Field(default=128, ge=1)
+    train_steps: int = Field(default=1000, ge=1)
+    eval_steps: int = Field(default=50, ge=1)
+    loss: Literal["huber", "log_cosh", "quantile", "mse", "mae", "binary_crossentropy", "focal"]
+    huber_delta: float = Field(default=1.0, gt=0.0)
+    quantile: float = Field(default=0.5, gt=0.0, lt=1.0)
+    """The quantile ``loss: quantile`` fits (0.5 = median)."""
+    focal_gamma: float = Field(default=2.0, ge=0.0)
+    focal_alpha: float = Field(default=0.25, gt=0.0, lt=1.0)
+    seed: int = 42
+
+    @field_validator("hidden_units")
+    @classmethod
+    def _positive_units(cls, v: List[int]) -> List[int]:
+        if any(u < 1 for u in v):
+            raise ValueError("every hidden layer needs at least 1 unit")
+        return v
+
+
+class InputConfig(_Strict):
+    """The Trainer's tf.data input (components/trainer/data.py)."""
+
+    shuffle_buffer: int = Field(default=10_000, ge=1)
+    """Examples in the shuffle buffer (before batching)."""
+    cache: bool = True
+    """Keep the parsed training batches in memory after the first pass (set false when a split won't fit)."""
+    reader_threads: int = Field(default=4, ge=1)
+    """Parallel file reads / parses."""
+    deterministic: bool = False
+    """Reproducible runs: fixed order, seeded shuffles and TensorFlow op determinism (slower)."""
+
+
+class TransformConfig(_Strict):
+    """TF Transform settings."""
+
+    reuse_analyzer_cache: bool = False
+    """Feed the newest TransformCache back into Transform. Analyzers whose (data, computation) is unchanged
+    are then not recomputed when Transform re-runs — e.g. one feature's preprocessing changed, same data.
+    Off by default: the cache is a new artifact after every executed Transform, so with it on an unchanged
+    re-run executes Transform (and everything after it) again instead of being served from TFX's cache."""
+
+
+class TrainingConfig(_Strict):
+    """How the model is trained (components/trainer/loops.py, strategies.py, launcher.py)."""
+
+    strategy: Literal["default", "mirrored", "multi_worker"] = "default"
+    """``mirrored``: MirroredStrategy over all local GPUs, or ``cpu_devices`` logical CPUs when there are
+    none; ``multi_worker``: MultiWorkerMirroredStrategy over ``workers`` local processes (or the cluster in
+    TF_CONFIG when it is set)."""
+    cpu_devices: int = Field(default=2, ge=1)
+    workers: int = Field(default=2, ge=2)
+    loop: Literal["fit", "custom"] = "fit"
+    """``fit``: model.fit with callbacks; ``custom``: GradientTape in tf.function under strategy.run."""
+    rounds: int = Field(default=10, ge=1)
+    """Evaluation rounds per run (an "epoch" of train_steps / rounds steps): curves, callbacks, checkpoints."""
+    clip_value: Optional[float] = Field(default=None, gt=0.0)
+    clip_norm: Optional[float] = Field(default=None, gt=0.0)
+    """Clip each gradient tensor to this L2 norm."""
+    clip_global_norm: Optional[float] = Field(default=None, gt=0.0)
+    """Clip all gradients together to this global L2 norm."""
+    lr_schedule: Literal["constant", "exponential", "cosine"] = "constant"
+    lr_decay_rate: float = Field(default=0.5, gt=0.0, le=1.0)
+    """exponential: the rate is multiplied by this every ``train_steps / rounds`` steps."""
+    wide_learning_rate: Optional[float] = Field(default=None, gt=0.0)
+    """A second optimizer for the wide part of ``wide_deep`` (custom loop), at this rate."""
+    early_stopping_patience: Optional[int] = Field(default=None, ge=1)
+    """Stop after this many rounds without a better val_loss (restores the best weights)."""
+    reduce_lr_patience: Optional[int] = Field(default=None, ge=1)
+    reduce_lr_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
+    checkpoint: bool = True
+    """Checkpoint every round; a re-run of an interrupted Trainer resumes from the last checkpoint."""
+
+    @model_validator(mode="after")
+    def _compatible(self) -> "TrainingConfig":
+        if self.strategy == "multi_worker" and self.loop == "fit":
+            raise ValueError(
+                "loop: 'fit' does not run under strategy 'multi_worker' with Keras 3.6 (model.fit fails to "
+                "convert PerReplica values across workers); use loop: custom"
+            )
+        clips = [k for k in ("clip_value", "clip_norm", "clip_global_norm") if getattr(self, k) is not None]
+        if len(clips) > 1:
+            raise ValueError(f"{clips[1]}: set one of clip_value, clip_norm, clip_global_norm (Keras applies one)")
+        if self.reduce_lr_patience is not None and self.lr_schedule != "constant":
+            raise ValueError("reduce_lr_patience: needs lr_schedule: constant (a schedule already sets the rate)")
+        if self.wide_learning_rate is not None and self.loop != "custom":
+            raise ValueError("wide_learning_rate: a second optimizer needs loop: custom")
+        return self
+
+
+class TunerConfig(_Strict):
+    """KerasTuner search run by TFX's Tuner component before the Trainer (components/trainer/tuning.py)."""
+
+    enabled: bool = False
+    algorithm: Literal["random", "bayesian"] = "random"
+    max_trials: int = Field(default=4, ge=1)
+    steps_per_trial: int = Field(default=200, ge=1)
+    search_space: Dict[str, List[Any]] = Field(default_factory=dict)
+    """``model`` key -> candidate values, e.g. ``learning_rate: [0.001, 0.003]``,
+    ``hidden_units: [[64, 32], [128, 64]]``. The best values replace the ``model`` settings."""
+
+    @field_validator("search_space")
+    @classmethod
+    def _known_keys(cls, v: Dict[str, List[Any]]) -> Dict[str, List[Any]]:
+        for key, values in v.items():
+            if key not in TUNABLE:
+                raise ValueError(_not_allowed("search_space", key, TUNABLE))
+            if not values:
+                raise ValueError(f"search_space.{key}: give at least one candidate value")
+        return v
+
+
+TUNABLE = ("learning_rate", "hidden_units", "dropout", "l2", "noise_stddev", "huber_delta", "activation")
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+class ChangeThreshold(_Strict):
+    """The candidate may be worse than the baseline (latest blessed model) by at most ``absolute``."""
+
+    absolute: float = Field(ge=0.0)
+
+
+class Threshold(_Strict):
+    metric: str
+    lower_bound: Optional[float] = None
+    upper_bound: Optional[float] = None
+    change: Optional[ChangeThreshold] = None
+    slices: bool = False
+    """false: gate the overall slice; true: gate every feature slice (``evaluation.slices``) that has at least
+    ``evaluation.min_slice_size`` eval examples — smaller slices are reported, not gated."""
+
+    @model_validator(mode="after")
+    def _has_a_bound(self) -> "Threshold":
+        if self.lower_bound is None and self.upper_bound is None and self.change is None:
+            raise ValueError("a threshold needs lower_bound, upper_bound or change")
+        return self
+
+
+class EvaluationConfig(_Strict):
+    metrics: List[str] = Field(default_factory=list)
+    """Metric names to compute (empty: the task's defaults). ``example_count`` is always computed."""
+    slices: List[List[str]] = Field(default_factory=list)
+    """Feature slices (each a list of columns to cross) evaluated besides the overall slice."""
+    thresholds: List[Threshold] = Field(min_length=1)
+    min_slice_size: int = Field(default=50, ge=1)
+    """Feature slices with fewer eval examples are reported but never block the push."""
+    confusion_thresholds: List[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75])
+    """Classification: decision thresholds for the confusion matrices in the report."""
+    plot_range: Optional[List[float]] = Field(default=None, min_length=2, max_length=2)
+    """Regression: ``[low, high]`` of the prediction axis for the calibration plot (none: no plot).
+    Classification always plots probabilities over [0, 1]."""
+    report_top_k: int = Field(default=12, ge=1)
+    """Rows per slicing spec in the report table and plots (largest slices first)."""
+
+    @field_validator("confusion_thresholds")
+    @classmethod
+    def _probabilities(cls, v: List[float]) -> List[float]:
+        if any(not 0.0 < t < 1.0 for t in v):
+            raise ValueError("confusion_thresholds must lie strictly between 0 and 1")
+        return v
+
+
+# ------------------------------------------------------------------------------------------ validation
+class AllowedAnomaly(_Strict):
+    """An anomaly the DataGate tolerates: TFDV's anomaly type (e.g. ENUM_TYPE_UNEXPECTED_STRING_VALUES)."""
+
+    feature: str
+    anomaly: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
+    why: str = ""
+
+
+class Comparator(_Strict):
+    """Distribution distance thresholds: L-infinity for categorical columns, Jensen-Shannon for numeric."""
+
+    categorical_linf: Optional[float] = Field(default=None, gt=0.0, le=1.0)
+    numeric_jsd: Optional[float] = Field(default=None, gt=0.0, le=1.0)
+
+
+class FeatureComparators(_Strict):
+    """Per-column override of ``skew`` / ``drift`` thresholds (the kind-appropriate one is used)."""
+
+    skew: Optional[float] = Field(default=None, gt=0.0, le=1.0)
+    drift: Optional[float] = Field(default=None, gt=0.0, le=1.0)
+
+
+class ValidationConfig(_Strict):
+    """What the DataGate stops a run for (after ExampleValidator, before Transform)."""
+
+    fail_on: Literal["error", "warning"] = "error"
+    """Lowest TFDV anomaly severity that stops the run."""
+    allow: List[AllowedAnomaly] = Field(default_factory=list)
+    skew: Comparator = Field(default_factory=lambda: Comparator(categorical_linf=0.1, numeric_jsd=0.1))
+    """train vs eval split of this run (numeric JSD is measured on deciles: components/data_gate.py)."""
+    drift: Comparator = Field(default_factory=lambda: Comparator(categorical_linf=0.2, numeric_jsd=0.1))
+    """this run's train split vs the last run whose data passed the gate (found through MLMD)."""
+    comparators: Dict[str, FeatureComparators] = Field(default_factory=dict)
+    """Per-column thresholds, overriding the defaults above."""
+
+
+class ParityBudget(_Strict):
+    """How close a TFLite variant must answer to the SavedModel (``components/export/parity.py``)."""
+
+    rtol: float = Field(default=1e-4, gt=0)
+    """float32: every eval row within ``atol + rtol * |SavedModel output|``."""
+    atol: float = Field(default=1e-5, gt=0)
+    metric_budget: float = Field(default=0.01, ge=0)
+    """Quantized variants: the task metric (MAE / AUC) may be at most this much worse, relative (0.01 = 1 %)."""
+
+
+
+def _not_allowed(key: str, value: Any, allowed: Any) -> str:
+    return f"{key}: {_not_in(value, allowed)}"
+
+
+def _not_in(value: Any, allowed: Any, also: str = "") -> str:
+    """"'x' is not allowed (allowed: …); did you mean 'y'?" — the message body without a key path."""
+    allowed = sorted(allowed)
+    hint = difflib.get_close_matches(str(value), allowed, n=1)
+    msg = f"{value!r} is not allowed (allowed: {', '.join(map(str, allowed))}{'; ' + also if also else ''})"
+    if hint:
+        msg += f"; did you mean {hint[0]!r}?"
+    return msg

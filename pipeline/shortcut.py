@@ -1,0 +1,111 @@
+"""The no-op re-run: when nothing a run depends on changed, answer with the last run's result in a second.
+
+TFX's cache already makes an unchanged re-run skip every component, but getting there costs the imports of
+TensorFlow, TFX and Beam, building the graph and an MLMD round trip per node (about 20 s here). This module
+decides *before any of that* whether the run would be a no-op: the key of a run is a hash of
+
+- the config (everything it computes, ``PipelineConfig.fingerprint``) and the curated schema's bytes,
+- the data: every input file's name and full content (not size or mtime, which a copy can keep),
+- sluice's code (every source file) and the versions of the packages that compute (TFX, TF, Beam, …).
+
+After a successful run the key, the run id and its report are recorded in ``<output>/.sluice/last_run.json``;
+the next ``sluice run`` with the same key prints that run's result, marked as such, and exits like it did.
+``--rerun`` and ``--fresh`` always run the pipeline. Only successful runs are recorded, and the record is
+used only while the version it pushed and its report still exist.
+
+Standard library only (no TensorFlow): it must answer in well under 3 s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Dict, Iterable, Optional
+
+from sluice.pipeline.code_version import package_fingerprint
+from sluice.pipeline.config import PipelineConfig
+
+RECORD = Path(".sluice") / "last_run.json"
+PACKAGES = ("tfx", "tensorflow", "tensorflow-transform", "tensorflow-model-analysis", "tensorflow-data-validation",
+            "apache-beam", "keras", "ml-metadata")
+_CHUNK = 1 << 20
+
+
+def file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def data_fingerprint(files: Iterable[str]) -> str:
+    """Hash of the input files' names and contents (sorted by name)."""
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(os.path.basename(f).encode() + b"\0" + file_digest(f).encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def package_versions() -> Dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "-"
+    return versions
+
+
+def run_key(config: PipelineConfig, data_files: Iterable[str]) -> Dict[str, str]:
+    """What a run's result depends on, each part hashed (kept apart so a mismatch can be explained)."""
+    return {
+        "config": config.fingerprint(),
+        "schema": file_digest(str(config.schema_file))[:16],
+        "data": data_fingerprint(data_files),
+        "code": package_fingerprint(),
+        "packages": hashlib.sha256(json.dumps(package_versions(), sort_keys=True).encode()).hexdigest()[:16],
+    }
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The recorded run that answers this one."""
+
+    run_id: str
+    summary: Dict[str, Any]
+
+
+def record(output: Path, key: Dict[str, str], summary: Dict[str, Any]) -> None:
+    """Remember a successful run (written atomically: a half-written record is never read)."""
+    path = Path(output) / RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"key": key, "run_id": summary["run_id"], "report_dir": summary["report_dir"]}))
+    tmp.replace(path)
+
+
+def forget(output: Path) -> None:
+    """Drop the record (a run is starting: until it succeeds, the last answer may no longer hold)."""
+    (Path(output) / RECORD).unlink(missing_ok=True)
+
+
+def lookup(output: Path, key: Dict[str, str]) -> Optional[Answer]:
+    """The recorded run if its key equals ``key`` and what it produced is still there, else None."""
+    try:
+        saved = json.loads((Path(output) / RECORD).read_text())
+        if saved.get("key") != key:
+            return None
+        summary = json.loads((Path(saved["report_dir"]) / "summary.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if summary.get("run_id") != saved.get("run_id") or summary.get("status") != "succeeded":
+        return None
+    served = summary.get("saved_model_path")
+    if not served or not Path(served).is_dir():  # the pushed version was removed: run again
+        return None
+    return Answer(saved["run_id"], summary)
