@@ -14,7 +14,6 @@ logic; the executor is glue.
 from __future__ import annotations
 
 import html
-import json
 import math
 import posixpath
 from dataclasses import asdict, dataclass
@@ -27,11 +26,11 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from sluice.components import artifact_io as aio
+from sluice.components import artifact_io as aio, verdicts
 from sluice.components.contracts import GateContract
 from sluice.components.settings import ValidationConfig
 
-VERDICT_FILE = "verdict.json"
+VERDICT_FILE = verdicts.FILES["data"]
 REPORT_FILE = "data_report.html"
 BASELINE_STATS = "baseline_statistics.pb"
 
@@ -286,10 +285,13 @@ def render_report(findings: List[Finding], blocking: List[Finding], distances: L
 
 
 # ---------------------------------------------------------------------------------------------- TFX glue
-def _load_stats(uri: str, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
+STATS_FILE = "FeatureStats.pb"  # StatisticsGen's file in each split directory (TFX has no public constant)
+
+
+def _load_stats(artifact: types.Artifact, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
     import tensorflow_data_validation as tfdv
 
-    return tfdv.load_stats_binary(aio.join(uri, f"Split-{split}", "FeatureStats.pb"))
+    return tfdv.load_stats_binary(aio.join(artifact_utils.get_split_uri([artifact], split), STATS_FILE))
 
 
 def _stats_html(train, eval_) -> str:
@@ -336,11 +338,11 @@ class Executor(base_executor.BaseExecutor):
 
         findings: List[Finding] = []
         for split in artifact_utils.decode_split_names(anomalies_artifact.split_names):
-            path = aio.join(anomalies_artifact.uri, f"Split-{split}", "SchemaDiff.pb")
+            path = aio.join(artifact_utils.get_split_uri([anomalies_artifact], split), "SchemaDiff.pb")
             findings += findings_from_anomalies(anomalies_pb2.Anomalies.FromString(aio.read_bytes(path)), split, schema)
 
-        train = _load_stats(stats_artifact.uri, "train")
-        eval_ = _load_stats(stats_artifact.uri, "eval")
+        train = _load_stats(stats_artifact, "train")
+        eval_ = _load_stats(stats_artifact, "eval")
         compare = comparator_schema(schema, gate)
         distances, found = _distances(gate, compare, train, eval_, "skew", "train vs eval")
         findings += found
@@ -358,12 +360,13 @@ class Executor(base_executor.BaseExecutor):
         verdict = {"passed": not blocking, "findings": [asdict(f) for f in findings], "distances": distances,
                    "report": report}
         for directory in {out_uri, report_dir}:
-            aio.write_text(aio.join(directory, VERDICT_FILE), json.dumps(verdict, indent=2))
+            verdicts.write(directory, "data", verdict, passed=not blocking)
         if report_dir != out_uri:
             aio.copy_file(report, aio.join(out_uri, REPORT_FILE))
         if blocking:
             raise DataGateFailed(render_message(blocking, report), report)
-        aio.copy_file(aio.join(stats_artifact.uri, "Split-train", "FeatureStats.pb"), aio.join(out_uri, BASELINE_STATS))
+        aio.copy_file(aio.join(artifact_utils.get_split_uri([stats_artifact], "train"), STATS_FILE),
+                      aio.join(out_uri, BASELINE_STATS))
         verdict_artifact = artifact_utils.get_single_instance(output_dict["verdict"])
         verdict_artifact.set_int_custom_property("passed", 1)
         verdict_artifact.set_int_custom_property("anomalies", len(findings))

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import tensorflow_model_analysis as tfma
 
 from sluice.components.features import label_key
+from sluice.components import verdicts
 from sluice.components.contracts import EvaluationContract
 from sluice.components.settings import BINARY, LOWER_IS_BETTER, SLUICE_TFMA_METRICS
 
@@ -160,12 +161,26 @@ def _failures(evaluation_uri: str, slices: Dict[str, Dict[str, Any]]) -> Tuple[b
                 "candidate": data.get("candidate", {}).get(metric),
                 "baseline": data.get("baseline", {}).get(metric),
                 "threshold": str(failure.metric_threshold).replace("\n", " ").strip(),
+                **threshold_bounds(failure.metric_threshold),
                 "message": failure.message,
             })
     return result.validation_ok, result.rubber_stamp, failures
 
 
-GATE_FILE = "sluice_gate.json"
+def threshold_bounds(threshold: Any) -> Dict[str, Optional[float]]:
+    """A TFMA ``MetricThreshold`` as numbers: ``lower_bound`` / ``upper_bound`` of its value threshold and
+    ``allowed_change`` (TFMA's absolute change: the most a lower-is-better metric may rise, or minus the
+    most a higher-is-better one may fall). None where the threshold has no such part."""
+    value = threshold.value_threshold if threshold.HasField("value_threshold") else None
+    change = threshold.change_threshold if threshold.HasField("change_threshold") else None
+    return {
+        "lower_bound": value.lower_bound.value if value is not None and value.HasField("lower_bound") else None,
+        "upper_bound": value.upper_bound.value if value is not None and value.HasField("upper_bound") else None,
+        "allowed_change": change.absolute.value if change is not None and change.HasField("absolute") else None,
+    }
+
+
+GATE_FILE = verdicts.FILES["evaluation"]
 
 
 def decide(evaluation_uri: str, min_slice_size: int,
@@ -190,15 +205,9 @@ def read_verdict(evaluation_uri: str) -> Dict[str, Any]:
     ``{"blessed", "rubber_stamp", "failures", "exempt_failures", "overall": {metric: v},
     "changes": {metric: v}, "baseline": {metric: v}, "slices": read_slices(...)}``.
     """
-    from tfx.dsl.io import fileio
-
-    from sluice.components import artifact_io as aio
-
     slices = read_slices(evaluation_uri)
-    gate_path = aio.join(evaluation_uri, GATE_FILE)
-    if fileio.exists(gate_path):
-        verdict = aio.read_json(gate_path)
-    else:  # an evaluation written without sluice's executor: plain TFMA semantics
+    verdict = verdicts.read(evaluation_uri, "evaluation")
+    if verdict is None:  # an evaluation written without sluice's executor: plain TFMA semantics
         verdict = decide(evaluation_uri, min_slice_size=0, slices=slices)
     overall = slices.get(OVERALL, {"candidate": {}, "baseline": {}, "change": {}})
     return {**verdict, "overall": overall["candidate"], "baseline": overall["baseline"],

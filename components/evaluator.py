@@ -10,7 +10,6 @@ evaluation artifact for the run summary and the report.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, List
 
@@ -25,7 +24,8 @@ from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
 from sluice.components import artifact_io as aio
-from sluice.components.evaluation import GATE_FILE, decide
+from sluice.components import verdicts
+from sluice.components.evaluation import decide
 
 MIN_SLICE_SIZE = "min_slice_size"
 CODE_VERSION = "code_version"
@@ -54,8 +54,8 @@ def rebless(output_dict: Dict[str, List[types.Artifact]], min_slice_size: int) -
     (through fileio: on Vertex both are gs:// URIs). Returns the decision."""
     evaluation = artifact_utils.get_single_uri(output_dict[standard_component_specs.EVALUATION_KEY])
     blessing = artifact_utils.get_single_instance(output_dict[standard_component_specs.BLESSING_KEY])
-    verdict = decide(evaluation, min_slice_size)
-    aio.write_text(aio.join(evaluation, GATE_FILE), json.dumps(verdict, indent=1))
+    decision = decide(evaluation, min_slice_size)
+    verdict = verdicts.write(evaluation, "evaluation", decision, passed=decision["blessed"])
     blessed_file = os.path.join(blessing.uri, constants.BLESSED_FILE_NAME)
     not_blessed_file = os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME)
     for stale in (blessed_file, not_blessed_file):

@@ -11,7 +11,6 @@ same signature called in process (relative 1e-5). The verdict is TFX's ``InfraBl
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import subprocess
@@ -29,11 +28,11 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, path_utils
 
-from sluice.components import artifact_io as aio
+from sluice.components import artifact_io as aio, verdicts
 from sluice.components.contracts import InfraCheckContract
 from sluice.components.export.component import WARMUP_PATH, ExportedModel
 
-REPORT_FILE = "infra_check.json"
+REPORT_FILE = verdicts.FILES["infra"]
 _PORTS = re.compile(r"(REST\s+http://127\.0\.0\.1:(\d+)|gRPC\s+127\.0\.0\.1:(\d+))")
 
 
@@ -147,7 +146,7 @@ class Executor(base_executor.BaseExecutor):
             except Exception as e:  # a server that cannot start is a failed check, not a crashed pipeline
                 verdict = {"blessed": False, "failures": [f"{type(e).__name__}: {e}"], "requests": len(requests)}
             aio.keep_logs(work, blessing.uri)  # server.log
-        aio.write_text(aio.join(blessing.uri, REPORT_FILE), json.dumps(verdict, indent=1))
+        verdicts.write(blessing.uri, "infra", verdict, passed=verdict["blessed"])
         blessing.set_int_custom_property("blessed", int(verdict["blessed"]))
         for line in verdict["failures"]:
             logging.error("InfraCheck: %s", line)
@@ -172,5 +171,4 @@ class InfraCheck(base_component.BaseComponent):
 
 
 def read_report(blessing_uri: str) -> Optional[Dict[str, Any]]:
-    path = aio.join(blessing_uri, REPORT_FILE)
-    return aio.read_json(path) if fileio.exists(path) else None
+    return verdicts.read(blessing_uri, "infra")

@@ -14,7 +14,6 @@ import traceback
 from pathlib import Path
 from typing import List, Optional
 
-DEFAULT_CONFIG = "configs/taxi_fare.yaml"
 DEFAULT_OUTPUT = "output"
 
 EXIT_OK = 0
@@ -32,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the pipeline locally (Beam DirectRunner, SQLite MLMD)",
                          description="Run the whole pipeline locally and push the model if every gate passes.")
-    run.add_argument("--config", default=DEFAULT_CONFIG, help=f"pipeline config YAML (default: {DEFAULT_CONFIG})")
+    run.add_argument("--config", required=True, help="pipeline config YAML (e.g. configs/taxi_fare.yaml)")
     run.add_argument("--data", help="CSV file or directory of CSVs; overrides the config's data.path")
     run.add_argument("--output", default=DEFAULT_OUTPUT, help=f"run directory (default: ./{DEFAULT_OUTPUT})")
     run.add_argument("--fresh", action="store_true", help="ignore TFX's cache and re-run every component")
@@ -42,11 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the final summary as one JSON object on stdout")
 
     check = sub.add_parser("check", help="validate a config and its data/schema without running anything")
-    check.add_argument("--config", default=DEFAULT_CONFIG)
+    check.add_argument("--config", required=True, help="pipeline config YAML")
     check.add_argument("--data", help="CSV file or directory; overrides data.path")
     schema = sub.add_parser("schema", help="infer a schema from data, or diff the curated one against it")
     schema.add_argument("action", choices=["infer", "diff"])
-    schema.add_argument("--config", default=DEFAULT_CONFIG)
+    schema.add_argument("--config", required=True, help="pipeline config YAML")
     schema.add_argument("--data", help="CSV file or directory; overrides data.path")
     schema.add_argument("--out", help="infer: where to write the inferred schema (default: stdout)")
 
@@ -55,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
                           "The config's kubeflow section adds container resources and the Vertex AI Trainer; every "
                           "file must be a URI or inside the image's /sluice/ tree (else: one line, nothing written).")
     comp.add_argument("--target", choices=["kubeflow"], default="kubeflow")
-    comp.add_argument("--config", default=DEFAULT_CONFIG)
+    comp.add_argument("--config", required=True, help="pipeline config YAML")
     comp.add_argument("--image", required=True, help="the pipeline image (built from the root Dockerfile)")
     comp.add_argument("--pipeline-root", required=True, help="a URI, e.g. gs://bucket/sluice/<pipeline>")
     comp.add_argument("--data", help="data URI at run time, e.g. gs://bucket/data/ (default: the config's "
@@ -99,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", required=True, help="rows.csv (header, one row per line) or rows.json")
     predict.add_argument("--endpoint", default="http://127.0.0.1:8501",
                          help="REST URL (http://host:8501) or gRPC target (grpc://host:8500)")
-    predict.add_argument("--model", default="taxi_fare")
+    predict.add_argument("--model", required=True, help="the served model's name (the config's export.model_name, "
+                                                         "else its pipeline name)")
     predict.add_argument("--signature", default="serving_raw")
     return parser
 

@@ -17,6 +17,18 @@ from typing import Any, Dict, Iterable, List, Sequence
 
 from sluice.pipeline.svg import line_chart
 
+
+def describe_rule(failure: Dict[str, Any]) -> str:
+    """The broken rule of an Evaluator failure in words, from the threshold's numbers that
+    ``components.evaluation.threshold_bounds`` read from TFMA's proto (TFMA's own message is often empty)."""
+    if failure.get("is_change"):
+        limit = failure.get("allowed_change")
+        return f"change {failure['value']:+.4g} vs baseline, allowed {'?' if limit is None else f'{limit:+.4g}'}"
+    parts = [f"≥ {failure['lower_bound']:.4g}"] if failure.get("lower_bound") is not None else []
+    parts += [f"≤ {failure['upper_bound']:.4g}"] if failure.get("upper_bound") is not None else []
+    return f"must be {' and '.join(parts)}" if parts else (failure.get("message") or failure.get("threshold", ""))
+
+
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:72rem;color:#1f2933;padding:0 1rem}
 h1{font-size:1.45rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d8dee4;padding-bottom:.3rem}
@@ -139,7 +151,7 @@ def _evaluation_section(result: Dict[str, Any]) -> List[str]:
     failures = result.get("failures", []) + result.get("exempt_failures", [])
     if failures:
         parts.append(_table([(f["slice"], f["metric"], _num(f.get("candidate")), _num(f.get("baseline")),
-                              "yes" if f in result.get("failures", []) else "no (small slice)", f.get("message", ""))
+                              "yes" if f in result.get("failures", []) else "no (small slice)", describe_rule(f))
                              for f in failures], ["slice", "metric", "candidate", "baseline", "gates", "threshold"]))
     return parts
 

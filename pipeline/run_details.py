@@ -31,14 +31,17 @@ def lineage(record: RunRecord) -> List[Tuple[str, Optional[str]]]:
 
 def data_verdict(record: RunRecord, pipeline_root: Path) -> Optional[Dict[str, Any]]:
     """The DataGate's verdict.json — from its artifact, or (failed gate: no artifact) from ``_data_reports``."""
+    from sluice.components import verdicts
+
     uri = record.outputs.get("DataGate", {}).get("sluice.DataVerdict")
-    candidates = [Path(uri) / "verdict.json"] if uri else []
+    candidates = [uri] if uri else []
     gate = record.executions.get("DataGate")
     if gate is not None:
-        candidates += sorted((pipeline_root / "_data_reports").glob(f"{gate.execution_id}/verdict.json"))
-    for path in candidates:
-        if path.is_file():
-            return json.loads(path.read_text())
+        candidates.append(str(pipeline_root / "_data_reports" / str(gate.execution_id)))
+    for directory in candidates:
+        verdict = verdicts.read(directory, "data")
+        if verdict is not None:
+            return verdict
     return None
 
 
@@ -76,7 +79,9 @@ def signatures(model_uri: Optional[str]) -> Dict[str, Dict[str, List[str]]]:
     """Signature name -> {"inputs": [...], "outputs": [...]} of the exported SavedModel."""
     if not model_uri:
         return {}
-    path = Path(model_uri) / "Format-Serving" / "saved_model.pb"
+    from tfx.utils import path_utils
+
+    path = Path(path_utils.serving_model_path(model_uri)) / "saved_model.pb"
     if not path.is_file():
         return {}
     from tensorflow.core.protobuf import saved_model_pb2

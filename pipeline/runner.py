@@ -68,6 +68,8 @@ class RunResult:
     """The InfraCheck verdict (``infra_check.json``): requests replayed over gRPC/REST, failures."""
     data_report: Optional[str] = None
     error: Optional[str] = None
+    warnings: List[str] = field(default_factory=list)
+    """What could not be read back for the summary (the run's outcome is unaffected); shown on the console."""
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -285,15 +287,20 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
         line.cached = line.cached or line.state == "CACHED"
     verdict: Dict[str, Any] = {}
     evaluation_report = None
+    warnings: List[str] = []
     report_dir = paths.reports / _safe(run_id)
     if record and record.evaluation_uri:
         from sluice.components.evaluation import read_verdict
         from sluice.pipeline.evaluation_report import write_evaluation_report
 
-        with contextlib.suppress(Exception):
+        try:
             verdict = read_verdict(record.evaluation_uri)
             evaluation = config.evaluation.model_dump(mode="json")
             evaluation_report = str(write_evaluation_report(record.evaluation_uri, verdict, evaluation, report_dir))
+        except Exception as e:  # the outcome comes from MLMD; only metrics and the page are lost: say so
+            logging.getLogger(__name__).exception("reading the evaluation at %s", record.evaluation_uri)
+            warnings.append(f"evaluation details unavailable ({type(e).__name__}: {e}); the blessing decision "
+                            f"stands (from MLMD); see the log")
     pushed = bool(record and record.pushed)
     blessed = record.blessed if record else None
     from sluice.components.export.component import read_parity
@@ -333,6 +340,7 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
         slice_summary=_slice_summary(config, verdict),
         evaluation_report=evaluation_report,
         details=_details(record, paths, config),
+        warnings=warnings,
     )
 
 
@@ -391,6 +399,8 @@ def _write_report(result: RunResult, config: PipelineConfig) -> None:
 
 def format_summary(result: RunResult) -> List[str]:
     """The closing lines of `sluice run`."""
+    from sluice.pipeline.report import describe_rule
+
     if result.status == "data_rejected":
         return [result.error or "data gate failed", f"  report: {Path(result.report_dir) / 'index.html'}"]
     verdict = {True: "BLESSED", False: "NOT BLESSED", None: "not evaluated"}[result.blessed]
@@ -407,7 +417,7 @@ def format_summary(result: RunResult) -> List[str]:
     for f in result.failures:
         base = f" vs baseline {f['baseline']:.4g}" if f.get("baseline") is not None else ""
         cand = f"{f['candidate']:.4g}" if f.get("candidate") is not None else "?"
-        lines.append(f"  FAILED {f['metric']} on {f['slice']}: candidate {cand}{base} — {_rule(f)}")
+        lines.append(f"  FAILED {f['metric']} on {f['slice']}: candidate {cand}{base} — {describe_rule(f)}")
     if result.exempt_failures:
         lines.append(f"  {len(result.exempt_failures)} threshold failure(s) on slices under the minimum size "
                      "were reported, not gated (see the evaluation report)")
@@ -438,22 +448,9 @@ def format_summary(result: RunResult) -> List[str]:
         lines.append(f"  data report: {result.data_report}")
     if result.evaluation_report:
         lines.append(f"  evaluation report: {result.evaluation_report}")
+    lines.extend(f"  warning: {w}" for w in result.warnings)
     lines.append(f"  report: {Path(result.report_dir) / 'index.html'}")
     return lines
-
-
-def _rule(failure: Dict[str, Any]) -> str:
-    """The broken rule in words, from TFMA's threshold text (its failure message is often empty)."""
-    import re
-
-    text = failure.get("threshold", "")
-    if failure.get("is_change"):
-        allowed = re.search(r"absolute \{ value: ([-+\d.e]+) \}", text)
-        limit = f"{float(allowed.group(1)):+.4g}" if allowed else "?"
-        return f"change {failure['value']:+.4g} vs baseline, allowed {limit}"
-    bounds = re.findall(r"(lower_bound|upper_bound) \{ value: ([-+\d.e]+) \}", text.split("change_threshold")[0])
-    rule = " and ".join(("≥ " if kind == "lower_bound" else "≤ ") + f"{float(v):.4g}" for kind, v in bounds)
-    return f"must be {rule}" if rule else (failure.get("message") or text)
 
 
 def summary_json(result: RunResult) -> str:

@@ -68,7 +68,7 @@ def fill_rows(rows: Sequence[Mapping[str, Any]], inputs: Mapping[str, str],
 
 
 class RestClient:
-    def __init__(self, endpoint: str = "http://127.0.0.1:8501", model: str = "taxi_fare", timeout: float = 30.0):
+    def __init__(self, endpoint: str, model: str, timeout: float = 30.0):
         self.endpoint = endpoint.rstrip("/")
         self.model = model
         self.timeout = timeout
@@ -107,7 +107,7 @@ class RestClient:
 
 
 class GrpcClient:
-    def __init__(self, target: str = "127.0.0.1:8500", model: str = "taxi_fare", timeout: float = 30.0):
+    def __init__(self, target: str, model: str, timeout: float = 30.0):
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 

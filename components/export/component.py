@@ -16,7 +16,6 @@ against a new baseline); the Pusher needs both verdicts.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -32,11 +31,11 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, path_utils
 
-from sluice.components import artifact_io as aio
+from sluice.components import artifact_io as aio, verdicts
 from sluice.components.contracts import ExportContract
 from sluice.components.export import parity, rows as rows_lib, tflite, warmup
 
-PARITY_FILE = "parity.json"
+PARITY_FILE = verdicts.FILES["parity"]
 WARMUP_PATH = aio.join("warmup", warmup.WARMUP_FILE)
 LOGS_DIR = "_logs"
 """Converter step logs (``archive.log``, ``<variant>.log``) inside the export artifact."""
@@ -60,7 +59,10 @@ def tflite_dir(export_uri: str, variant: str) -> str:
 
 
 def read_parity(export_uri: str) -> Dict[str, Any]:
-    return aio.read_json(aio.join(export_uri, PARITY_FILE))
+    verdict = verdicts.read(export_uri, "parity")
+    if verdict is None:
+        raise FileNotFoundError(f"no {PARITY_FILE} in {export_uri}")
+    return verdict
 
 
 def _saved_model_outputs(saved_model_dir: str, rows: rows_lib.Rows, label: str, batch: int = 512):
@@ -83,7 +85,11 @@ def export_variants(contract: ExportContract, model_uri: str, transform_dir: str
 
     The converter runs in subprocesses, which read and write local files only: ``work`` is a local scratch
     directory holding copies of the Keras model and the Transform graph; each variant's files are uploaded to
-    ``out_uri`` (any filesystem) once checked, and the step logs to ``out_uri/_logs/``."""
+    ``out_uri`` (any filesystem) once checked, and the step logs to ``out_uri/_logs/``.
+
+    Every Python process that converts pays TensorFlow's import (about 5 s here), so the archive and all
+    variants first run in one process. Only when that process fails does each missing step run again in a
+    process of its own: a converter that aborts then fails only its own variant, with its own log and cause."""
     from sluice.components.features import label_key
     from sluice.components.trainer.signatures import keras_model_path
 
@@ -93,32 +99,39 @@ def export_variants(contract: ExportContract, model_uri: str, transform_dir: str
     timings: Dict[str, float] = {}
     started = time.perf_counter()
     archive = os.path.join(work, "archive")
+    representative = os.path.join(work, "representative.npz")
+    converts = {v: {"step": "convert", "archive_dir": archive, "variant": v, "representative": representative,
+                    "out_path": os.path.join(work, "tflite", v, tflite.MODEL_FILE)} for v in contract.variants}
     try:
         try:
             keras_model = os.path.join(work, "model.keras")
             aio.copy_file(keras_model_path(model_uri), keras_model)
             transform_local = os.path.join(work, "transform_graph")
             io_utils.copy_dir(transform_dir, transform_local)
-            tflite.run_step({"step": "archive", "keras_model": keras_model, "transform_dir": transform_local,
-                             "contract": contract.to_json(), "out_dir": archive}, work, "archive", logs)
+            np.savez(representative, **train.columns)
+            build = {"step": "archive", "keras_model": keras_model, "transform_dir": transform_local,
+                     "contract": contract.to_json(), "out_dir": archive}
+            try:
+                tflite.run_step({"step": "all", "steps": [build, *converts.values()]}, work, "export", logs)
+            except tflite.ExportFailed as e:  # find the culprit: the missing steps, each in its own process
+                logging.warning("TFLite export in one process failed (%s); retrying each step apart", e)
+            if not tflite.archive_done(archive):
+                tflite.run_step(build, work, "archive", logs)
         except (tflite.ExportFailed, OSError, tf_errors.OpError) as e:  # nothing to convert: every variant fails
             results = [{"variant": v, "rows": 0, "passed": False, "error": f"{type(e).__name__}: {e}"[:600]}
                        for v in contract.variants]
             return {"passed": False, "variants": results, "rows": len(evaluation), "budget": budget.model_dump(),
                     "convert_seconds": {}, "failures": parity.failure_lines(results)}
-        timings["archive"] = time.perf_counter() - started
-        representative = os.path.join(work, "representative.npz")
-        np.savez(representative, **train.columns)
+        timings["convert"] = time.perf_counter() - started
         saved, labels = _saved_model_outputs(path_utils.serving_model_path(model_uri), evaluation, label_key(contract.task))
         for variant in contract.variants:
-            local = os.path.join(work, "tflite", variant)
-            os.makedirs(local, exist_ok=True)
-            model_file = os.path.join(local, tflite.MODEL_FILE)
-            started = time.perf_counter()
+            model_file = converts[variant]["out_path"]
+            local = os.path.dirname(model_file)
             try:
-                tflite.run_step({"step": "convert", "archive_dir": archive, "variant": variant,
-                                 "out_path": model_file, "representative": representative}, work, variant, logs)
-                timings[variant] = time.perf_counter() - started
+                if not os.path.isfile(model_file):
+                    started = time.perf_counter()
+                    tflite.run_step(converts[variant], work, variant, logs)
+                    timings[variant] = time.perf_counter() - started
                 predictions = tflite.predict(model_file, evaluation.columns)
                 result = parity.compare(variant, contract.task.type, labels, saved, predictions,
                                         os.path.getsize(model_file), budget).to_dict()
@@ -159,7 +172,7 @@ class Executor(base_executor.BaseExecutor):
             with tempfile.TemporaryDirectory(prefix="sluice-export-") as work:
                 verdict = export_variants(contract, model_uri, transform_dir, train, evaluation, out_uri, work)
         verdict["data_fingerprint"] = data_fingerprint(examples.get_string_custom_property("input_fingerprint"))
-        aio.write_text(aio.join(out_uri, PARITY_FILE), json.dumps(verdict, indent=1))
+        verdicts.write(out_uri, "parity", verdict, passed=verdict["passed"])
         exported.set_int_custom_property("passed", int(verdict["passed"]))
         exported.set_string_custom_property("variants", ",".join(contract.variants))
         for line in verdict["failures"]:

@@ -39,6 +39,7 @@ ENDPOINT = "serving_raw"
 OUTPUT = "outputs"
 MODEL_FILE = "model.tflite"
 IO_SPEC_FILE = "io_spec.json"
+ARCHIVE_DONE = "sluice_archive.done"
 
 
 class ExportFailed(Exception):
@@ -135,13 +136,31 @@ def convert(archive_dir: str, variant: str, out_path: str, representative: Optio
         f.write(data)
 
 
-def main(argv: Sequence[str]) -> None:
-    """``python -m sluice.components.export.tflite JOB.json``: one step (``archive`` or ``convert``)."""
-    job = json.loads(open(argv[0]).read())
-    if job["step"] == "archive":
+def archive_done(archive_dir: str) -> bool:
+    """The archive step's marker: written last, so a half-written archive is never converted."""
+    return os.path.isfile(os.path.join(archive_dir, ARCHIVE_DONE))
+
+
+def run_job(job: Mapping[str, Any]) -> None:
+    """One step: ``archive``, ``convert``, or ``all`` (its ``steps`` in order, in this process)."""
+    if job["step"] == "all":
+        for step in job["steps"]:
+            run_job(step)
+    elif job["step"] == "archive":
         build_archive(job["keras_model"], job["transform_dir"], ExportContract.parse(job["contract"]), job["out_dir"])
+        with open(os.path.join(job["out_dir"], ARCHIVE_DONE), "w"):
+            pass
     else:
-        convert(job["archive_dir"], job["variant"], job["out_path"], job.get("representative"))
+        os.makedirs(os.path.dirname(job["out_path"]), exist_ok=True)
+        partial = job["out_path"] + ".partial"
+        convert(job["archive_dir"], job["variant"], partial, job.get("representative"))
+        os.replace(partial, job["out_path"])  # a variant's file exists only once it converted completely
+
+
+def main(argv: Sequence[str]) -> None:
+    """``python -m sluice.components.export.tflite JOB.json``: run the job (see ``run_job``)."""
+    with open(argv[0]) as f:
+        run_job(json.load(f))
 
 
 # ------------------------------------------------------------------------------------------- caller side

@@ -18,7 +18,6 @@ import keras
 from keras import ops
 
 from sluice.components.settings import BINARY
-from sluice.components.trainer.losses import Huber
 
 if TYPE_CHECKING:
     from sluice.components.contracts import TrainerContract
@@ -31,7 +30,7 @@ class StreamingHuber(keras.metrics.Metric):
     def __init__(self, delta: float = 1.0, name: str = "huber", dtype: Any = None) -> None:
         super().__init__(name=name, dtype=dtype)
         self.delta = float(delta)
-        self._loss = Huber(delta=self.delta, reduction=None)
+        self._loss = keras.losses.Huber(delta=self.delta, reduction=None)
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 

@@ -7,11 +7,17 @@ import numpy as np
 from sluice.components.export import tflite
 from sluice.components.export.component import export_variants
 from sluice.components.export.rows import Rows
+from sluice.pipeline.config import load_config
+from tests.helpers import CONFIGS
+
+
+def _contract(variants):
+    """The fare config's export contract with these variants (the model and data are what fails here)."""
+    return load_config(CONFIGS / "taxi_fare.yaml").export_contract().model_copy(update={"variants": variants})
 
 
 def test_an_export_that_cannot_start_fails_every_variant_with_its_cause(tmp_path):
-    settings = {"payload": {"features": [], "task": {"type": "regression", "label": "y"}},
-                "variants": ["float32", "int8"], "budget": {"rtol": 1e-4, "atol": 1e-5, "metric_budget": 0.01}}
+    settings = _contract(["float32", "int8"])
     rows = Rows([b""], {"x": np.zeros(1, np.float32)})
     (tmp_path / "model" / "Format-Keras").mkdir(parents=True)
     (tmp_path / "model" / "Format-Keras" / "model.keras").write_bytes(b"not a keras file")
@@ -27,8 +33,7 @@ def test_an_export_that_cannot_start_fails_every_variant_with_its_cause(tmp_path
 
 
 def test_an_export_whose_model_is_missing_fails_every_variant_with_its_cause(tmp_path):
-    settings = {"payload": {"features": [], "task": {"type": "regression", "label": "y"}},
-                "variants": ["float32"], "budget": {"rtol": 1e-4, "atol": 1e-5, "metric_budget": 0.01}}
+    settings = _contract(["float32"])
     rows = Rows([b""], {"x": np.zeros(1, np.float32)})
     (tmp_path / "work").mkdir()
     verdict = export_variants(settings, str(tmp_path / "no-model"), str(tmp_path / "no-transform"), rows, rows,

@@ -154,6 +154,38 @@ def test_parity_gate_refuses_a_mismatched_model(fare, tmp_path):
     assert result["rows_outside_tolerance"] > 0 and "float32:" in verdict["failures"][0]
 
 
+def test_a_variant_whose_converter_aborts_fails_alone(fare, tmp_path, monkeypatch):
+    """All steps first run in one process; when the converter aborts it (LLVM's abort with Keras 3 models),
+    every missing step runs again in its own process, so only the variant that aborts fails, with its cause."""
+    import stat
+    import sys
+
+    from sluice.components.export import component, tflite
+
+    wrapper = tmp_path / "python-aborting-on-int8"
+    wrapper.write_text("#!/bin/sh\n"
+                       "if grep -q '\"variant\": \"int8\"' \"$3\"; then\n"
+                       "  echo 'LLVM ERROR: Failed to infer result type(s).' >&2; kill -ABRT $$\n"
+                       "fi\n"
+                       f"exec {sys.executable} \"$@\"\n")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(tflite.sys, "executable", str(wrapper))
+    export_uri = tmp_path / "export"
+    contract = _settings(fare).model_copy(update={"variants": ["float32", "int8"]})
+    verdict = component.export_variants(contract, str(_latest(fare["out"], "Trainer", "model")),
+                                        str(_latest(fare["out"], "Transform", "transform_graph")),
+                                        _eval_rows(fare, 50), _eval_rows(fare, 300), str(export_uri),
+                                        _work(tmp_path))
+    by = {v["variant"]: v for v in verdict["variants"]}
+    assert by["float32"]["passed"] is True, by["float32"]
+    assert by["int8"]["passed"] is False and "TFLite int8 failed (killed by signal 6)" in by["int8"]["error"]
+    assert "LLVM ERROR" in by["int8"]["error"]
+    logs = {p.name for p in (export_uri / "_logs").iterdir()}
+    assert {"export.log", "archive.log", "float32.log", "int8.log"} <= logs
+    assert (Path(component.tflite_dir(str(export_uri), "float32")) / tflite.MODEL_FILE).is_file()
+    assert not Path(component.tflite_dir(str(export_uri), "int8")).exists()
+
+
 def test_parity_gate_refuses_a_corrupted_tflite_file_and_the_pusher_pushes_nothing(fare, tmp_path, monkeypatch):
     from tfx.proto import pusher_pb2
     from tfx.types import standard_artifacts
@@ -166,10 +198,11 @@ def test_parity_gate_refuses_a_corrupted_tflite_file_and_the_pusher_pushes_nothi
 
     def corrupting(job, workdir, name, log_home=None, timeout=900):
         convert(job, workdir, name, log_home, timeout)
-        if job["step"] == "convert":
-            data = bytearray(Path(job["out_path"]).read_bytes())
-            data[len(data) // 3: len(data) // 3 + 4096] = b"\xff" * 4096
-            Path(job["out_path"]).write_bytes(bytes(data))
+        for step in job.get("steps", [job]):  # one process for every step, or one per step
+            if step["step"] == "convert":
+                data = bytearray(Path(step["out_path"]).read_bytes())
+                data[len(data) // 3: len(data) // 3 + 4096] = b"\xff" * 4096
+                Path(step["out_path"]).write_bytes(bytes(data))
 
     monkeypatch.setattr(component.tflite, "run_step", corrupting)
     export_uri = tmp_path / "export"

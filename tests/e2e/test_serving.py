@@ -232,12 +232,12 @@ def test_sluice_serve_and_sluice_predict_from_the_command_line(fare, tmp_path):
         rows = [{"trip_miles": 2.5, "trip_start_hour": 9, "trip_start_day": 3, "trip_start_month": 5,
                  "payment_type": "Cash", "trip_seconds": 600}]
         (tmp_path / "rows.json").write_text(json.dumps(rows))
-        out = subprocess.run([exe, "predict", "--input", str(tmp_path / "rows.json"), "--endpoint", f"http://{rest}"],
+        out = subprocess.run([exe, "predict", "--model", "taxi_fare", "--input", str(tmp_path / "rows.json"), "--endpoint", f"http://{rest}"],
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         prediction = json.loads(out.stdout.splitlines()[0])["prediction"]
         assert 0 < prediction < 100
-        via_grpc = subprocess.run([exe, "predict", "--input", str(tmp_path / "rows.json"), "--endpoint",
+        via_grpc = subprocess.run([exe, "predict", "--model", "taxi_fare", "--input", str(tmp_path / "rows.json"), "--endpoint",
                                    f"grpc://{grpc_target}"],
                                   capture_output=True, text=True, timeout=120)
         assert via_grpc.returncode == 0, via_grpc.stderr
@@ -249,11 +249,11 @@ def test_sluice_serve_and_sluice_predict_from_the_command_line(fare, tmp_path):
             writer = csv.writer(dst)
             for _, line in zip(range(4), reader):  # header + 3 rows, label columns included (ignored)
                 writer.writerow(line)
-        from_csv = subprocess.run([exe, "predict", "--input", str(tmp_path / "rows.csv"), "--endpoint", f"http://{rest}"],
+        from_csv = subprocess.run([exe, "predict", "--model", "taxi_fare", "--input", str(tmp_path / "rows.csv"), "--endpoint", f"http://{rest}"],
                                   capture_output=True, text=True, timeout=120)
         assert from_csv.returncode == 0, from_csv.stderr
         assert len(from_csv.stdout.splitlines()) == 3
-        unknown = subprocess.run([exe, "predict", "--input", str(tmp_path / "rows.json"), "--endpoint", f"http://{rest}",
+        unknown = subprocess.run([exe, "predict", "--model", "taxi_fare", "--input", str(tmp_path / "rows.json"), "--endpoint", f"http://{rest}",
                                   "--model", "nope"], capture_output=True, text=True, timeout=120)
         assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr and "Traceback" not in unknown.stderr
     finally:

@@ -62,6 +62,8 @@ LOCAL_SCRATCH = {
     ("artifact_io.py", "keep_logs"): "lists the caller's local work dir; uploads with fileio",
     ("export/tflite.py", "convert"): "writes the converter output into the local work dir",
     ("export/tflite.py", "main"): "the conversion subprocess reads its local job file",
+    ("export/tflite.py", "run_job"): "the conversion subprocess writes into the caller's local work dir",
+    ("export/tflite.py", "archive_done"): "the archive step's marker in the local work dir",
     ("export/tflite.py", "run_step"): "job file and log in the caller's local work dir",
     ("export/component.py", "export_variants"): "the local work dir of the converter subprocesses",
     ("infra_check.py", "start_server"): "the server log in the local work dir",

@@ -128,11 +128,24 @@ def test_evaluation_page_explains_the_verdict():
     assert page.count("<svg") == 3 and "<script" not in page and "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
 
 
-def test_failed_threshold_is_said_in_words():
-    from sluice.pipeline.runner import _rule
+def test_failed_threshold_is_said_in_words_from_tfmas_proto():
+    import tensorflow_model_analysis as tfma
+    from google.protobuf import text_format
 
-    value = {"threshold": "value_threshold { upper_bound { value: 8.0 } }", "value": 10.0}
-    change = {"threshold": "value_threshold { upper_bound { value: 4.0 } } change_threshold { direction: "
-                           "LOWER_IS_BETTER absolute { value: 0.25 } }", "value": 3.1, "is_change": True}
-    assert _rule(value) == "must be ≤ 8"
-    assert _rule(change) == "change +3.1 vs baseline, allowed +0.25"
+    from sluice.components.evaluation import threshold_bounds
+    from sluice.pipeline.report import describe_rule
+
+    def failure(text, **extra):
+        return {**threshold_bounds(text_format.Parse(text, tfma.MetricThreshold())), **extra}
+
+    value = failure("value_threshold { upper_bound { value: 8.0 } }", value=10.0)
+    both = failure("value_threshold { lower_bound { value: 0.5 } upper_bound { value: 1e-3 } }", value=2.0)
+    change = failure("value_threshold { upper_bound { value: 4.0 } } change_threshold { direction: "
+                     "LOWER_IS_BETTER absolute { value: 0.25 } }", value=3.1, is_change=True)
+    drop = failure("change_threshold { direction: HIGHER_IS_BETTER absolute { value: -0.01 } }", value=-0.2,
+                   is_change=True)
+    assert describe_rule(value) == "must be ≤ 8"
+    assert describe_rule(both) == "must be ≥ 0.5 and ≤ 0.001"
+    assert describe_rule(change) == "change +3.1 vs baseline, allowed +0.25"
+    assert describe_rule(drop) == "change -0.2 vs baseline, allowed -0.01"
+    assert describe_rule({"message": "odd", "value": 1.0}) == "odd"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 
 from sluice.pipeline.synth import synthesize
-from tests.helpers import DATA, SCHEMA, run_cli
+from tests.helpers import CONFIGS, DATA, SCHEMA, run_cli
 
 
 def _rows(paths):
@@ -45,5 +45,5 @@ def test_synth_cli_output_passes_preflight(tmp_path):
     out = run_cli("synth", "--like", str(DATA), "--schema", str(SCHEMA), "--rows", "2000", "--out", str(tmp_path),
                   "--shards", "2")
     assert out.returncode == 0, out.stderr
-    check = run_cli("check", "--data", str(tmp_path))
+    check = run_cli("check", "--config", str(CONFIGS / "taxi_fare.yaml"), "--data", str(tmp_path))
     assert check.returncode == 0 and "reads 2 file(s)" in check.stdout
