@@ -11,8 +11,9 @@ evaluation artifact for the run summary and the report.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
+from absl import logging
 from tfx import types
 from tfx.components.evaluator import component as tfx_evaluator
 from tfx.components.evaluator import constants
@@ -44,17 +45,33 @@ class Executor(tfx_executor.Executor):
         exec_properties = dict(exec_properties)
         min_slice_size = int(exec_properties.pop(MIN_SLICE_SIZE, 0) or 0)
         exec_properties.pop(CODE_VERSION, None)
+        input_dict, itself = without_self_baseline(input_dict)
         super().Do(input_dict, output_dict, exec_properties)
-        rebless(output_dict, min_slice_size)
+        rebless(output_dict, min_slice_size, baseline_is_candidate=itself)
 
 
-def rebless(output_dict: Dict[str, List[types.Artifact]], min_slice_size: int) -> Dict[str, Any]:
+def without_self_baseline(input_dict: Dict[str, List[types.Artifact]]) -> Tuple[Dict[str, List[types.Artifact]], bool]:
+    """The inputs without the baseline when it is the candidate itself (a re-run whose Trainer was cached:
+    the latest blessed model is this one). Comparing a model with itself changes nothing but doubles TFMA's
+    work (both models loaded and evaluated); without a baseline TFX drops the change thresholds, which a
+    model meets against itself anyway. Returns ``(inputs, whether the baseline was dropped)``."""
+    baseline = input_dict.get(standard_component_specs.BASELINE_MODEL_KEY) or []
+    model = input_dict.get(standard_component_specs.MODEL_KEY) or []
+    if baseline and model and baseline[0].uri.rstrip("/") == model[0].uri.rstrip("/"):
+        logging.info("The baseline is the candidate itself (%s): evaluating it once, without change thresholds.",
+                     model[0].uri)
+        return {**input_dict, standard_component_specs.BASELINE_MODEL_KEY: []}, True
+    return input_dict, False
+
+
+def rebless(output_dict: Dict[str, List[types.Artifact]], min_slice_size: int,
+            baseline_is_candidate: bool = False) -> Dict[str, Any]:
     """The extension proper, after TFX's TFMA run: re-decide the blessing with ``min_slice_size``, write
     ``sluice_gate.json`` into the evaluation artifact and the BLESSED / NOT_BLESSED file into the blessing
     (through fileio: on Vertex both are gs:// URIs). Returns the decision."""
     evaluation = artifact_utils.get_single_uri(output_dict[standard_component_specs.EVALUATION_KEY])
     blessing = artifact_utils.get_single_instance(output_dict[standard_component_specs.BLESSING_KEY])
-    decision = decide(evaluation, min_slice_size)
+    decision = {**decide(evaluation, min_slice_size), "baseline_is_candidate": baseline_is_candidate}
     verdict = verdicts.write(evaluation, "evaluation", decision, passed=decision["blessed"])
     blessed_file = os.path.join(blessing.uri, constants.BLESSED_FILE_NAME)
     not_blessed_file = os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME)

@@ -19,7 +19,7 @@ Why it is shaped like this (measured on TF 2.16.2 / Keras 3.6.0):
 Variants: ``float32`` (the reference), ``dynamic_range`` (int8 weights of the large tensors), ``int8``
 (the model's dense layers in int8, weights and activations calibrated on train rows; Transform's ops and the
 inputs/outputs stay float/string) and ``float16`` (every float constant in fp16, Transform's included:
-bucket boundaries on narrow ranges collapse, which the parity gate catches — see docs/EXPORT.md).
+bucket boundaries on narrow ranges collapse, which the parity gate catches — see docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations

@@ -214,4 +214,15 @@ def build_model(contract: "TrainerContract", specs: List[List[Any]]) -> keras.Mo
 
 def internal_metrics(model: keras.Model) -> List[keras.metrics.Metric]:
     """Metrics that layers keep about model internals (the ``Reconstruction`` tracker)."""
-    return [layer.tracker for layer in model._flatten_layers() if isinstance(layer, Reconstruction)]
+    return [layer.tracker for layer in _all_layers(model) if isinstance(layer, Reconstruction)]
+
+
+def _all_layers(model: keras.Model) -> List[keras.layers.Layer]:
+    """Every layer of ``model``, nested models' included, through Keras' public ``layers`` property (the
+    ``Reconstruction`` layer sits directly in both architectures)."""
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        if isinstance(layer, keras.Model):
+            found.extend(_all_layers(layer))
+    return found

@@ -156,7 +156,9 @@ def test_evaluator_extension_on_ram_reblesses_like_the_local_run(fare, ram):
     evaluation = _artifact(fare["out"], "Evaluator", "evaluation")
     blessing = _artifact(fare["out"], "Evaluator", "blessing")
     remote_eval, remote_blessing = _on_ram(evaluation, ram), _on_ram(blessing, ram)
-    verdict = rebless({"evaluation": [remote_eval], "blessing": [remote_blessing]}, config.evaluation.min_slice_size)
+    local = _json(f"{evaluation.uri}/{GATE_FILE}")
+    verdict = rebless({"evaluation": [remote_eval], "blessing": [remote_blessing]}, config.evaluation.min_slice_size,
+                      baseline_is_candidate=local["baseline_is_candidate"])  # what the executor saw in the run
 
     assert verdict == _json(f"{evaluation.uri}/{GATE_FILE}") == _json(f"{remote_eval.uri}/{GATE_FILE}")
     assert _files(remote_blessing.uri) == _files(blessing.uri) == [constants.BLESSED_FILE_NAME]

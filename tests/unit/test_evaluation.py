@@ -149,3 +149,23 @@ def test_failed_threshold_is_said_in_words_from_tfmas_proto():
     assert describe_rule(change) == "change +3.1 vs baseline, allowed +0.25"
     assert describe_rule(drop) == "change -0.2 vs baseline, allowed -0.01"
     assert describe_rule({"message": "odd", "value": 1.0}) == "odd"
+
+
+def test_a_baseline_that_is_the_candidate_itself_is_not_evaluated_twice():
+    from tfx.types import standard_artifacts
+
+    from sluice.components.evaluator import without_self_baseline
+
+    def model(uri, id_):
+        m = standard_artifacts.Model()
+        m.uri, m.id = uri, id_
+        return m
+
+    same = {"model": [model("/out/Trainer/model/7", 7)], "baseline_model": [model("/out/Trainer/model/7/", 7)],
+            "examples": ["e"]}
+    inputs, itself = without_self_baseline(same)
+    assert itself and inputs["baseline_model"] == [] and inputs["examples"] == ["e"] and same["baseline_model"]
+    other = {"model": [model("/out/Trainer/model/9", 9)], "baseline_model": [model("/out/Trainer/model/7", 7)]}
+    assert without_self_baseline(other) == (other, False)
+    first = {"model": [model("/m", 1)], "baseline_model": []}
+    assert without_self_baseline(first) == (first, False)
