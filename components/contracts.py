@@ -67,8 +67,19 @@ class Contract(_Strict):
         return [f.name for f in getattr(self, "features", [])]
 
 
+# Feature settings only the model uses (its embedding tables): Transform and the export never read them, so
+# they are left out of those two contracts (``data_features``) and changing them re-runs neither.
+MODEL_ONLY_FEATURE_SETTINGS = frozenset({"embedding_dim"})
+
+
+def data_features(features: List[Any]) -> List[Any]:
+    """The features as Transform and the export see them: model-only settings reset to their defaults."""
+    return [type(f).model_validate(f.model_dump(exclude=MODEL_ONLY_FEATURE_SETTINGS)) for f in features]
+
+
 class TransformContract(Contract):
-    """``preprocessing_fn``: how each raw column becomes a model input, and how the label is read/derived."""
+    """``preprocessing_fn``: how each raw column becomes a model input, and how the label is read/derived.
+    ``features`` are the data's (``data_features``)."""
 
     task: Task
     features: List[Feature] = Field(min_length=1)
@@ -119,25 +130,26 @@ class EvaluationContract(Contract):
     metrics: Dict[str, str]
     """Metric name -> TFMA class name: the configured metrics, the task's defaults and ``example_count``."""
     thresholds: List[Threshold] = Field(min_length=1)
-    slices: List[List[str]] = Field(default_factory=list)
-    min_slice_size: int = Field(default=50, ge=1)
-    confusion_thresholds: List[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75])
-    plot_range: Optional[List[float]] = None
-    huber_delta: float = 1.0
+    slices: List[List[str]]
+    min_slice_size: int = Field(ge=1)
+    confusion_thresholds: List[float]
+    plot_range: Optional[List[float]]
+    huber_delta: float
+    # No defaults here: the values always come from the config sections (settings.py), defaults applied.
 
 
 class ExportContract(Contract):
-    """ModelExport: warmup requests, the TFLite variants, and the parity gate's budget."""
+    """ModelExport: warmup requests, the TFLite variants, and the parity gate's budget. ``features`` are the
+    data's (``data_features``): how a column is encoded for the model is not the export's business."""
 
-    name: str
     task: Task
     features: List[Feature] = Field(min_length=1)
     model_name: str
-    variants: List[Literal["float32", "dynamic_range", "float16", "int8"]] = Field(default_factory=list)
+    variants: List[Literal["float32", "dynamic_range", "float16", "int8"]]
     """Empty: no TFLite target (warmup requests only)."""
-    budget: ParityBudget = Field(default_factory=ParityBudget)
-    eval_rows: int = Field(default=5000, ge=10)
-    calibration_rows: int = Field(default=200, ge=10)
+    budget: ParityBudget
+    eval_rows: int = Field(ge=10)
+    calibration_rows: int = Field(ge=10)
 
 
 class InfraCheckContract(Contract):

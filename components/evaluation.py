@@ -21,22 +21,22 @@ import tensorflow_model_analysis as tfma
 from sluice.components.features import label_key
 from sluice.components import verdicts
 from sluice.components.contracts import EvaluationContract
-from sluice.components.settings import BINARY, LOWER_IS_BETTER, SLUICE_TFMA_METRICS
+from sluice.components.settings import BINARY, LOWER_IS_BETTER, SLUICE_TFMA_METRICS, Threshold
 
 OVERALL = "overall"
 METRICS_MODULE = "sluice.components.evaluation_metrics"
 
 
-def _threshold(metric: str, bounds: Dict[str, Any]) -> tfma.MetricThreshold:
+def _threshold(metric: str, bounds: Threshold) -> tfma.MetricThreshold:
     threshold = tfma.MetricThreshold()
-    if bounds.get("lower_bound") is not None or bounds.get("upper_bound") is not None:
+    if bounds.lower_bound is not None or bounds.upper_bound is not None:
         value = tfma.GenericValueThreshold()
-        if bounds.get("lower_bound") is not None:
-            value.lower_bound.value = bounds["lower_bound"]
-        if bounds.get("upper_bound") is not None:
-            value.upper_bound.value = bounds["upper_bound"]
+        if bounds.lower_bound is not None:
+            value.lower_bound.value = bounds.lower_bound
+        if bounds.upper_bound is not None:
+            value.upper_bound.value = bounds.upper_bound
         threshold.value_threshold.CopyFrom(value)
-    change = bounds.get("change")
+    change = bounds.change
     if change is not None:
         lower_better = metric in LOWER_IS_BETTER
         threshold.change_threshold.CopyFrom(
@@ -44,7 +44,7 @@ def _threshold(metric: str, bounds: Dict[str, Any]) -> tfma.MetricThreshold:
                 direction=tfma.MetricDirection.LOWER_IS_BETTER if lower_better else tfma.MetricDirection.HIGHER_IS_BETTER,
                 # TFMA's absolute change is candidate - baseline: allowed to be at most +a (lower is better)
                 # or at least -a (higher is better).
-                absolute={"value": change["absolute"] if lower_better else -change["absolute"]},
+                absolute={"value": change.absolute if lower_better else -change.absolute},
             )
         )
     return threshold
@@ -69,7 +69,7 @@ def build_eval_config(contract: EvaluationContract) -> tfma.EvalConfig:
             if t.metric == name:
                 mc.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
                     slicing_specs=feature_specs if t.slices else [tfma.SlicingSpec()],
-                    threshold=_threshold(name, t.model_dump())))
+                    threshold=_threshold(name, t)))
         metrics.append(mc)
     if contract.task.type == BINARY:
         metrics.append(tfma.MetricConfig(class_name="CalibrationPlot", config=json.dumps({"num_buckets": 10})))

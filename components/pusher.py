@@ -38,6 +38,7 @@ from tfx.utils import proto_utils
 
 from sluice.components import artifact_io as aio
 from sluice.components.contracts import PushContract
+from sluice.components.versions import package_versions
 from sluice.components.export.component import ExportedModel
 
 PUSH_RECORD = "sluice_push.json"
@@ -137,18 +138,6 @@ def tflite_files(export_uri: str) -> Dict[str, str]:
     return files
 
 
-def package_versions() -> Dict[str, str]:
-    from importlib import metadata
-
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
 class Executor(tfx_pusher.Executor):
     def Do(
         self,
@@ -198,7 +187,7 @@ class Executor(tfx_pusher.Executor):
                 export: Optional[types.Artifact]) -> Dict[str, Any]:
         """What ``sluice_push.json`` says besides the model URI: where the model came from and how it did."""
         lineage = {key: artifacts[0].id for key, artifacts in input_dict.items() if artifacts}
-        record: Dict[str, Any] = {"lineage_artifact_ids": lineage, "packages": package_versions()}
+        record: Dict[str, Any] = {"lineage_artifact_ids": lineage, "packages": package_versions(PACKAGES)}
         contract = PushContract.parse(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
         record.update(contract.model_dump(include={"pipeline", "config_hash"}))
         evaluation = (input_dict.get("evaluation") or [None])[0]

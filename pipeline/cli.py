@@ -8,6 +8,7 @@ a gate that says no exits 3; a crashing component prints its traceback and the p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import traceback
@@ -305,18 +306,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from sluice.pipeline.runner import RunFailed, format_summary, run_local, summary_json
 
     from sluice.pipeline import shortcut
-    from sluice.pipeline.data_source import resolve_data_source
 
     config = _load(args.config, args.data)
     # With --json, stdout carries only the JSON object; progress goes to stderr.
     console = sys.stderr if args.json else sys.stdout
     output = Path(args.output)
-    key = None
-    if config.data_path.exists():  # a missing path is reported by run_local's pre-flight, with the fix
-        key = shortcut.run_key(config, resolve_data_source(config.data_path).files)
-        answer = None if (args.fresh or args.rerun) else shortcut.lookup(output, key)
-        if answer is not None:
-            return _answered(answer, args.json, console)
+    key = shortcut.key_of(config)  # None when the inputs cannot be read: the pre-flight says why
+    answer = None if (args.fresh or args.rerun or key is None) else shortcut.lookup(output, key)
+    if answer is not None:
+        return _answered(answer, args.json, console)
+    # From here on the last answer may no longer hold (this run can move the drift baseline or the blessed
+    # model): only a run that succeeds is recorded again.
+    shortcut.forget(output)
     try:
         result = run_local(config, output, fresh=args.fresh, console=console)
     except RunFailed as failed:
@@ -332,7 +333,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(summary_json(result))
     if result.status == "succeeded":
         # Recorded only if the inputs did not change while the run read them.
-        if key is not None and key == shortcut.run_key(config, resolve_data_source(config.data_path).files):
+        if key is not None and key == shortcut.key_of(config):
             shortcut.record(output, key, result.to_dict())
         return EXIT_OK
     return EXIT_GATE if result.status in ("not_blessed", "data_rejected", "parity_failed", "infra_failed") else EXIT_INTERNAL
@@ -342,7 +343,8 @@ def _answered(answer, as_json: bool, console) -> int:
     """Print the recorded run's result, marked as such (``pipeline/shortcut.py``)."""
     from sluice.pipeline.runner import ComponentLine, RunResult, format_summary
 
-    summary = dict(answer.summary)
+    known = {f.name for f in dataclasses.fields(RunResult)}
+    summary = {k: v for k, v in answer.summary.items() if k in known}  # a newer/older sluice's extra keys
     summary["components"] = [ComponentLine(**c) for c in summary.get("components", [])]
     result = RunResult(**summary)
     print(f"sluice: nothing changed since run {answer.run_id} (same config, schema, data, code and packages); "

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
-# sluice's import names -> source folders (pyproject's package-dir).
+# sluice's import names -> source folders: pyproject's package-dir in a checkout (``sluice/__init__.py`` in
+# its own folder); in a wheel the top package's folder is ROOT itself.
 PACKAGES = {"sluice.pipeline": ROOT / "pipeline", "sluice.components": ROOT / "components",
-            "sluice.serving": ROOT / "serving", "sluice": ROOT / "sluice"}
+            "sluice.serving": ROOT / "serving",
+            "sluice": ROOT / "sluice" if (ROOT / "sluice" / "__init__.py").is_file() else ROOT}
 _DOTTED = re.compile(r"^sluice(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 # Each component node's entry point(s). Everything they reach is found by ``closure``.

@@ -29,6 +29,7 @@ from sluice.components.contracts import (
     TrainerContract,
     TransformContract,
     TunerContract,
+    data_features,
 )
 from sluice.components.settings import (
     LOSSES,
@@ -267,7 +268,7 @@ class PipelineConfig(_Strict):
         return GateContract(validation=self.validation, columns=kinds)
 
     def transform_contract(self) -> TransformContract:
-        return TransformContract(task=self.task, features=self.features)
+        return TransformContract(task=self.task, features=data_features(self.features))
 
     def trainer_contract(self) -> TrainerContract:
         return TrainerContract(name=self.name, task=self.task, features=self.features, model=self.model,
@@ -288,7 +289,7 @@ class PipelineConfig(_Strict):
     def export_contract(self) -> ExportContract:
         export = self.export
         return ExportContract(
-            name=self.name, task=self.task, features=self.features, model_name=self.model_name,
+            task=self.task, features=data_features(self.features), model_name=self.model_name,
             variants=list(export.tflite_variants) if "tflite" in export.targets else [],
             budget=export.parity, eval_rows=export.eval_rows, calibration_rows=export.calibration_rows)
 

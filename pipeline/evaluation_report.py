@@ -98,7 +98,7 @@ def render(verdict: Dict[str, Any], evaluation: Dict[str, Any], calibration: Lis
     specs: Dict[str, List[str]] = {}
     for name in slices:
         specs.setdefault(slice_spec(name), []).append(name)
-    top_k = int(evaluation.get("report_top_k", 12))
+    top_k = int(evaluation["report_top_k"])  # the config section, defaults applied
     for spec, names in sorted(specs.items(), key=lambda kv: kv[0] != OVERALL):
         names = sorted(names, key=lambda n: -(slices[n]["size"] or 0))
         shown = names[:top_k]

@@ -22,16 +22,17 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
 
+from sluice.components.versions import package_versions
 from sluice.pipeline.code_version import package_fingerprint
 from sluice.pipeline.config import PipelineConfig
 
 RECORD = Path(".sluice") / "last_run.json"
-PACKAGES = ("tfx", "tensorflow", "tensorflow-transform", "tensorflow-model-analysis", "tensorflow-data-validation",
-            "apache-beam", "keras", "ml-metadata")
+PACKAGES = ("tfx", "tfx-bsl", "tensorflow", "tensorflow-transform", "tensorflow-model-analysis",
+            "tensorflow-data-validation", "tensorflow-serving-api", "apache-beam", "keras", "keras-tuner",
+            "ml-metadata", "numpy", "pyarrow", "protobuf", "ai-edge-litert")
 _CHUNK = 1 << 20
 
 
@@ -51,16 +52,6 @@ def data_fingerprint(files: Iterable[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def package_versions() -> Dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "-"
-    return versions
-
-
 def run_key(config: PipelineConfig, data_files: Iterable[str]) -> Dict[str, str]:
     """What a run's result depends on, each part hashed (kept apart so a mismatch can be explained)."""
     return {
@@ -68,8 +59,20 @@ def run_key(config: PipelineConfig, data_files: Iterable[str]) -> Dict[str, str]
         "schema": file_digest(str(config.schema_file))[:16],
         "data": data_fingerprint(data_files),
         "code": package_fingerprint(),
-        "packages": hashlib.sha256(json.dumps(package_versions(), sort_keys=True).encode()).hexdigest()[:16],
+        "packages": hashlib.sha256(json.dumps(package_versions(PACKAGES), sort_keys=True).encode()).hexdigest()[:16],
     }
+
+
+def key_of(config: PipelineConfig) -> Optional[Dict[str, str]]:
+    """``run_key`` of the config's data, or None when the data or schema cannot be read (the run's
+    pre-flight then reports that with its fix; the shortcut never answers for it)."""
+    from sluice.pipeline.data_source import resolve_data_source
+    from sluice.pipeline.errors import SluiceError
+
+    try:
+        return run_key(config, resolve_data_source(config.data_path).files)
+    except (SluiceError, OSError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -96,16 +99,25 @@ def forget(output: Path) -> None:
 
 def lookup(output: Path, key: Dict[str, str]) -> Optional[Answer]:
     """The recorded run if its key equals ``key`` and what it produced is still there, else None."""
+    root = Path(output).resolve()
     try:
-        saved = json.loads((Path(output) / RECORD).read_text())
-        if saved.get("key") != key:
+        saved = json.loads((root / RECORD).read_text())
+        if not isinstance(saved, dict) or saved.get("key") != key:
             return None
-        summary = json.loads((Path(saved["report_dir"]) / "summary.json").read_text())
+        report = Path(saved["report_dir"]).resolve()
+        summary = json.loads((report / "summary.json").read_text())
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if summary.get("run_id") != saved.get("run_id") or summary.get("status") != "succeeded":
+    if not isinstance(summary, dict) or summary.get("run_id") != saved.get("run_id") \
+            or summary.get("status") != "succeeded":
         return None
     served = summary.get("saved_model_path")
-    if not served or not Path(served).is_dir():  # the pushed version was removed: run again
+    if not isinstance(served, str) or not (Path(served) / "saved_model.pb").is_file():  # the push is gone
+        return None
+    if not _inside(report, root) or not _inside(Path(served).resolve(), root):  # a copied output directory
         return None
     return Answer(saved["run_id"], summary)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents

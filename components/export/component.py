@@ -4,8 +4,8 @@ the serving side gets besides the SavedModel, and gates on TFLite parity.
 For the Trainer's model it writes, into its ``sluice.ExportedModel`` artifact:
 
 - ``warmup/tf_serving_warmup_requests``: real eval rows as TF Serving warmup requests (``warmup.py``);
-- ``tflite/<variant>/model.tflite`` + ``io_spec.json`` for each configured variant (``tflite.py``; each
-  conversion in a subprocess);
+- ``tflite/<variant>/model.tflite`` + ``io_spec.json`` for each configured variant (``tflite.py``; the
+  conversions in one subprocess, each one in its own only when that one dies);
 - ``parity.json``: every variant's answers vs the SavedModel's ``serving_raw`` on the eval split, under the
   configured budget (``parity.py``). The artifact's ``passed`` property is what the Pusher checks: a failed
   variant (a wrong answer, a converter crash, a corrupt file) means nothing is pushed.
@@ -112,7 +112,8 @@ def export_variants(contract: ExportContract, model_uri: str, transform_dir: str
             build = {"step": "archive", "keras_model": keras_model, "transform_dir": transform_local,
                      "contract": contract.to_json(), "out_dir": archive}
             try:
-                tflite.run_step({"step": "all", "steps": [build, *converts.values()]}, work, "export", logs)
+                steps = [build, *converts.values()]
+                tflite.run_step({"step": "all", "steps": steps}, work, "export", logs, timeout=900 * len(steps))
             except tflite.ExportFailed as e:  # find the culprit: the missing steps, each in its own process
                 logging.warning("TFLite export in one process failed (%s); retrying each step apart", e)
             if not tflite.archive_done(archive):

@@ -4,9 +4,10 @@ Why it is shaped like this (measured on TF 2.16.2 / Keras 3.6.0):
 
 - ``TFLiteConverter`` aborts the whole process (``LLVM ERROR``) on a Keras 3 model saved with
   ``tf.saved_model.save`` or passed via ``from_keras_model``, but converts a SavedModel written by Keras 3's
-  ``keras.export.ExportArchive``. So the export writes an ExportArchive first, and every conversion runs in
-  its own subprocess (``python -m sluice.components.export.tflite``): a converter crash becomes a clear
-  error naming the variant, not a dead pipeline.
+  ``keras.export.ExportArchive``. So the export writes an ExportArchive first and converts in a subprocess
+  (``python -m sluice.components.export.tflite``): all steps in one process first (one TensorFlow import),
+  and when that process dies, each missing step in a process of its own, so a converter crash becomes a
+  clear error naming the variant, not a dead pipeline (``component.export_variants``).
 - Parsing serialized ``tf.Example`` needs the Flex delegate, which phone runtimes lack: the TFLite model
   takes one named tensor per raw column (``serving_raw``'s contract) and runs Transform's own graph on it,
   which is written with builtin ops (``components/transform.py``).
@@ -174,15 +175,18 @@ def run_step(job: Dict[str, Any], workdir: str, name: str, log_home: Optional[st
     log_file = os.path.join(workdir, f"{name}.log")
     with open(job_file, "w") as f:
         json.dump(job, f)
+    kept = f"{log_home.rstrip('/')}/{name}.log" if log_home else log_file
     with open(log_file, "w") as log:
-        proc = subprocess.run([sys.executable, "-m", "sluice.components.export.tflite", job_file],
-                              stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+        try:
+            proc = subprocess.run([sys.executable, "-m", "sluice.components.export.tflite", job_file],
+                                  stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+        except subprocess.TimeoutExpired:  # run() has killed it
+            raise ExportFailed(f"TFLite {name} did not finish in {timeout} s (full log: {kept})") from None
     if proc.returncode != 0:
         with open(log_file) as f:
             lines = [line.rstrip() for line in f if line.strip()]
         cause = next((line for line in reversed(lines) if "ERROR" in line or "Error" in line), lines[-1] if lines else "")
         how = f"exit code {proc.returncode}" if proc.returncode > 0 else f"killed by signal {-proc.returncode}"
-        kept = f"{log_home.rstrip('/')}/{name}.log" if log_home else log_file
         raise ExportFailed(f"TFLite {name} failed ({how}): {cause[:400]} (full log: {kept})")
 
 

@@ -1,6 +1,6 @@
 """The Trainer's losses: a registry from ``model.loss`` to a Keras loss object.
 
-- ``huber`` (regression, the default; Keras' ``Huber`` with its ``delta`` kept in the config): quadratic for errors up to ``delta`` (precise near
+- ``huber`` (regression; Keras' ``Huber`` with its ``delta`` kept in the config): quadratic for errors up to ``delta`` (precise near
   the target, like MSE), linear beyond it (an outlier fare pulls no harder than MAE would).
 - ``log_cosh`` (regression; Keras' ``LogCosh``, which uses the overflow-safe ``x + softplus(-2x) - log 2``):
   a smooth Huber without a delta to tune.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import copy
+import json
+import os
 import shutil
 
 import pytest
@@ -63,6 +65,10 @@ def _feature(raw):
     next(f for f in raw["features"] if f["kind"] == "numeric")["optional"] = True
 
 
+def _embedding(raw):
+    next(f for f in raw["features"] if f["kind"] == "categorical_string")["embedding_dim"] = 13
+
+
 @pytest.mark.parametrize("change,changed", [
     (_set("model.learning_rate"), {"trainer", "push"}),
     (_set("model.batch_size"), {"trainer", "push"}),
@@ -73,9 +79,10 @@ def _feature(raw):
     (_set("validation.fail_on"), {"gate", "push"}),
     (_set("export.eval_rows"), {"export", "push"}),
     (_feature, {"transform", "trainer", "export", "push"}),
+    (_embedding, {"trainer", "push"}),  # the model's embedding size: Transform and the export never read it
     (_set("evaluation.report_top_k"), {"push"}),  # the report's setting: no component uses it
 ], ids=["learning_rate", "batch_size", "rounds", "shuffle_buffer", "threshold", "min_slice_size", "fail_on",
-        "eval_rows", "feature", "report_top_k"])
+        "eval_rows", "feature", "embedding_dim", "report_top_k"])
 def test_a_setting_reaches_exactly_the_contracts_that_use_it(change, changed):
     raw = _raw()
     before = _contracts(raw)
@@ -184,8 +191,6 @@ def test_the_run_key_changes_with_data_content_config_and_code(tmp_path, source_
 
     stat = data.stat()
     data.write_text("a,b\n1,3\n")  # same size, same mtime: only the content differs
-    import os
-
     os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert shortcut.run_key(cfg, [str(data)])["data"] != key["data"]
     data.write_text("a,b\n1,2\n")
@@ -200,17 +205,45 @@ def test_the_run_key_changes_with_data_content_config_and_code(tmp_path, source_
 
 def test_lookup_answers_only_a_matching_record_whose_push_still_exists(tmp_path):
     out = tmp_path / "out"
-    report, served = tmp_path / "report", tmp_path / "serving" / "1"
-    report.mkdir()
+    report, served = out / "reports" / "r1", out / "serving" / "m" / "1"
+    report.mkdir(parents=True)
     served.mkdir(parents=True)
+    (served / "saved_model.pb").write_bytes(b"pb")
     summary = {"run_id": "r1", "status": "succeeded", "report_dir": str(report), "saved_model_path": str(served)}
-    (report / "summary.json").write_text(__import__("json").dumps(summary))
+    (report / "summary.json").write_text(json.dumps(summary))
     key = {"config": "c", "data": "d"}
     shortcut.record(out, key, summary)
     assert shortcut.lookup(out, key).run_id == "r1"
     assert shortcut.lookup(out, {**key, "data": "other"}) is None
-    served.rmdir()
+
+    (served / "saved_model.pb").unlink()
     assert shortcut.lookup(out, key) is None  # the pushed version is gone: run again
-    served.mkdir()
-    (out / shortcut.RECORD).write_text("{half")
-    assert shortcut.lookup(out, key) is None  # an unreadable record is no answer
+    (served / "saved_model.pb").write_bytes(b"pb")
+    (report / "summary.json").write_text(json.dumps({**summary, "status": "not_blessed"}))
+    assert shortcut.lookup(out, key) is None  # only a successful run answers
+    (report / "summary.json").write_text(json.dumps(summary))
+
+    copy_of_out = tmp_path / "copy"
+    shutil.copytree(out, copy_of_out)  # its record still names the original's report and model
+    assert shortcut.lookup(copy_of_out, key) is None
+
+    for broken in ("{half", "[]", "null", json.dumps({"key": key, "run_id": "r1"})):
+        (out / shortcut.RECORD).write_text(broken)
+        assert shortcut.lookup(out, key) is None  # an unreadable or odd record is no answer
+    shortcut.record(out, key, summary)
+    (report / "summary.json").write_text("[]")
+    assert shortcut.lookup(out, key) is None
+    shortcut.forget(out)
+    assert not (out / shortcut.RECORD).exists()
+
+
+def test_no_key_when_the_inputs_cannot_be_read(tmp_path):
+    raw = _raw()
+    raw["data"]["path"] = str(tmp_path / "missing.csv")
+    assert shortcut.key_of(parse_config(raw, base_dir=str(CONFIGS))) is None
+    data = tmp_path / "part-1.csv"
+    data.write_text("a\n1\n")
+    raw["data"]["path"] = str(tmp_path / "part-*.csv")  # a glob has a key too
+    assert shortcut.key_of(parse_config(raw, base_dir=str(CONFIGS))) is not None
+    raw["schema"] = str(tmp_path / "no-schema.pbtxt")
+    assert shortcut.key_of(parse_config(raw, base_dir=str(CONFIGS))) is None

@@ -51,7 +51,7 @@ def test_quantized_variants_are_judged_on_the_task_metric():
     assert not non_finite.passed and non_finite.error == "non-finite outputs"
 
 
-def test_export_settings_follow_the_targets():
+def test_export_contract_follows_the_targets():
     import yaml
 
     from sluice.pipeline.config import parse_config
