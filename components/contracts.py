@@ -62,10 +62,6 @@ class Contract(_Strict):
         """JSON-compatible dict, for ``custom_config``."""
         return self.model_dump(mode="json", by_alias=True)
 
-    @property
-    def feature_names(self) -> List[str]:
-        return [f.name for f in getattr(self, "features", [])]
-
 
 # Feature settings only the model uses (its embedding tables): Transform and the export never read them, so
 # they are left out of those two contracts (``data_features``) and changing them re-runs neither.
