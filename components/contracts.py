@@ -115,6 +115,8 @@ class GateContract(Contract):
     validation: ValidationConfig
     columns: Dict[str, Literal["categorical", "numeric"]]
     """String columns have value counts (L-infinity); numeric and integer-id columns have histograms (JSD)."""
+    label: Optional[str] = None
+    """The raw label column (None for a derived label, whose raw columns are judged as features)."""
 
 
 class EvaluationContract(Contract):
@@ -131,6 +133,9 @@ class EvaluationContract(Contract):
     confusion_thresholds: List[float]
     plot_range: Optional[List[float]]
     huber_delta: float
+    beat_mean: bool
+    """Regression: the model must beat the mean predictor's MSE. Off for a quantile loss away from the median
+    (its target is not the mean; the constant-prediction and NaN guards still apply)."""
     # No defaults here: the values always come from the config sections (settings.py), defaults applied.
 
 

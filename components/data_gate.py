@@ -133,6 +133,65 @@ def comparator_schema(schema: schema_pb2.Schema, gate: GateContract) -> schema_p
     return out
 
 
+# ------------------------------------------------------------------------------------ content of the columns
+# sluice's own anomaly types (TFDV has none for these): the schema cannot say "must vary", and an optional
+# column TFDV accepts empty in every row. Each can be tolerated like a TFDV anomaly (validation.allow).
+LABEL_CONSTANT = "LABEL_CONSTANT"
+FEATURE_CONSTANT = "FEATURE_CONSTANT"
+COLUMN_EMPTY = "COLUMN_EMPTY"
+COLUMN_VANISHED = "COLUMN_VANISHED"
+
+
+def _feature_stats(stats: statistics_pb2.DatasetFeatureStatisticsList) -> Dict[str, Any]:
+    if not stats.datasets:
+        return {}
+    return {(f.path.step[0] if f.path.step else f.name): f for f in stats.datasets[0].features}
+
+
+def _common(feature: Any) -> Any:
+    kind = feature.WhichOneof("stats")
+    return getattr(feature, kind).common_stats if kind in ("num_stats", "string_stats") else None
+
+
+def _distinct(feature: Any) -> Optional[int]:
+    """1 when every present value is the same, 2 when at least two differ, None when unknown."""
+    if feature.HasField("num_stats"):
+        return 1 if feature.num_stats.min == feature.num_stats.max else 2
+    if feature.HasField("string_stats"):
+        return min(int(feature.string_stats.unique), 2)
+    return None
+
+
+def content_findings(gate: GateContract, split: str, stats, baseline=None) -> List[Finding]:
+    """What TFDV lets through on every gated column of one split: no value in any row (``COLUMN_EMPTY``), gone
+    since the last passed run (``COLUMN_VANISHED``), one value in every row (``LABEL_CONSTANT`` — nothing to
+    learn, r² undefined — or ``FEATURE_CONSTANT``, which carries no signal; features are judged on train).
+
+    A column with no value at all is absent from TFDV's statistics, so absence is "empty" unless the drift
+    baseline (``baseline``: the last passed run's train statistics) had the column."""
+    present, before = _feature_stats(stats), _feature_stats(baseline) if baseline is not None else {}
+    findings = []
+    for column in sorted(gate.columns):
+        feature = present.get(column)
+        common = _common(feature) if feature is not None else None
+        is_label = column == gate.label
+        if feature is None or (common is not None and common.num_non_missing == 0):
+            kind = COLUMN_VANISHED if feature is None and column in before else COLUMN_EMPTY
+            findings.append(Finding(split, column, kind, "ERROR",
+                                    "no value in any row" + (" (the last passed run had values)"
+                                                             if kind == COLUMN_VANISHED else ""),
+                                    "values in at least some rows" + ("" if is_label else
+                                                                      "; drop the feature from the config if it is gone for good")))
+        elif (is_label or split == "train") and _distinct(feature) == 1:
+            value = feature.num_stats.min if feature.HasField("num_stats") else (
+                feature.string_stats.top_values[0].value if feature.string_stats.top_values else "?")
+            findings.append(Finding(split, column, LABEL_CONSTANT if is_label else FEATURE_CONSTANT, "ERROR",
+                                    f"every row has the same value ({value}): "
+                                    + ("there is nothing to learn" if is_label else "the feature carries no signal"),
+                                    "at least two distinct values"))
+    return findings
+
+
 # ----------------------------------------------------------------------------- numeric distribution distance
 def _quantile_buckets(stats: statistics_pb2.DatasetFeatureStatisticsList, column: str):
     for feature in stats.datasets[0].features:
@@ -343,12 +402,15 @@ class Executor(base_executor.BaseExecutor):
 
         train = _load_stats(stats_artifact, "train")
         eval_ = _load_stats(stats_artifact, "eval")
+        baseline = (input_dict.get("baseline") or [None])[0]
+        previous = None
+        if baseline is not None and fileio.exists(aio.join(baseline.uri, BASELINE_STATS)):
+            previous = tfdv.load_stats_binary(aio.join(baseline.uri, BASELINE_STATS))
+        findings += content_findings(gate, "train", train, previous) + content_findings(gate, "eval", eval_, previous)
         compare = comparator_schema(schema, gate)
         distances, found = _distances(gate, compare, train, eval_, "skew", "train vs eval")
         findings += found
-        baseline = (input_dict.get("baseline") or [None])[0]
-        if baseline is not None and fileio.exists(aio.join(baseline.uri, BASELINE_STATS)):
-            previous = tfdv.load_stats_binary(aio.join(baseline.uri, BASELINE_STATS))
+        if previous is not None:
             rows, found = _distances(gate, compare, train, previous, "drift", "train vs last passed run")
             distances, findings = distances + rows, findings + found
 

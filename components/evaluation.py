@@ -14,6 +14,7 @@ Evaluator decided.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
@@ -21,6 +22,7 @@ import tensorflow_model_analysis as tfma
 from sluice.components.features import label_key
 from sluice.components import verdicts
 from sluice.components.contracts import EvaluationContract
+from sluice.components.evaluation_metrics import GUARD_PREFIX
 from sluice.components.settings import BINARY, LOWER_IS_BETTER, SLUICE_TFMA_METRICS, Threshold
 
 OVERALL = "overall"
@@ -71,6 +73,8 @@ def build_eval_config(contract: EvaluationContract) -> tfma.EvalConfig:
                     slicing_specs=feature_specs if t.slices else [tfma.SlicingSpec()],
                     threshold=_threshold(name, t)))
         metrics.append(mc)
+    metrics.append(tfma.MetricConfig(class_name="Guards", module=METRICS_MODULE,
+                                     config=json.dumps({"task": contract.task.type, "beat_mean": contract.beat_mean})))
     if contract.task.type == BINARY:
         metrics.append(tfma.MetricConfig(class_name="CalibrationPlot", config=json.dumps({"num_buckets": 10})))
         metrics.append(tfma.MetricConfig(class_name="ConfusionMatrixAtThresholds",
@@ -117,17 +121,22 @@ def _number(value: Any) -> Optional[float]:
 
 
 def read_slices(evaluation_uri: str) -> Dict[str, Dict[str, Any]]:
-    """Per slice: ``{"size", "candidate": {metric: v}, "baseline": {...}, "change": {...}}`` (TFMA output)."""
+    """Per slice: ``{"size", "candidate": {metric: v}, "baseline": {...}, "change": {...}, "guard": {...}}``
+    (TFMA output; ``guard``: the candidate's sanity-guard values, ``evaluation_metrics.Guards``)."""
     slices: Dict[str, Dict[str, Any]] = {}
     for per_slice in tfma.load_metrics(evaluation_uri):
         entry = slices.setdefault(slice_name(per_slice.slice_key),
-                                  {"size": None, "candidate": {}, "baseline": {}, "change": {}})
+                                  {"size": None, "candidate": {}, "baseline": {}, "change": {}, "guard": {}})
         for kv in per_slice.metric_keys_and_values:
             number = _number(kv.value)
             if number is None:
                 continue
             key = kv.key
             side = "change" if key.is_diff else ("baseline" if key.model_name == "baseline" else "candidate")
+            if key.name.startswith(GUARD_PREFIX):
+                if side == "candidate":
+                    entry["guard"][key.name[len(GUARD_PREFIX):]] = number
+                continue
             entry[side][key.name] = number
         entry["size"] = entry["candidate"].get("example_count")
     return slices
@@ -183,12 +192,78 @@ def threshold_bounds(threshold: Any) -> Dict[str, Optional[float]]:
 GATE_FILE = verdicts.FILES["evaluation"]
 
 
-def decide(evaluation_uri: str, min_slice_size: int,
-           slices: Optional[Dict[str, Dict[str, Any]]] = None) -> Dict[str, Any]:
-    """The blessing decision with the min-slice-size rule applied to TFMA's validation result."""
+def gated_metrics(eval_config: Any) -> Dict[str, List[str]]:
+    """Metric name -> the slice specs its thresholds gate (``"overall"`` or ``"a × b"``), from the EvalConfig."""
+    gated: Dict[str, List[str]] = {}
+    for spec in eval_config.metrics_specs:
+        for mc in spec.metrics:
+            name = json.loads(mc.config or "{}").get("name", mc.class_name)
+            for per_slice in mc.per_slice_thresholds:
+                for s in per_slice.slicing_specs:
+                    gated.setdefault(name, []).append(" × ".join(s.feature_keys) or OVERALL)
+    return gated
+
+
+def _guard_failure(slice_: str, metric: str, value: Optional[float], size: Optional[float], rule: str) -> Dict[str, Any]:
+    finite = value is not None and math.isfinite(value)
+    return {"slice": slice_, "metric": metric, "is_change": False, "value": value if finite else None,
+            "candidate": value if finite else None, "baseline": None, "threshold": rule, "lower_bound": None,
+            "upper_bound": None, "allowed_change": None, "message": rule, "size": size, "guard": True}
+
+
+def guard_failures(slices: Dict[str, Dict[str, Any]], gated: Dict[str, List[str]], min_slice_size: int,
+                   task: str) -> List[Dict[str, Any]]:
+    """What TFMA's thresholds let through, judged by sluice (these always gate):
+
+    - a gated metric that is NaN, infinite or absent on a gated slice (TFMA's comparisons are false for NaN,
+      so ``r_squared >= 0.5`` passed with ``r_squared = nan`` on a constant label); feature slices under
+      ``min_slice_size`` are exempt as for thresholds;
+    - constant predictions on the eval split (spread ≤ 1e-6 of the mean's magnitude, at least 1e-6);
+    - a model no better than the trivial baseline computed on the same eval rows: the mean predictor's MSE
+      (regression, i.e. r² ≤ 0) or the prior's AUC of 0.5 (binary classification).
+
+    Guard values come from ``evaluation_metrics.Guards``; an evaluation without them (written by plain TFX)
+    is judged on the NaN rule only."""
+    failures = []
+    for metric, specs in sorted(gated.items()):
+        for name, entry in sorted(slices.items()):
+            size = entry.get("size")
+            if slice_spec(name) not in specs or (name != OVERALL and (size is None or size < min_slice_size)):
+                continue
+            value = entry["candidate"].get(metric)
+            if value is None or not math.isfinite(value):
+                failures.append(_guard_failure(name, metric, value, size,
+                                               f"{metric} is {'missing' if value is None else value} on the eval rows: "
+                                               "a gated metric must be a finite number"))
+    overall = slices.get(OVERALL, {})
+    guard, size = overall.get("guard") or {}, overall.get("size")
+    spread, mean = guard.get("prediction_stddev"), guard.get("prediction_mean")
+    if spread is not None and mean is not None and spread <= 1e-6 * max(1.0, abs(mean)):
+        failures.append(_guard_failure(OVERALL, "prediction_stddev", spread, size,
+                                       f"the model predicts the same value ({mean:.6g}) for every eval row"))
+    if task == BINARY and "auc" in guard:
+        auc = guard["auc"]
+        if not (auc > 0.5):
+            failures.append(_guard_failure(OVERALL, "trivial_baseline", auc, size,
+                                           f"ranks no better than the label prior: AUC {auc:.4g}, the prior's is 0.5"))
+    elif "model_mse" in guard and "mean_predictor_mse" in guard:
+        model, trivial = guard["model_mse"], guard["mean_predictor_mse"]
+        if not (model < trivial):
+            failures.append(_guard_failure(OVERALL, "trivial_baseline", model, size,
+                                           f"no better than predicting the mean label: MSE {model:.4g}, the mean "
+                                           f"predictor's {trivial:.4g} on the same eval rows"))
+    return failures
+
+
+def decide(evaluation_uri: str, min_slice_size: int, slices: Optional[Dict[str, Dict[str, Any]]] = None,
+           eval_config: Any = None) -> Dict[str, Any]:
+    """The blessing decision: TFMA's validation result with the min-slice-size rule, plus sluice's guards
+    (``guard_failures``; ``eval_config`` says which metrics are gated where, and the task)."""
     slices = read_slices(evaluation_uri) if slices is None else slices
     validation_ok, rubber_stamp, failures = _failures(evaluation_uri, slices)
     gating, exempt = gate_failures(failures, {k: v["size"] for k, v in slices.items()}, min_slice_size)
+    if eval_config is not None:
+        gating += guard_failures(slices, gated_metrics(eval_config), min_slice_size, _task_of(eval_config))
     return {
         "blessed": not gating,
         "tfma_validation_ok": validation_ok,
@@ -197,6 +272,14 @@ def decide(evaluation_uri: str, min_slice_size: int,
         "failures": gating,
         "exempt_failures": exempt,
     }
+
+
+def _task_of(eval_config: Any) -> str:
+    for spec in eval_config.metrics_specs:
+        for mc in spec.metrics:
+            if mc.class_name == "Guards":
+                return json.loads(mc.config or "{}").get("task", "")
+    return ""
 
 
 def read_verdict(evaluation_uri: str) -> Dict[str, Any]:

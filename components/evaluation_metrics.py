@@ -129,3 +129,94 @@ class RSquared(metric_types.Metric):
 
 metric_types.register_metric(Huber)
 metric_types.register_metric(RSquared)
+
+
+# ------------------------------------------------------------------------------------------------- guards
+GUARD_PREFIX = "guard_"
+AUC_BINS = 1000
+
+
+class _GuardCombiner(beam.CombineFn):
+    """One pass over the eval split for the blessing's sanity guards (``evaluation.guard_failures``):
+
+    - the spread of the predictions (a constant model answers the same for every row);
+    - the trivial baseline the model must beat, measured on the same rows: for regression the mean
+      predictor's MSE (the variance of the labels) next to the model's MSE; for binary classification the
+      model's ranking quality (AUC from per-class prediction histograms), against the prior's 0.5.
+
+    Sums and histograms only, merged by addition across Beam workers.
+    """
+
+    def __init__(self, keys: Dict[str, metric_types.MetricKey], eval_config: Any, example_weighted: bool,
+                 task: str) -> None:
+        self._keys, self._eval_config, self._example_weighted = keys, eval_config, example_weighted
+        self._binary = task == "binary_classification"
+
+    def create_accumulator(self) -> _Sums:
+        # n, Σp, Σp², Σy, Σy², Σ(y - p)², then (binary) AUC_BINS negatives' and AUC_BINS positives' counts
+        return _Sums(6 + (2 * AUC_BINS if self._binary else 0))
+
+    def add_input(self, acc: _Sums, element: metric_types.StandardMetricInputs) -> _Sums:
+        key = next(iter(self._keys.values()))
+        for label, prediction, _ in metric_util.to_label_prediction_example_weight(
+            element, eval_config=self._eval_config, model_name=key.model_name, output_name=key.output_name,
+            example_weighted=False, flatten=True,
+        ):
+            y, p = float(metric_util.safe_to_scalar(label)), float(metric_util.safe_to_scalar(prediction))
+            acc.values[:6] += (1.0, p, p * p, y, y * y, (y - p) ** 2)
+            if self._binary and np.isfinite(p):
+                bucket = min(AUC_BINS - 1, max(0, int(p * AUC_BINS)))
+                acc.values[6 + (AUC_BINS if y > 0.5 else 0) + bucket] += 1.0
+        return acc
+
+    def merge_accumulators(self, accumulators: Iterable[_Sums]) -> _Sums:
+        merged = self.create_accumulator()
+        for acc in accumulators:
+            merged.values += acc.values
+        return merged
+
+    def extract_output(self, acc: _Sums) -> Dict[metric_types.MetricKey, float]:
+        n, sp, sp2, sy, sy2, sse = acc.values[:6]
+        if n == 0:
+            return {}
+        out = {"prediction_stddev": float(np.sqrt(max(0.0, sp2 / n - (sp / n) ** 2))),
+               "prediction_mean": float(sp / n)}
+        if self._binary:
+            out["auc"] = histogram_auc(acc.values[6:6 + AUC_BINS], acc.values[6 + AUC_BINS:])
+        else:
+            out["model_mse"] = float(sse / n)
+            out["mean_predictor_mse"] = float(max(0.0, sy2 / n - (sy / n) ** 2))
+        return {self._keys[name]: value for name, value in out.items() if name in self._keys}
+
+
+def histogram_auc(negatives: np.ndarray, positives: np.ndarray) -> float:
+    """ROC AUC from per-class prediction histograms (ties within a bucket count half): the probability that
+    a random positive is scored above a random negative. NaN when a class is absent."""
+    neg, pos = np.asarray(negatives, np.float64), np.asarray(positives, np.float64)
+    if neg.sum() == 0 or pos.sum() == 0:
+        return float("nan")
+    below = np.concatenate([[0.0], np.cumsum(neg)[:-1]])  # negatives in lower buckets
+    return float((pos * (below + 0.5 * neg)).sum() / (pos.sum() * neg.sum()))
+
+
+class Guards(metric_types.Metric):
+    """The blessing's sanity guards (see ``_GuardCombiner``): ``guard_prediction_stddev``,
+    ``guard_prediction_mean`` and ``guard_model_mse`` + ``guard_mean_predictor_mse`` (regression) or
+    ``guard_auc`` (binary). Read by ``evaluation.guard_failures``, kept out of the metric tables."""
+
+    def __init__(self, task: str = "regression", beat_mean: bool = True, name: str = "guards") -> None:
+        def computations(name: Optional[str] = None, eval_config: Any = None, model_name: str = "",
+                         output_name: str = "", example_weighted: bool = False, **_: Any):
+            names = ["prediction_stddev", "prediction_mean"] + (
+                ["auc"] if task == "binary_classification" else ["model_mse", "mean_predictor_mse"] if beat_mean else [])
+            keys = {n: metric_types.MetricKey(name=GUARD_PREFIX + n, model_name=model_name,
+                                              output_name=output_name, example_weighted=example_weighted)
+                    for n in names}
+            return [metric_types.MetricComputation(keys=list(keys.values()), preprocessors=None,
+                                                   combiner=_GuardCombiner(keys, eval_config, example_weighted, task))]
+
+        super().__init__(metric_util.merge_per_key_computations(computations), task=task, beat_mean=beat_mean,
+                         name=name)
+
+
+metric_types.register_metric(Guards)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Tuple
 
+import tensorflow_model_analysis as tfma
 from absl import logging
+from google.protobuf import json_format
 from tfx import types
 from tfx.components.evaluator import component as tfx_evaluator
 from tfx.components.evaluator import constants
@@ -47,7 +49,8 @@ class Executor(tfx_executor.Executor):
         exec_properties.pop(CODE_VERSION, None)
         input_dict, itself = without_self_baseline(input_dict)
         super().Do(input_dict, output_dict, exec_properties)
-        rebless(output_dict, min_slice_size, baseline_is_candidate=itself)
+        eval_config = json_format.Parse(exec_properties[standard_component_specs.EVAL_CONFIG_KEY], tfma.EvalConfig())
+        rebless(output_dict, min_slice_size, baseline_is_candidate=itself, eval_config=eval_config)
 
 
 def without_self_baseline(input_dict: Dict[str, List[types.Artifact]]) -> Tuple[Dict[str, List[types.Artifact]], bool]:
@@ -65,13 +68,14 @@ def without_self_baseline(input_dict: Dict[str, List[types.Artifact]]) -> Tuple[
 
 
 def rebless(output_dict: Dict[str, List[types.Artifact]], min_slice_size: int,
-            baseline_is_candidate: bool = False) -> Dict[str, Any]:
+            baseline_is_candidate: bool = False, eval_config: Any = None) -> Dict[str, Any]:
     """The extension proper, after TFX's TFMA run: re-decide the blessing with ``min_slice_size``, write
     ``sluice_gate.json`` into the evaluation artifact and the BLESSED / NOT_BLESSED file into the blessing
     (through fileio: on Vertex both are gs:// URIs). Returns the decision."""
     evaluation = artifact_utils.get_single_uri(output_dict[standard_component_specs.EVALUATION_KEY])
     blessing = artifact_utils.get_single_instance(output_dict[standard_component_specs.BLESSING_KEY])
-    decision = {**decide(evaluation, min_slice_size), "baseline_is_candidate": baseline_is_candidate}
+    decision = {**decide(evaluation, min_slice_size, eval_config=eval_config),
+                "baseline_is_candidate": baseline_is_candidate}
     verdict = verdicts.write(evaluation, "evaluation", decision, passed=decision["blessed"])
     blessed_file = os.path.join(blessing.uri, constants.BLESSED_FILE_NAME)
     not_blessed_file = os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME)

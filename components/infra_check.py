@@ -28,7 +28,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, path_utils
 
-from sluice.components import artifact_io as aio, verdicts
+from sluice.components import artifact_io as aio, lifeline, verdicts
 from sluice.components.contracts import InfraCheckContract
 from sluice.components.export.component import WARMUP_PATH, ExportedModel
 
@@ -39,8 +39,8 @@ _PORTS = re.compile(r"(REST\s+http://127\.0\.0\.1:(\d+)|gRPC\s+127\.0\.0\.1:(\d+
 def start_server(model_dir: str, log_path: str, timeout: float = 120.0):
     """Start the local server on free ports; returns ``(process, rest_port, grpc_port)``."""
     log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-u", "-m", "sluice.serving.server", "--model-dir", model_dir,
-                             "--rest-port", "0", "--grpc-port", "0"],
+    proc = subprocess.Popen(lifeline.command([sys.executable, "-u", "-m", "sluice.serving.server",
+                                              "--model-dir", model_dir, "--rest-port", "0", "--grpc-port", "0"]),
                             stdout=subprocess.PIPE, stderr=log, text=True)
     rest = grpc_port = None
     deadline = time.monotonic() + timeout

@@ -129,6 +129,8 @@ def tflite_files(export_uri: str) -> Dict[str, str]:
     files: Dict[str, str] = {}
     for result in read_parity(export_uri)["variants"]:
         variant = result["variant"]
+        if not result.get("passed"):  # a failed quantized variant is not shipped (component.shipping_verdict)
+            continue
         name = MODEL_FILE if variant == "float32" else f"model_{variant}.tflite"
         files[name] = aio.join(tflite_dir(export_uri, variant), MODEL_FILE)
         if variant == "float32":

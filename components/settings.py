@@ -372,6 +372,12 @@ class ParityBudget(_Strict):
     atol: float = Field(default=1e-5, gt=0)
     metric_budget: float = Field(default=0.01, ge=0)
     """Quantized variants: the task metric (MAE / AUC) may be at most this much worse, relative (0.01 = 1 %)."""
+    row_quantile: float = Field(default=0.99, gt=0, le=1)
+    row_budget: float = Field(default=0.1, gt=0)
+    """Quantized variants, row by row: the ``row_quantile`` of ``|variant - SavedModel|`` at most this many
+    standard deviations of the SavedModel's outputs on the eval rows (0.1 = a tenth of their spread)."""
+    worst_row_budget: float = Field(default=0.5, gt=0)
+    """Quantized variants: no eval row off by more than this many standard deviations of the outputs."""
 
 
 

@@ -13,7 +13,7 @@ import json
 import sys
 import traceback
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 DEFAULT_OUTPUT = "output"
 
@@ -204,6 +204,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
             "blessed": {True: "yes", False: "no", None: "-"}[r.blessed],
             "pushed": r.pushed_version if r.pushed else "-",
             "failed": ",".join(n for n, e in r.executions.items() if e.state == "FAILED" and "Resolver" not in n),
+            "killed": ",".join(n for n, e in r.executions.items() if e.state == "CANCELED") if r.abandoned else "",
         })
     if args.json:
         for row in rows:
@@ -213,6 +214,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     print(header)
     for row in rows:
         note = f"  (failed: {row['failed']})" if row["failed"] else ""
+        note += f"  (killed during: {row['killed']})" if row["killed"] else ""
         print(f"{row['n']:>3}  {row['started']:<19}  {row['pipeline']:<14} {row['data']:<12} {row['blessed']:<7}  "
               f"{row['pushed']:<11} {row['seconds']:>6.1f}s  {row['run']}{note}")
     return EXIT_OK
@@ -303,14 +305,21 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from sluice.pipeline.runner import RunFailed, format_summary, run_local, summary_json
-
-    from sluice.pipeline import shortcut
+    from sluice.pipeline import run_lock
 
     config = _load(args.config, args.data)
     # With --json, stdout carries only the JSON object; progress goes to stderr.
     console = sys.stderr if args.json else sys.stdout
     output = Path(args.output)
+    with run_lock.hold(output):  # one run per output directory, the shortcut's answer and record included
+        return _run_locked(args, config, output, console)
+
+
+def _run_locked(args: argparse.Namespace, config: Any, output: Path, console: Any) -> int:
+    from sluice.pipeline.runner import RunFailed, format_summary, run_local, summary_json
+
+    from sluice.pipeline import shortcut
+
     key = shortcut.key_of(config)  # None when the inputs cannot be read: the pre-flight says why
     answer = None if (args.fresh or args.rerun or key is None) else shortcut.lookup(output, key)
     if answer is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
@@ -265,7 +266,8 @@ class PipelineConfig(_Strict):
         kinds = {f.name: ("categorical" if f.kind == "categorical_string" else "numeric") for f in self.features}
         for col in self.task.raw_label_columns():
             kinds.setdefault(col, "numeric")
-        return GateContract(validation=self.validation, columns=kinds)
+        return GateContract(validation=self.validation, columns=kinds,
+                            label=None if self.task.derive else self.task.label)
 
     def transform_contract(self) -> TransformContract:
         return TransformContract(task=self.task, features=data_features(self.features))
@@ -284,7 +286,8 @@ class PipelineConfig(_Strict):
             task=self.task, metrics={m: names[m] for m in self.metric_names()}, thresholds=evaluation.thresholds,
             slices=evaluation.slices, min_slice_size=evaluation.min_slice_size,
             confusion_thresholds=evaluation.confusion_thresholds, plot_range=evaluation.plot_range,
-            huber_delta=self.model.huber_delta)
+            huber_delta=self.model.huber_delta,
+            beat_mean=not (self.model.loss == "quantile" and self.model.quantile != 0.5))
 
     def export_contract(self) -> ExportContract:
         export = self.export
@@ -339,13 +342,29 @@ def parse_config(raw: Any, base_dir: str = ".") -> PipelineConfig:
     return cfg
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last silently, so
+    ``learning_rate`` written twice would train with whichever came second)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: Dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (first on line {seen[key] + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path) -> PipelineConfig:
     """Read and validate a YAML config file."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise ConfigError(str(path), "config file not found", "pass --config PATH to an existing YAML file")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.load(p.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark else str(p)

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from sluice.components import lifeline
 from sluice.pipeline import kfp_spec
 from sluice.pipeline.errors import SluiceError
 
@@ -287,7 +288,7 @@ def _run(command: List[str], log: Path, task: str) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         # cwd: this run's log folder, holding no source (python -m puts cwd first on sys.path; a checkout's
         # sluice/ folder there would be imported instead of the install, which the image must not rely on).
-        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd=str(log.parent), env=env).returncode
+        code = subprocess.run(lifeline.command(command), stdout=out, stderr=subprocess.STDOUT, cwd=str(log.parent), env=env).returncode
     if code != 0:
         text = log.read_text(errors="replace")
         if "DataGateFailed: " in text:  # the gate's one screen (feature, anomaly, expected, report) is the cause

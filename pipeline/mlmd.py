@@ -1,7 +1,8 @@
-"""Read-only questions to ML Metadata about a pipeline run: what ran, what was cached, what was blessed/pushed.
+"""Questions to ML Metadata about a pipeline run: what ran, what was cached, what was blessed/pushed.
 
 MLMD is the source of truth for a run (the console lines are a convenience), so the run summary, the tests
-and later `sluice runs` all answer from here.
+and later `sluice runs` all answer from here. Reads only, with one exception: ``mark_abandoned``, which a new
+run (holding the output's run lock) uses to close the executions of a run whose process was killed.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class RunRecord:
     """From the first execution's creation to the last execution's last update."""
     data_fingerprint: Optional[str] = None
     """A short hash of CsvExampleGen's input fingerprint (file sizes and checksums): same data, same value."""
+    abandoned: bool = False
+    """The run's process died mid-run (found and marked by the next run: ``mark_abandoned``)."""
 
 
 def open_store(metadata_path: Path):
@@ -74,6 +77,41 @@ def _run_contexts(store, pipeline_name: str) -> list:
         if any(e.id in pipeline_exec_ids for e in store.get_executions_by_context(c.id))
     ]
     return sorted(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+
+
+def run_by_id(metadata_path: Path, pipeline_name: str, run_id: str) -> Optional[RunRecord]:
+    """The run ``run_id`` of ``pipeline_name``, or None (it created no execution)."""
+    if not Path(metadata_path).exists():
+        return None
+    store = open_store(metadata_path)
+    runs = [c for c in _run_contexts(store, pipeline_name) if c.name == run_id]
+    return _record(store, runs[0], pipeline_name) if runs else None
+
+
+ABANDONED = "sluice_abandoned"
+
+
+def mark_abandoned(metadata_path: Path, reason: str) -> List[int]:
+    """Close every execution still NEW or RUNNING as CANCELED, with ``reason`` in its ``sluice_abandoned``
+    property; returns their ids. Only correct while holding the output's run lock (``run_lock.hold``): then
+    no live process can own such an execution, so each one belongs to a run that was killed."""
+    if not Path(metadata_path).exists():
+        return []
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(metadata_path)
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
+    store = metadata_store.MetadataStore(config)
+    open_states = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
+    stale = [e for e in store.get_executions() if e.last_known_state in open_states]
+    for execution in stale:
+        execution.last_known_state = metadata_store_pb2.Execution.CANCELED
+        execution.custom_properties[ABANDONED].string_value = reason
+    if stale:
+        store.put_executions(stale)
+    return [e.id for e in stale]
 
 
 def latest_run(metadata_path: Path, pipeline_name: str) -> Optional[RunRecord]:
@@ -121,6 +159,8 @@ def _record(store, run_ctx, pipeline_name: str) -> RunRecord:
     for execution in store.get_executions_by_context(run_ctx.id):
         node = _node_id(store, execution.id, pipeline_name)
         seconds = max(0.0, (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000.0)
+        if ABANDONED in execution.custom_properties:
+            record.abandoned = True
         record.executions[node] = NodeExecution(
             node_id=node,
             state=_STATE_NAMES.get(execution.last_known_state, str(execution.last_known_state)),

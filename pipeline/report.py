@@ -70,7 +70,9 @@ def _gates(result: Dict[str, Any], details: Dict[str, Any]) -> List[List[str]]:
     elif not parity.get("variants"):
         tflite = '<span class="muted">no TFLite target (warmup only)</span>'
     else:
-        tflite = ('<span class="ok">passed</span>' if parity.get("passed") else
+        dropped = parity.get("dropped") or []
+        tflite = (('<span class="ok">passed</span>' + (f" (not shipped: {html.escape(', '.join(dropped))})" if dropped else ""))
+                  if parity.get("passed") else
                   '<span class="bad">failed: ' + html.escape("; ".join(parity.get("failures", []))) + "</span>")
     return [["DataGate (anomalies, skew, drift)", data], ["Evaluator (thresholds vs baseline)", blessing],
             ["ModelExport (TFLite parity vs SavedModel)", tflite], ["InfraCheck (local TF Serving API)", _infra(result)],
@@ -165,13 +167,15 @@ def _export_section(result: Dict[str, Any], details: Dict[str, Any]) -> List[str
     parity = result.get("parity") or {}
     variants = parity.get("variants") or []
     if variants:
-        verdict = "passed" if parity.get("passed") else "FAILED — nothing pushed"
+        dropped = parity.get("dropped") or []
+        verdict = ("FAILED — nothing pushed" if not parity.get("passed") else
+                   f"passed; not shipped: {', '.join(dropped)}" if dropped else "passed")
         parts.append(f"<p>TFLite parity vs the SavedModel on {parity.get('rows', 0)} eval rows: "
                      f"<strong>{verdict}</strong>.</p>")
         parts.append(_table([(v["variant"], _num(v.get("size_bytes", 0) / 1024), _num(v.get("max_abs_diff")),
                               v.get("rows_outside_tolerance", ""), f"{v.get('metric', '')} {_num(v.get('metric_tflite'))}",
                               _num(v.get("metric_saved_model")), v.get("rule", ""),
-                              "pass" if v["passed"] else f"FAIL {v.get('error') or ''}") for v in variants],
+                              "pass" if v["passed"] else f"FAIL (not shipped) {v.get('error') or ''}") for v in variants],
                             ["variant", "KiB", "max |diff|", "rows off", "metric", "SavedModel", "rule", "verdict"]))
     parts.append(f"<p>TFLite: {html.escape(result.get('tflite_path') or ('not pushed' if variants else 'not exported (export.targets has no tflite)'))}</p>")
     parts.append('<h2 id="serving">Where the model is</h2>')

@@ -189,6 +189,9 @@ def run_local(
     log_file = paths.logs / f"{config.name}-{stamp}.log"
     printer(f"sluice: running {config.name} on {source.description} -> {paths.root}")
     printer(f"  log: {log_file}")
+    for line in _close_abandoned(paths):
+        printer(line)
+    run_id = dt.datetime.now().isoformat()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     progress: Optional[_Progress] = None
@@ -208,13 +211,14 @@ def run_local(
             from sluice.pipeline.pipeline import create_pipeline
 
             tfx_pipeline = create_pipeline(config, source, paths, enable_cache=not fresh)
-            LocalDagRunner().run(tfx_pipeline)
+            with _run_temp_dir(paths):
+                LocalDagRunner().run_with_ir(_with_run_id(tfx_pipeline, run_id))
         except Exception as e:  # reported below with the component that raised it
             logging.getLogger(__name__).exception("pipeline failed")
             failure = e
         finally:
             logging.getLogger().removeHandler(progress)
-        result = _summarize(config, paths, log_file, progress.lines, time.monotonic() - start)
+        result = _summarize(config, paths, log_file, progress.lines, time.monotonic() - start, run_id=run_id)
 
     gate = _data_gate_failure(failure)
     if gate is not None:
@@ -235,6 +239,61 @@ def run_local(
         raise RunFailed(component, log_file, failure, result) from failure
     _write_report(result, config)
     return result
+
+
+def _with_run_id(tfx_pipeline: Any, run_id: str) -> Any:
+    """The pipeline's IR with ``run_id`` as its run id. ``LocalDagRunner.run`` would pick its own (the time
+    of day) and not tell; knowing it lets the summary read this run's MLMD record and no other."""
+    from tfx.dsl.compiler import constants
+    from tfx.orchestration.portable import runtime_parameter_utils, tfx_runner
+
+    ir = tfx_runner._make_pipeline_proto(tfx_pipeline)  # what LocalDagRunner.run does before run_with_ir
+    runtime_parameter_utils.substitute_runtime_parameter(ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+    return ir
+
+
+TEMP_DIR = Path(".sluice") / "tmp"
+
+
+@contextlib.contextmanager
+def _run_temp_dir(paths: OutputPaths) -> Iterator[Path]:
+    """Temporary files of this run (the components' work dirs, their children's) under
+    ``<output>/.sluice/tmp/<pid>`` instead of the system's: a run killed with SIGKILL cleans nothing, and
+    the next run (holding the run lock) removes what it left (``_close_abandoned``)."""
+    import tempfile
+
+    directory = paths.root / TEMP_DIR / str(os.getpid())
+    directory.mkdir(parents=True, exist_ok=True)
+    before = (tempfile.tempdir, os.environ.get("TMPDIR"))
+    tempfile.tempdir, os.environ["TMPDIR"] = str(directory), str(directory)
+    try:
+        yield directory
+    finally:
+        tempfile.tempdir = before[0]
+        if before[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = before[1]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _close_abandoned(paths: OutputPaths) -> List[str]:
+    """Under the run lock: mark the executions of runs that were killed as such in MLMD, and remove the
+    temporary files they left (their ``.sluice/tmp/<pid>`` and TFX's per-execution work dirs). Returns the
+    console lines saying so."""
+    from sluice.pipeline.mlmd import mark_abandoned
+
+    ids = mark_abandoned(paths.metadata, "the run's process died before this execution finished")
+    for execution_id in ids:
+        for work in paths.pipeline_root.glob(f"*/.system/executor_execution/{execution_id}"):
+            shutil.rmtree(work, ignore_errors=True)
+    leftovers = [p for p in (paths.root / TEMP_DIR).glob("*") if p.is_dir()]
+    for leftover in leftovers:
+        shutil.rmtree(leftover, ignore_errors=True)
+    if not ids and not leftovers:
+        return []
+    return [f"  note: an earlier run in this output directory was killed mid-run: {len(ids)} unfinished "
+            f"execution(s) marked CANCELED in MLMD, {len(leftovers)} temporary folder(s) removed"]
 
 
 def report_dry_run(config: PipelineConfig, directory: Path, outcome: Any, seconds: float) -> RunResult:
@@ -275,12 +334,14 @@ def _keep_data_report(source: Optional[str], report_dir: Path) -> Optional[str]:
 
 
 def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines: List[ComponentLine],
-               seconds: float, record: Any = None) -> RunResult:
-    """The run's result from its ``RunRecord`` (by default the latest run in the output's MLMD)."""
-    from sluice.pipeline.mlmd import latest_run
+               seconds: float, record: Any = None, run_id: Optional[str] = None) -> RunResult:
+    """The run's result from its own ``RunRecord``: ``record``, or run ``run_id`` in the output's MLMD —
+    never "the latest run", which may be another one's."""
+    from sluice.pipeline.mlmd import run_by_id
 
-    record = record or latest_run(paths.metadata, config.name)
-    run_id = record.run_id if record else dt.datetime.now().isoformat()
+    if record is None and run_id is not None:
+        record = run_by_id(paths.metadata, config.name, run_id)
+    run_id = record.run_id if record else (run_id or dt.datetime.now().isoformat())
     states = {n: e.state for n, e in record.executions.items()} if record else {}
     for line in lines:
         line.state = states.get(line.name, line.state)
@@ -431,8 +492,9 @@ def format_summary(result: RunResult) -> List[str]:
                          f"{variant['metric']} {variant['metric_tflite']:.4g} (SavedModel "
                          f"{variant['metric_saved_model']:.4g}), max |diff| {variant['max_abs_diff']:.2g}  "
                          f"{'ok' if variant['passed'] else 'FAILED'}")
+    dropped = result.parity.get("dropped", []) if result.parity.get("passed") else []
     for line in result.parity.get("failures", []):
-        lines.append(f"  FAILED TFLite parity: {line}")
+        lines.append(f"  {'NOT SHIPPED' if line.split(':')[0] in dropped else 'FAILED'} TFLite parity: {line}")
     if result.infra:
         checked = result.infra.get("checked", {})
         lines.append(f"  infra check: {'passed' if result.infra.get('blessed') else 'FAILED'} — "

@@ -1,7 +1,8 @@
 """The models a local server serves: TF Serving's directory layout and ``models.config`` semantics.
 
-``<base_path>/<version>/saved_model.pb`` with numeric versions (sluice's Pusher writes them atomically, so a
-version directory is complete when it appears; ``.incoming-*`` staging directories are ignored). Which
+``<base_path>/<version>/saved_model.pb`` with numeric versions (sluice's Pusher writes them atomically; other
+writers — ``gsutil cp``, ``rsync`` — may not, so a version that fails to load is retried, never served from
+half, and never displaces the one serving: ``Repository``; ``.incoming-*`` staging directories are ignored). Which
 versions are loaded follows the model's version policy (``latest { num_versions }`` — TF Serving's default
 of 1 —, ``specific { versions }``, ``all``); ``version_labels`` name versions (``stable``, ``canary``). A
 poller reloads the tree every ``poll_seconds``: a new version is loaded *before* it replaces the old one in
@@ -10,6 +11,7 @@ the routing table, so requests never see a gap.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from sluice.serving.errors import ServingError, invalid, not_found
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,7 +67,8 @@ def discover(model_dir: Path) -> List[ModelEntry]:
 def available_versions(base: Path) -> List[int]:
     if not base.is_dir():
         return []
-    return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file())
+    return sorted(int(p.name) for p in base.iterdir()
+                  if p.name.isascii() and p.name.isdigit() and (p / "saved_model.pb").is_file())
 
 
 def wanted(entry: ModelEntry, available: List[int]) -> List[int]:
@@ -126,42 +131,113 @@ def load_version(name: str, version: int, path: Path) -> LoadedVersion:
     return version_obj
 
 
-class Repository:
-    """Loaded versions per model, refreshed from disk; thread-safe reads."""
+@dataclass
+class LoadFailure:
+    """A version that failed to load: retried after ``retry_at`` (exponential back-off), or at once when its
+    files change (a copy still in progress completes)."""
 
-    def __init__(self, entries: List[ModelEntry]) -> None:
+    message: str
+    attempts: int
+    retry_at: float
+    files: Tuple[Tuple[str, int, int], ...]
+
+
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 60.0
+
+
+def version_files(path: Path) -> Tuple[Tuple[str, int, int], ...]:
+    """(relative path, size, mtime_ns) of every file of a version directory: what changes while it is copied."""
+    out = []
+    for p in sorted(path.rglob("*")):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if p.is_file():
+            out.append((str(p.relative_to(path)), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+class Repository:
+    """Loaded versions per model, refreshed from disk; thread-safe reads.
+
+    Availability first: a version that fails to load (a ``saved_model.pb`` still being copied, ``variables/``
+    not there yet, a corrupt file) never displaces a version that serves. The policy is applied to the
+    versions that can be served — for ``latest``, the newest ones that did not fail — so the old version
+    keeps answering while the new one is retried (back-off from 1 s to 60 s, and at once when its files
+    change); every failure and every (re)load is logged. The poller survives anything a directory listing
+    can hold: only ASCII-digit names are versions (``"²".isdigit()`` is true; ``int("²")`` raises), and an
+    unexpected error in one refresh is logged and the next one runs.
+    """
+
+    def __init__(self, entries: List[ModelEntry], clock: Any = None) -> None:
+        import time
+
         self.entries = {e.name: e for e in entries}
         self._loaded: Dict[str, Dict[int, LoadedVersion]] = {e.name: {} for e in entries}
-        self._errors: Dict[Tuple[str, int], str] = {}
+        self._errors: Dict[Tuple[str, int], LoadFailure] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._clock = clock or time.monotonic
+
+    def _may_try(self, name: str, version: int, path: Path) -> bool:
+        failure = self._errors.get((name, version))
+        return failure is None or self._clock() >= failure.retry_at or version_files(path) != failure.files
+
+    def _load(self, entry: ModelEntry, version: int) -> Optional[LoadedVersion]:
+        path = entry.base_path / str(version)
+        files = version_files(path)
+        try:
+            loaded = load_version(entry.name, version, path)
+        except Exception as e:  # a broken version stays unavailable; the others keep serving
+            previous = self._errors.get((entry.name, version))
+            attempts = (previous.attempts if previous else 0) + 1
+            delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (attempts - 1))
+            message = f"{type(e).__name__}: {e}"[:500]
+            self._errors[(entry.name, version)] = LoadFailure(message, attempts, self._clock() + delay, files)
+            logger.warning("model %s version %d failed to load (attempt %d; retry in %.0f s or when its files "
+                           "change): %s", entry.name, version, attempts, delay, message)
+            return None
+        if self._errors.pop((entry.name, version), None) is not None:
+            logger.info("model %s version %d loaded after earlier failures", entry.name, version)
+        else:
+            logger.info("model %s version %d loaded", entry.name, version)
+        return loaded
 
     def refresh(self) -> None:
         for entry in list(self.entries.values()):
-            want = wanted(entry, available_versions(entry.base_path))
+            available = available_versions(entry.base_path)
+            for gone in [k for k in self._errors if k[0] == entry.name and k[1] not in available]:
+                del self._errors[gone]
             have = set(self._loaded[entry.name])
-            for version in want:
-                if version in have or (entry.name, version) in self._errors:
+            # The policy over what can serve: versions already loaded, and those not failing right now.
+            servable = [v for v in available if v in have or (entry.name, v) not in self._errors
+                        or self._may_try(entry.name, v, entry.base_path / str(v))]
+            for version in wanted(entry, servable):
+                if version in have:
                     continue
-                try:
-                    loaded = load_version(entry.name, version, entry.base_path / str(version))
-                except Exception as e:  # a broken version stays unavailable; the others keep serving
-                    self._errors[(entry.name, version)] = f"{type(e).__name__}: {e}"[:500]
-                    continue
-                with self._lock:
-                    self._loaded[entry.name] = {**self._loaded[entry.name], version: loaded}
+                loaded = self._load(entry, version)
+                if loaded is not None:
+                    with self._lock:
+                        self._loaded[entry.name] = {**self._loaded[entry.name], version: loaded}
             with self._lock:
-                self._loaded[entry.name] = {v: m for v, m in self._loaded[entry.name].items() if v in want}
+                current = self._loaded[entry.name]
+                keep = wanted(entry, [v for v in available if v in current])
+                self._loaded[entry.name] = {v: m for v, m in current.items() if v in keep}
+
+    def _poll(self, poll_seconds: float) -> None:
+        while not self._stop.wait(poll_seconds):
+            try:
+                self.refresh()
+            except Exception:  # never let the poller die: what serves keeps serving, the next poll retries
+                logger.exception("refreshing the model repository failed; retrying in %.1f s", poll_seconds)
 
     def start(self, poll_seconds: float = 1.0) -> None:
         self.refresh()
-
-        def loop() -> None:
-            while not self._stop.wait(poll_seconds):
-                self.refresh()
-
-        self._thread = threading.Thread(target=loop, name="sluice-model-poller", daemon=True)
+        self._thread = threading.Thread(target=self._poll, args=(poll_seconds,), name="sluice-model-poller",
+                                        daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -192,7 +268,7 @@ class Repository:
             raise not_found(f"Could not find any versions of model {name}")
         with self._lock:
             loaded = sorted(self._loaded[name], reverse=True)
-        errors = {v: m for (n, v), m in self._errors.items() if n == name}
+        errors = {v: f.message for (n, v), f in self._errors.items() if n == name}
         rows = [{"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
                 for v in loaded]
         rows += [{"version": str(v), "state": "END", "status": {"error_code": "UNKNOWN", "error_message": m}}

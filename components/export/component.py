@@ -7,8 +7,9 @@ For the Trainer's model it writes, into its ``sluice.ExportedModel`` artifact:
 - ``tflite/<variant>/model.tflite`` + ``io_spec.json`` for each configured variant (``tflite.py``; the
   conversions in one subprocess, each one in its own only when that one dies);
 - ``parity.json``: every variant's answers vs the SavedModel's ``serving_raw`` on the eval split, under the
-  configured budget (``parity.py``). The artifact's ``passed`` property is what the Pusher checks: a failed
-  variant (a wrong answer, a converter crash, a corrupt file) means nothing is pushed.
+  configured budget (``parity.py``). The artifact's ``passed`` property is what the Pusher checks: float32
+  failing (a wrong answer, a converter crash, a corrupt file) means nothing is pushed; a quantized variant
+  failing is left out of the push and named in the verdict (``shipping_verdict``).
 
 It does not wait for the blessing (so an unchanged re-run is a cache hit even when the Evaluator re-runs
 against a new baseline); the Pusher needs both verdicts.
@@ -121,8 +122,7 @@ def export_variants(contract: ExportContract, model_uri: str, transform_dir: str
         except (tflite.ExportFailed, OSError, tf_errors.OpError) as e:  # nothing to convert: every variant fails
             results = [{"variant": v, "rows": 0, "passed": False, "error": f"{type(e).__name__}: {e}"[:600]}
                        for v in contract.variants]
-            return {"passed": False, "variants": results, "rows": len(evaluation), "budget": budget.model_dump(),
-                    "convert_seconds": {}, "failures": parity.failure_lines(results)}
+            return shipping_verdict(results, len(evaluation), budget, {})
         timings["convert"] = time.perf_counter() - started
         saved, labels = _saved_model_outputs(path_utils.serving_model_path(model_uri), evaluation, label_key(contract.task))
         for variant in contract.variants:
@@ -144,8 +144,21 @@ def export_variants(contract: ExportContract, model_uri: str, transform_dir: str
             results.append(result)
     finally:
         aio.keep_logs(work, logs)
-    return {"passed": all(r["passed"] for r in results), "variants": results, "rows": len(evaluation),
-            "budget": budget.model_dump(), "convert_seconds": timings, "failures": parity.failure_lines(results)}
+    return shipping_verdict(results, len(evaluation), budget, timings)
+
+
+def shipping_verdict(results: List[Dict[str, Any]], rows: int, budget: Any, timings: Dict[str, float]) -> Dict[str, Any]:
+    """What ships: every variant that passed. The gate (``passed``, which the Pusher checks) is float32's
+    verdict — the reference conversion every other variant starts from; when it fails something is wrong
+    with the model's conversion itself and nothing is pushed. A quantized variant that fails is left out of
+    the push (``dropped``) and the run says so; the SavedModel and the other variants still ship."""
+    by = {r["variant"]: r for r in results}
+    shipped = [r["variant"] for r in results if r["passed"]]
+    gate = by["float32"]["passed"] if "float32" in by else bool(results) and all(r["passed"] for r in results)
+    return {"passed": bool(gate), "variants": results, "rows": rows, "budget": budget.model_dump(),
+            "convert_seconds": timings, "shipped": shipped if gate else [],
+            "dropped": [r["variant"] for r in results if not r["passed"]],
+            "failures": parity.failure_lines(results)}
 
 
 class Executor(base_executor.BaseExecutor):

@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from sluice.components import lifeline
 from sluice.components.contracts import ExportContract
 
 VARIANTS = ("float32", "dynamic_range", "float16", "int8")
@@ -178,7 +179,7 @@ def run_step(job: Dict[str, Any], workdir: str, name: str, log_home: Optional[st
     kept = f"{log_home.rstrip('/')}/{name}.log" if log_home else log_file
     with open(log_file, "w") as log:
         try:
-            proc = subprocess.run([sys.executable, "-m", "sluice.components.export.tflite", job_file],
+            proc = subprocess.run(lifeline.command([sys.executable, "-m", "sluice.components.export.tflite", job_file]),
                                   stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
         except subprocess.TimeoutExpired:  # run() has killed it
             raise ExportFailed(f"TFLite {name} did not finish in {timeout} s (full log: {kept})") from None

@@ -20,7 +20,7 @@ from typing import List
 
 from absl import logging
 
-from sluice.components import artifact_io as aio
+from sluice.components import artifact_io as aio, lifeline
 from sluice.components.trainer.strategies import local_cluster, needs_fresh_process
 from sluice.components.trainer.train import TrainJob, train
 
@@ -71,7 +71,7 @@ def run_workers(job: TrainJob, workdir: str, timeout_s: float | None = None) -> 
             env["TF_CONFIG"] = local_cluster(ports, index)
         log = work / f"worker-{index}.log"
         procs.append((index, log, subprocess.Popen(
-            [sys.executable, "-m", "sluice.components.trainer.worker", str(job_file)],
+            lifeline.command([sys.executable, "-m", "sluice.components.trainer.worker", str(job_file)]),
             env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
         )))
     logging.info("started %d training worker process(es); logs in %s", count, work)

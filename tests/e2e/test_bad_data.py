@@ -120,6 +120,20 @@ def unseen_company(p: Path) -> Path:
     return _write(p, _every(_rows(), 50, lambda r: r.update(company="Brand New Cab Co.")))
 
 
+def constant_label(p: Path) -> Path:
+    """Issue 17's reproduction: fare = 10.0 everywhere passed the gate and was BLESSED with r_squared = nan."""
+    return _write(p, _every(_rows(), 1, lambda r: r.update(fare="10.0")))
+
+
+def empty_optional_column(p: Path) -> Path:
+    """pickup_latitude is optional: TFDV said "No anomalies" with it empty in every row, and it was pushed."""
+    return _write(p, _every(_rows(), 1, lambda r: r.update(pickup_latitude="")))
+
+
+def constant_feature(p: Path) -> Path:
+    return _write(p, _every(_rows(), 1, lambda r: r.update(trip_miles="2.5")))
+
+
 # (builder, expected exit, substrings of the message, why)
 STOPPED_BEFORE_TFX = [
     (missing_required_column, ["column 'trip_miles'", "missing from"]),
@@ -137,6 +151,9 @@ STOPPED_BY_GATE = [
     (drifted_fares, ["fare", "JENSEN_SHANNON"]),
     (negative_miles, ["trip_miles", "-3.5"]),
     (required_value_missing, ["fare", "expected: FLOAT", "required"]),
+    (constant_label, ["fare", "LABEL_CONSTANT", "10"]),
+    (empty_optional_column, ["pickup_latitude", "COLUMN_EMPTY"]),
+    (constant_feature, ["trip_miles", "FEATURE_CONSTANT", "2.5"]),
 ]
 
 
@@ -201,6 +218,31 @@ def test_bad_values_are_stopped_by_the_data_gate(served, builder, expected):
     for part in expected:
         assert part in message, f"{part!r} not in:\n{message}"
     assert Path(result["data_report"]).is_file() and "FAILED" in Path(result["data_report"]).read_text()
+
+
+def test_a_constant_label_let_through_the_data_gate_is_not_blessed(served):
+    """The gate behind the gate: a user who allows LABEL_CONSTANT still gets no model pushed — the Evaluator's
+    guards refuse a model that cannot beat the mean predictor on a label that does not vary (r² = nan)."""
+    import yaml
+
+    raw = yaml.safe_load(Path(served["cfg"]).read_text())
+    raw["validation"]["allow"] = [{"feature": "fare", "anomaly": "LABEL_CONSTANT", "why": "adversarial test"},
+                                  {"feature": "fare", "anomaly": "JENSEN_SHANNON_DIVERGENCE_HIGH", "why": "same"}]
+    cfg = Path(served["work"]) / "allow_constant_label.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    bad = constant_label(Path(served["work"]) / "constant_label_allowed.csv")
+    with _must_lose_nothing_but_evaluate(served):
+        result = run_json("run", "--config", str(cfg), "--data", str(bad), "--output", str(served["out"]))
+    assert result["_exit"] == 3 and result["status"] == "not_blessed" and result["pushed"] is False, result["_stderr"][-3000:]
+    failed = {(f["slice"], f["metric"]) for f in result["failures"]}
+    assert ("overall", "trivial_baseline") in failed or ("overall", "prediction_stddev") in failed, result["failures"]
+
+
+@contextlib.contextmanager
+def _must_lose_nothing_but_evaluate(served):
+    before = _tree_digest(served["serving"])
+    yield
+    assert _tree_digest(served["serving"]) == before
 
 
 def test_tolerated_unseen_company_proceeds(served):

@@ -259,3 +259,34 @@ def test_sluice_serve_and_sluice_predict_from_the_command_line(fare, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_infra_check_server_dies_with_a_sigkilled_run(served, tmp_path):
+    """Issue 17: after ``kill -9`` of a run during InfraCheck its server lived on (722 MB, two ports)."""
+    import signal
+    import socket
+    import textwrap
+
+    from tests.faults.test_children_die_with_parent import _alive, _wait_dead
+
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from sluice.components.infra_check import start_server
+        proc, rest, grpc_port = start_server({str(served["tree"])!r}, {str(tmp_path / "server.log")!r})
+        print(proc.pid, rest, grpc_port, flush=True)
+        time.sleep(600)
+    """)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    line = parent.stdout.readline().split()
+    assert len(line) == 3, (tmp_path / "server.log").read_text()[-2000:]
+    pid, rest, grpc_port = map(int, line)
+    try:
+        assert _alive(pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert _wait_dead(pid), f"server {pid} outlived its parent"
+        for port in (rest, grpc_port):  # both ports are free again
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -109,6 +109,20 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
     assert f"{bad}:" in exc.value.render() and "YAML" in exc.value.render()
 
 
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    """PyYAML keeps the second of two equal keys silently: a config edited by appending a setting would train
+    with whichever came last. Issue 17's reproduction."""
+    text = (CONFIGS / "taxi_fare.yaml").read_text().replace("  learning_rate: 0.005\n",
+                                                              "  learning_rate: 0.005\n  learning_rate: 0.5\n")
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(text.replace("../", str(CONFIGS.parent) + "/"))
+    line = text.splitlines().index("  learning_rate: 0.5") + 1
+    with pytest.raises(ConfigError) as exc:
+        load_config(twice)
+    rendered = exc.value.render()
+    assert f"{twice}:{line}" in rendered and "'learning_rate' appears twice" in rendered and f"line {line - 1}" in rendered
+
+
 def test_missing_file():
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("/nonexistent/sluice.yaml")

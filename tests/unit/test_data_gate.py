@@ -118,3 +118,76 @@ def test_decile_jsd_is_zero_for_the_same_data_and_large_for_a_scaled_one():
     assert decile_jsd(_deciles(half_a), _deciles(half_b)) < 0.02
     assert decile_jsd(_deciles(fares), _deciles(fares * 10)) > 0.5
     assert 0.0 <= decile_jsd(_deciles(fares), _deciles(fares + 1000)) <= 1.0
+
+
+# ------------------------------------------------------------------ columns TFDV lets through (real TFDV stats)
+def _stats(columns):
+    """TFDV statistics of a DataFrame built from ``columns`` (as CsvExampleGen's examples would give)."""
+    import pandas as pd
+    import tensorflow_data_validation as tfdv
+
+    return tfdv.generate_statistics_from_dataframe(pd.DataFrame(columns))
+
+
+CONTENT_GATE = GateContract.model_validate({
+    "validation": {}, "label": "fare",
+    "columns": {"fare": "numeric", "payment_type": "categorical", "miles": "numeric", "lat": "numeric"},
+})
+ROWS = 200
+
+
+def _good(**override):
+    columns = {
+        "fare": [5.0 + i % 37 for i in range(ROWS)],
+        "payment_type": ["Cash" if i % 3 else "Credit Card" for i in range(ROWS)],
+        "miles": [0.5 * (i % 11) for i in range(ROWS)],
+        "lat": [41.8 + 0.001 * (i % 13) for i in range(ROWS)],
+    }
+    columns.update(override)
+    return {k: v for k, v in columns.items() if v is not None}
+
+
+def _kinds(findings):
+    return {(f.feature, f.anomaly) for f in findings}
+
+
+def test_good_columns_raise_nothing():
+    from sluice.components.data_gate import content_findings
+
+    assert content_findings(CONTENT_GATE, "train", _stats(_good())) == []
+    assert content_findings(CONTENT_GATE, "eval", _stats(_good()), baseline=_stats(_good())) == []
+
+
+@pytest.mark.parametrize("override,expected", [
+    ({"fare": [10.0] * ROWS}, {("fare", "LABEL_CONSTANT")}),                        # r² = nan, was blessed
+    ({"payment_type": ["Cash"] * ROWS}, {("payment_type", "FEATURE_CONSTANT")}),
+    ({"miles": [2.0] * ROWS}, {("miles", "FEATURE_CONSTANT")}),
+    ({"lat": [float("nan")] * ROWS}, {("lat", "COLUMN_EMPTY")}),                     # optional, empty everywhere
+    ({"lat": None}, {("lat", "COLUMN_EMPTY")}),                                       # absent from the stats
+    ({"fare": [float("nan")] * ROWS}, {("fare", "COLUMN_EMPTY")}),
+])
+def test_columns_tfdv_accepts_are_stopped(override, expected):
+    from sluice.components.data_gate import content_findings
+
+    found = content_findings(CONTENT_GATE, "train", _stats(_good(**override)))
+    assert _kinds(found) == expected
+    assert all(f.severity == "ERROR" and decide([f], ValidationConfig()) == [f] for f in found)
+
+
+def test_a_column_the_last_passed_run_had_has_vanished_and_can_be_allowed():
+    from sluice.components.data_gate import content_findings
+
+    found = content_findings(CONTENT_GATE, "train", _stats(_good(lat=None)), baseline=_stats(_good()))
+    assert _kinds(found) == {("lat", "COLUMN_VANISHED")}
+    allow = ValidationConfig.model_validate({"allow": [{"feature": "lat", "anomaly": "COLUMN_VANISHED", "why": "sensor retired"}]})
+    assert decide(found, allow) == [] and found[0].allowed
+
+
+def test_features_are_judged_on_train_the_label_on_every_split():
+    from sluice.components.data_gate import content_findings
+
+    one_value = _stats(_good(miles=[2.0] * ROWS, fare=[10.0] * ROWS))
+    assert _kinds(content_findings(CONTENT_GATE, "eval", one_value)) == {("fare", "LABEL_CONSTANT")}
+    derived = CONTENT_GATE.model_copy(update={"label": None})  # a derived label's raw columns are features
+    assert _kinds(content_findings(derived, "train", one_value)) == {("fare", "FEATURE_CONSTANT"),
+                                                                      ("miles", "FEATURE_CONSTANT")}

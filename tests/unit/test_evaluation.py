@@ -169,3 +169,95 @@ def test_a_baseline_that_is_the_candidate_itself_is_not_evaluated_twice():
     assert without_self_baseline(other) == (other, False)
     first = {"model": [model("/m", 1)], "baseline_model": []}
     assert without_self_baseline(first) == (first, False)
+
+
+# ------------------------------------------------------------------------------- guards behind TFMA's thresholds
+def _guards(task, labels, predictions, **kw):
+    """The Guards combiner run the way Beam would (split, merged), as ``read_slices`` files its values."""
+    from tensorflow_model_analysis.metrics import metric_types
+
+    from sluice.components.evaluation_metrics import GUARD_PREFIX, Guards
+
+    combiner = Guards(task=task, **kw).computations(model_names=[""], output_names=[""])[0].combiner
+    accumulators = []
+    for part in np.array_split(np.arange(len(labels)), 3):
+        acc = combiner.create_accumulator()
+        for i in part:
+            acc = combiner.add_input(acc, metric_types.StandardMetricInputs(
+                labels=np.array([labels[i]]), predictions=np.array([predictions[i]]), example_weights=np.array([1.0])))
+        accumulators.append(acc)
+    out = combiner.extract_output(combiner.merge_accumulators(accumulators))
+    return {k.name[len(GUARD_PREFIX):]: v for k, v in out.items()}
+
+
+def _slices(candidate, guard, size=300.0, **feature_slices):
+    slices = {OVERALL: {"size": size, "candidate": candidate, "baseline": {}, "change": {}, "guard": guard}}
+    for name, (n, values) in feature_slices.items():
+        slices[name] = {"size": n, "candidate": values, "baseline": {}, "change": {}, "guard": {}}
+    return slices
+
+
+def test_guard_values_equal_numpy():
+    from sklearn.metrics import roc_auc_score
+
+    g = _guards("regression", LABELS, PREDICTIONS)
+    assert g["model_mse"] == pytest.approx(np.mean((LABELS - PREDICTIONS) ** 2), rel=1e-9)
+    assert g["mean_predictor_mse"] == pytest.approx(np.var(LABELS), rel=1e-9)
+    assert g["prediction_stddev"] == pytest.approx(np.std(PREDICTIONS), rel=1e-6)
+    y = (LABELS > 12).astype(float)
+    p = 1 / (1 + np.exp(-(PREDICTIONS - 12) / 4))
+    assert _guards("binary_classification", y, p)["auc"] == pytest.approx(roc_auc_score(y, p), abs=2e-3)
+    assert "model_mse" not in _guards("regression", LABELS, PREDICTIONS, beat_mean=False)
+
+
+@pytest.mark.parametrize("case,task,labels,predictions,metric", [
+    # the reproduction: fare = 10.0 everywhere, r_squared = nan was BLESSED
+    ("constant label", "regression", np.full(300, 10.0), np.full(300, 10.0) + RNG.normal(0, 0.1, 300), "trivial_baseline"),
+    ("constant predictions", "regression", LABELS, np.full(300, 12.0), "prediction_stddev"),
+    ("worse than the mean", "regression", LABELS, LABELS.mean() + RNG.normal(0, 8.0, 300), "trivial_baseline"),
+    ("anti-ranking", "binary_classification", (LABELS > 12).astype(float), 1 / (1 + np.exp(LABELS - 12)), "trivial_baseline"),
+    ("the prior itself", "binary_classification", (LABELS > 12).astype(float), np.full(300, 0.4), "prediction_stddev"),
+])
+def test_models_no_better_than_trivial_are_never_blessed(case, task, labels, predictions, metric):
+    from sluice.components.evaluation import guard_failures
+
+    failures = guard_failures(_slices({}, _guards(task, labels, predictions)), {}, 50, task)
+    assert metric in {f["metric"] for f in failures}, case
+    assert all(f["message"] and f["slice"] == OVERALL for f in failures)
+
+
+def test_a_useful_model_passes_the_guards():
+    from sluice.components.evaluation import guard_failures
+
+    assert guard_failures(_slices({}, _guards("regression", LABELS, PREDICTIONS)), {}, 50, "regression") == []
+    y = (LABELS > 12).astype(float)
+    guard = _guards("binary_classification", y, 1 / (1 + np.exp(-(PREDICTIONS - 12) / 4)))
+    assert guard_failures(_slices({}, guard), {}, 50, "binary_classification") == []
+
+
+def test_nan_inf_or_missing_gated_metrics_never_pass():
+    from sluice.components.evaluation import guard_failures
+
+    gated = {"r_squared": [OVERALL], "mae": ["payment_type"]}
+    slices = _slices({"r_squared": float("nan"), "mae": 1.0}, {}, **{
+        "payment_type=Cash": (300.0, {"mae": float("inf")}),
+        "payment_type=Tiny": (3.0, {"mae": float("nan")}),     # under min_slice_size: exempt as for thresholds
+        "payment_type=Card": (300.0, {}),                      # the gated metric is absent
+        "company=X": (300.0, {"mae": float("nan")}),           # not a gated spec
+    })
+    failures = guard_failures(slices, gated, 50, "regression")
+    assert {(f["slice"], f["metric"]) for f in failures} == {
+        (OVERALL, "r_squared"), ("payment_type=Cash", "mae"), ("payment_type=Card", "mae")}
+    assert all(f["candidate"] is None for f in failures)  # no NaN reaches the JSON verdict
+
+
+def test_eval_config_carries_the_guards_and_what_is_gated(fare_raw):
+    import json
+
+    from sluice.components.evaluation import gated_metrics
+
+    eval_config = build_eval_config(_cfg(fare_raw).evaluation_contract())
+    guards = [m for s in eval_config.metrics_specs for m in s.metrics if m.class_name == "Guards"]
+    assert len(guards) == 1 and json.loads(guards[0].config) == {"task": "regression", "beat_mean": True}
+    gated = gated_metrics(eval_config)
+    assert OVERALL in gated["mean_absolute_error"] and "payment_type" in gated["mean_absolute_error"]

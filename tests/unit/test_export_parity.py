@@ -63,3 +63,35 @@ def test_export_contract_follows_the_targets():
     assert contract.budget == parse_config(raw).export.parity
     raw["export"]["targets"] = ["saved_model"]
     assert parse_config(raw).export_contract().variants == []  # warmup only
+
+
+def test_one_badly_wrong_row_fails_a_quantized_variant_whose_average_is_fine():
+    """Issue 17's reproduction: int8 kept MAE within 1 % while one row was $272 off; the metric-only rule
+    passed it. Each row rule can fail on its own."""
+    rng = np.random.default_rng(2)
+    n = 30000
+    labels = rng.gamma(2.0, 6.0, n)
+    saved = labels + rng.normal(0, 3, n)
+    budget = ParityBudget()
+    rounded = saved + rng.normal(0, 0.01 * saved.std(), n)
+    ok = parity.compare("int8", "regression", labels, saved, rounded, 10, budget)
+    assert ok.passed and ok.worst_row_diff < budget.worst_row_budget
+    one_row = rounded.copy()
+    one_row[17] += 272.0
+    bad = parity.compare("int8", "regression", labels, saved, one_row, 10, budget)
+    assert abs(bad.metric_change) < budget.metric_budget  # the average alone would pass
+    assert not bad.passed and bad.worst_row_diff > 20
+    line = parity.failure_lines([bad.to_dict()])[0]
+    assert "int8" in line and "worst row" in line and "272" in line
+    many_rows = saved + np.where(np.arange(n) % 20 == 0, 0.3 * saved.std(), 0.0)  # 5 % of rows 0.3 sd off
+    spread = parity.compare("dynamic_range", "regression", labels, saved, many_rows, 10, budget)
+    assert spread.worst_row_diff <= budget.worst_row_budget and spread.row_quantile_diff > budget.row_budget
+    assert not spread.passed
+    # binary: probabilities, the same rule in units of their spread
+    y = rng.integers(0, 2, 3000)
+    p = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.15, 3000), 0, 1)
+    flipped = p.copy()
+    flipped[5] = 1 - flipped[5]
+    assert parity.compare("int8", "binary_classification", y, p, p + 1e-4, 10, budget).passed
+    worst = parity.compare("int8", "binary_classification", y, p, flipped, 10, budget)
+    assert not worst.passed or abs(p[5] - 0.5) < 0.1
