@@ -336,7 +336,7 @@ def render_report(findings: List[Finding], blocking: List[Finding], distances: L
         table([(d["feature"], d["comparison"], d["measure"], d["value"], d["threshold"]) for d in distances],
               ["feature", "comparison", "measure", "value", "threshold"]) if distances
         else "<p>No comparisons (first run, or no comparators configured).</p>",
-        "<h2>Statistics</h2>",
+        "<h2>Statistics (train vs eval vs the drift baseline)</h2>",
         stats_html,
         "</body></html>",
     ]
@@ -353,11 +353,13 @@ def _load_stats(artifact: types.Artifact, split: str) -> statistics_pb2.DatasetF
     return tfdv.load_stats_binary(aio.join(artifact_utils.get_split_uri([artifact], split), STATS_FILE))
 
 
-def _stats_html(train, eval_) -> str:
-    try:
-        from tensorflow_data_validation.utils.display_util import get_statistics_html
+def _stats_html(gate: GateContract, train, eval_, previous) -> str:
+    """Per-feature statistics, offline (``stats_view``; TFDV's Facets view loads its scripts from the web)."""
+    from sluice.components import stats_view
 
-        return get_statistics_html(train, eval_, lhs_name="train", rhs_name="eval")
+    try:
+        return stats_view.render({"train": train, "eval": eval_, "last passed run (train)": previous},
+                                 columns=sorted(gate.columns))
     except Exception as e:  # the statistics view is a convenience; the tables above are the verdict
         return f"<p>(statistics view unavailable: {html.escape(str(e))})</p>"
 
@@ -418,7 +420,7 @@ class Executor(base_executor.BaseExecutor):
         # TFX deletes a failed execution's output directory, so the report also goes where it survives.
         report_dir = aio.join(exec_properties.get("report_root") or out_uri, _execution_name(out_uri))
         report = aio.join(report_dir, REPORT_FILE)
-        aio.write_text(report, render_report(findings, blocking, distances, _stats_html(train, eval_)))
+        aio.write_text(report, render_report(findings, blocking, distances, _stats_html(gate, train, eval_, previous)))
         verdict = {"passed": not blocking, "findings": [asdict(f) for f in findings], "distances": distances,
                    "report": report}
         for directory in {out_uri, report_dir}:

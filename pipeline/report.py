@@ -172,6 +172,15 @@ def _export_section(result: Dict[str, Any], details: Dict[str, Any]) -> List[str
                    f"passed; not shipped: {', '.join(dropped)}" if dropped else "passed")
         parts.append(f"<p>TFLite parity vs the SavedModel on {parity.get('rows', 0)} eval rows: "
                      f"<strong>{verdict}</strong>.</p>")
+        reference = parity.get("saved_model_metric")
+        if reference:
+            parts.append(
+                f"<p class='muted'>Why the SavedModel's {html.escape(reference['metric'])} here "
+                f"({_num(reference['dense_rows'])}) differs from the Evaluator's: parity feeds the dense rows a "
+                f"TFLite client sends, where an empty optional cell carries its fill value (default or 0); the "
+                f"Evaluator feeds tf.Examples, where the cell stays missing and Transform imputes it. On the same "
+                f"rows as tf.Examples the SavedModel measures {_num(reference['examples'])}; "
+                f"{reference['rows_with_empty_cells']} of {parity.get('rows', 0)} rows have an empty cell.</p>")
         parts.append(_table([(v["variant"], _num(v.get("size_bytes", 0) / 1024), _num(v.get("max_abs_diff")),
                               v.get("rows_outside_tolerance", ""), f"{v.get('metric', '')} {_num(v.get('metric_tflite'))}",
                               _num(v.get("metric_saved_model")), v.get("rule", ""),

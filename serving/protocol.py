@@ -28,6 +28,8 @@ def parse_body(body: bytes) -> Dict[str, Any]:
         data = json.loads(body.decode("utf-8") if body else "")
     except (ValueError, UnicodeDecodeError) as e:
         raise invalid(f"JSON Parse error: {e}")
+    except RecursionError:
+        raise invalid("JSON Parse error: the document is nested too deeply")
     if not isinstance(data, dict):
         raise invalid("JSON Parse error: the request body must be a JSON object")
     if "instances" in data and "inputs" in data:
@@ -64,14 +66,45 @@ def _value(raw: Any, kind: str, where: str) -> Any:
     if not ok:
         shown = json.dumps(raw)[:40]
         raise invalid(f"{where}: JSON Value: {shown} Type: {type(raw).__name__} is not of expected type: {kind}")
-    return raw.encode() if kind == "string" else raw
+    if kind == "string":
+        try:
+            return raw.encode()
+        except UnicodeEncodeError:
+            raise invalid(f"{where}: the string is not valid Unicode (it holds a lone surrogate)")
+    return raw
 
 
-def _column(values: List[Any], dtype: Any) -> np.ndarray:
+def _column(values: List[Any], dtype: Any, name: str) -> np.ndarray:
+    """The values as the input's dtype; a number the dtype cannot hold is the client's error (TF Serving:
+    INVALID_ARGUMENT), never a silent wrap-around or infinity."""
     kind = _kind(dtype)
     if kind == "string":
         return np.array(values, dtype=object)
-    return np.array(values, dtype=dtype.as_numpy_dtype)
+    try:
+        with np.errstate(over="raise", invalid="raise"):
+            array = np.array(values, dtype=dtype.as_numpy_dtype)
+    except (OverflowError, FloatingPointError, ValueError):
+        array = None
+    if kind == "float" and array is not None:
+        given = np.isfinite(np.array([v if isinstance(v, float) else 0.0 for v in values], dtype=np.float64))
+        if np.any(given & ~np.isfinite(array)):
+            array = None
+    if array is None:
+        bad = next((v for v in values if not _fits(v, dtype)), values[0] if values else None)
+        raise invalid(f"input {name}: value {str(bad)[:40]} is out of range for {dtype.name}")
+    return array
+
+
+def _fits(value: Any, dtype: Any) -> bool:
+    import math
+
+    if _kind(dtype) == "int":
+        info = np.iinfo(dtype.as_numpy_dtype)
+        return info.min <= value <= info.max
+    try:
+        return math.isinf(value) or abs(float(value)) <= float(np.finfo(dtype.as_numpy_dtype).max)
+    except OverflowError:
+        return False
 
 
 def to_inputs(data: Mapping[str, Any], specs: Mapping[str, Any], max_batch: int = MAX_BATCH
@@ -104,7 +137,7 @@ def to_inputs(data: Mapping[str, Any], specs: Mapping[str, Any], max_batch: int 
             for n in names:
                 where = f"Failed to process element: {i} key: {n} of 'instances' list. Error: Invalid argument"
                 columns[n].append(_value(row[n], _kind(specs[n].dtype), where))
-        return "row", {n: _column(columns[n], specs[n].dtype) for n in names}
+        return "row", {n: _column(columns[n], specs[n].dtype, n) for n in names}
     inputs = data["inputs"]
     if not isinstance(inputs, dict) or (set(inputs) == {"b64"} and names != ["b64"]):
         if len(names) != 1:
@@ -124,7 +157,7 @@ def to_inputs(data: Mapping[str, Any], specs: Mapping[str, Any], max_batch: int 
             raise invalid(f"'inputs' key {n}: expected a list of values, one per row")
         sizes.add(len(values))
         out[n] = _column([_value(v, _kind(specs[n].dtype), f"'inputs' key {n} element {i}")
-                          for i, v in enumerate(values)], specs[n].dtype)
+                          for i, v in enumerate(values)], specs[n].dtype, n)
     if len(sizes) > 1:
         raise invalid(f"Expecting tensors in 'inputs' to have the same batch size, got {sorted(sizes)} (ragged batch)")
     size = sizes.pop()

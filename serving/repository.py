@@ -110,8 +110,20 @@ class LoadedVersion:
         try:
             out = sig.fn(**{k: tf.constant(v, dtype=sig.inputs[k].dtype) for k, v in inputs.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-            raise invalid(str(e).splitlines()[0][:500])
+            raise invalid(cause(e))
         return {k: v.numpy() for k, v in out.items()}
+
+
+def cause(error: BaseException) -> str:
+    """The informative part of a TensorFlow error: TF 2.16 leads with "Graph execution error:" and puts the
+    cause on a later line, followed by node/op decorations (``[Op:__inference_…]``, ``[[{{node …}}]]``)."""
+    import re
+
+    lines = [line.strip() for line in str(error).splitlines()]
+    useful = [line for line in lines if line and line != "Graph execution error:"
+              and not line.startswith(("Detected at node", "File ", "[[", "Stack trace", "="))]
+    text = re.sub(r"\s*\[(?:Op:|\[\{\{node)[^\]]*\]+\s*$", "", useful[0] if useful else (lines[0] if lines else ""))
+    return (text or type(error).__name__)[:500]
 
 
 def load_version(name: str, version: int, path: Path) -> LoadedVersion:

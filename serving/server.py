@@ -3,41 +3,24 @@
 TF Serving needs Docker or its binary; this needs neither, serves the same ``<model>/<version>/`` tree with
 the same ``models.config`` semantics (``repository.py``), and answers the same requests with the same
 responses and error contract (``protocol.py``, ``errors.py``), so a client written against it works against
-``serving/Dockerfile`` unchanged. Threads serve requests in parallel (TensorFlow releases the GIL while it
-computes). ``sluice serve`` runs it; ``python -m sluice.serving.server`` too (the infra check does).
+``serving/Dockerfile`` unchanged. REST is tornado (``rest.py``: why there), gRPC is grpcio; both compute in
+bounded thread pools (TensorFlow releases the GIL while it computes). ``sluice serve`` runs it; ``python -m sluice.serving.server`` too (the infra check does).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import signal
-import socket
 import sys
 import threading
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from sluice.serving import protocol
-from sluice.serving.errors import ServingError, invalid, not_found
+from sluice.serving.errors import ServingError, invalid
 from sluice.serving.repository import Repository, discover, read_model_config
-
-_PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
-                   r"(?P<rest>/metadata|:predict|:classify|:regress)?/?$")
-
-
-def _route(path: str) -> Tuple[str, Optional[int], Optional[str], str]:
-    match = _PATH.match(path.split("?", 1)[0])
-    if not match:
-        raise not_found(f"Malformed request: {path}")
-    version = match.group("version")
-    if version is not None and not version.isdigit():
-        raise invalid(f"Invalid version in path: {version}")
-    return match.group("name"), int(version) if version else None, match.group("label"), match.group("rest") or ""
-
+from sluice.serving.rest import Api, Limits, RestServer, route
 
 def metadata(repo: Repository, name: str, version: Optional[int], label: Optional[str]) -> Dict[str, Any]:
     from google.protobuf import json_format
@@ -59,56 +42,49 @@ def predict_rest(repo: Repository, name: str, version: Optional[int], label: Opt
     return protocol.to_response(fmt, servable.predict(signature_name, inputs))
 
 
-def make_http_handler(repo: Repository, max_batch: int):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+def make_api(repo: Repository, max_batch: int) -> Api:
+    """TF Serving's REST API over ``repo`` for the HTTP layer (``rest.py``)."""
 
-        def setup(self) -> None:
-            super().setup()
-            # Keep-alive clients: without TCP_NODELAY, the header and body writes meet Nagle's algorithm and
-            # the client's delayed ACK, and every response waits ~40 ms (measured).
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def get(path: str) -> Dict[str, Any]:
+        name, version, label, rest = route(path)
+        if rest == "/metadata":
+            return metadata(repo, name, version, label)
+        if rest:
+            raise invalid(f"{rest} needs POST")
+        if label is not None:
+            version = repo.resolve(name, None, label).version
+        return {"model_version_status": repo.status(name, version)}
 
-        def log_message(self, *args: Any) -> None:  # quiet: one line per request is noise under load
-            pass
+    def post(path: str, body: bytes) -> Dict[str, Any]:
+        name, version, label, rest = route(path)
+        if rest != ":predict":
+            raise ServingError("UNIMPLEMENTED", f"{rest or 'POST without a method'} is not supported "
+                               "(this server implements :predict)")
+        return predict_rest(repo, name, version, label, body, max_batch)
 
-        def _send(self, status: int, body: Dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    return Api(get=get, post=post)
 
-        def _handle(self, method: str) -> None:
-            try:
-                name, version, label, rest = _route(self.path)
-                if method == "GET":
-                    if rest == "/metadata":
-                        return self._send(200, metadata(repo, name, version, label))
-                    if rest:
-                        raise invalid(f"{rest} needs POST")
-                    if label is not None:
-                        version = repo.resolve(name, None, label).version
-                    return self._send(200, {"model_version_status": repo.status(name, version)})
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                if rest != ":predict":
-                    raise ServingError("UNIMPLEMENTED", f"{rest or 'POST without a method'} is not supported "
-                                       "(this server implements :predict)")
-                return self._send(200, predict_rest(repo, name, version, label, body, max_batch))
-            except ServingError as e:
-                return self._send(e.http_status, {"error": e.message})
-            except Exception as e:  # never a stack trace to the client; the server keeps answering
-                return self._send(500, {"error": f"Internal: {type(e).__name__}: {e}"[:500]})
 
-        def do_GET(self) -> None:
-            self._handle("GET")
+def grpc_input(name: str, proto: Any, spec: Any) -> Any:
+    """One gRPC input as an array, held to the signature like TF Serving does (INVALID_ARGUMENT): the exact
+    dtype (no float -> int truncation, no bytes parsed as numbers), a shape compatible with the signature's
+    (rank included: ``[1, 1]`` or a scalar for a ``[None]`` input is refused), a well-formed TensorProto."""
+    import tensorflow as tf
 
-        def do_POST(self) -> None:
-            self._handle("POST")
-
-    return Handler
+    if proto.dtype != spec.dtype.as_datatype_enum:
+        try:
+            given = tf.dtypes.as_dtype(proto.dtype).name
+        except TypeError:
+            given = f"DataType {proto.dtype}"
+        raise invalid(f"input {name}: expects {spec.dtype.name} but {given} is provided")
+    try:
+        array = tf.make_ndarray(proto)
+    except Exception as e:  # a TensorProto whose content does not fit its shape or dtype
+        raise invalid(f"input {name}: malformed TensorProto ({type(e).__name__}: {str(e)[:200]})")
+    if not spec.shape.is_compatible_with(array.shape):
+        raise invalid(f"input {name}: shape {list(array.shape)} does not match the signature's "
+                      f"{spec.shape.as_list() if spec.shape.rank is not None else 'unknown'}")
+    return array
 
 
 def _version_of(spec: Any) -> Tuple[Optional[int], Optional[str]]:
@@ -141,7 +117,10 @@ def make_grpc_server(repo: Repository, port: int, max_batch: int, host: str = "1
                 if unknown or missing:
                     raise invalid(f"input keys {sorted(request.inputs)} do not match the signature's "
                                   f"{sorted(sig.inputs)}")
-                inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+                inputs = {k: grpc_input(k, v, sig.inputs[k]) for k, v in sorted(request.inputs.items())}
+                sizes = sorted({v.shape[0] for v in inputs.values() if len(v.shape)})
+                if len(sizes) > 1:  # as REST: one row per example in every input (TF would broadcast)
+                    raise invalid(f"Expecting all inputs to have the same batch size, got {sizes}")
                 if any(len(v.shape) and v.shape[0] > max_batch for v in inputs.values()):
                     raise invalid(f"Batch size exceeds the maximum allowed ({max_batch})")
                 outputs = servable.predict(signature_name, inputs)
@@ -155,6 +134,8 @@ def make_grpc_server(repo: Repository, port: int, max_batch: int, host: str = "1
                 return response
             except ServingError as e:
                 abort(context, e)
+            except Exception as e:  # a bug, not the client's: INTERNAL with the cause, and the server goes on
+                abort(context, ServingError("INTERNAL", f"{type(e).__name__}: {e}"[:500]))
 
         def GetModelMetadata(self, request, context):
             try:
@@ -189,16 +170,15 @@ def make_grpc_server(repo: Repository, port: int, max_batch: int, host: str = "1
             except ServingError as e:
                 abort(context, e)
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    # The receive limit fits the largest batch allowed (max_batch rows of a wide signature is a few MB; the
+    # default 4 MB refused a valid 1,024-row taxi batch), with the REST body limit's margin.
+    limit = Limits().max_body_bytes
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+                         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Prediction(), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(Models(), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     return server, bound
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    request_queue_size = 128  # the default 5 resets connections when dozens of clients connect at once
-    daemon_threads = True
 
 
 class LocalServer:
@@ -206,26 +186,26 @@ class LocalServer:
 
     def __init__(self, model_dir: Path, rest_port: int = 8501, grpc_port: int = 8500,
                  model_config_file: Optional[Path] = None, poll_seconds: float = 1.0,
-                 max_batch: int = protocol.MAX_BATCH, host: str = "127.0.0.1") -> None:
+                 max_batch: int = protocol.MAX_BATCH, host: str = "127.0.0.1", limits: Limits = Limits()) -> None:
         entries = read_model_config(model_config_file, model_dir) if model_config_file else discover(model_dir)
         if not entries:
             raise ServingError("NOT_FOUND", f"no models under {model_dir} (expected <model>/<version>/saved_model.pb;"
                                             " run `sluice run` first, or pass --model-config-file)")
         self.repo = Repository(entries)
         self.poll_seconds = poll_seconds
-        self.http = _HTTPServer((host, rest_port), make_http_handler(self.repo, max_batch))
+        self.http = RestServer(make_api(self.repo, max_batch), host, rest_port, limits)
         self.grpc, self.grpc_port = make_grpc_server(self.repo, grpc_port, max_batch, host)
-        self.rest_port = self.http.server_address[1]
+        self.rest_port = self.http.port
 
     def start(self) -> "LocalServer":
         self.repo.start(self.poll_seconds)
         self.grpc.start()
-        threading.Thread(target=self.http.serve_forever, name="sluice-rest", daemon=True).start()
+        self.http.start()
         return self
 
     def stop(self) -> None:
         self.repo.stop()
-        self.http.shutdown()
+        self.http.stop()
         self.grpc.stop(0)
 
     def models(self) -> List[str]:

@@ -67,17 +67,22 @@ def read_parity(export_uri: str) -> Dict[str, Any]:
 
 
 def _saved_model_outputs(saved_model_dir: str, rows: rows_lib.Rows, label: str, batch: int = 512):
-    """``serving_raw`` predictions and Transform's label (via ``transform_features``) for ``rows``."""
+    """``serving_raw`` predictions on the dense rows (what TFLite gets), ``serving_default`` predictions on
+    the same rows' tf.Examples (what the Evaluator/TFMA uses: an empty cell stays missing and Transform
+    imputes it, where the dense row carries the fill value) and Transform's label, for ``rows``."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(saved_model_dir)
     raw, features = loaded.signatures["serving_raw"], loaded.signatures["transform_features"]
-    predictions, labels = [], []
+    default = loaded.signatures["serving_default"]
+    predictions, from_examples, labels = [], [], []
     for start in range(0, len(rows), batch):
         part = {k: tf.constant(v[start:start + batch]) for k, v in rows.columns.items()}
+        examples = tf.constant(rows.serialized[start:start + batch])
         predictions.append(raw(**part)["outputs"].numpy())
-        labels.append(features(examples=tf.constant(rows.serialized[start:start + batch]))[label].numpy())
-    return np.concatenate(predictions), np.concatenate(labels).reshape(-1)
+        from_examples.append(next(iter(default(examples=examples).values())).numpy())
+        labels.append(features(examples=examples)[label].numpy())
+    return np.concatenate(predictions), np.concatenate(from_examples), np.concatenate(labels).reshape(-1)
 
 
 def export_variants(contract: ExportContract, model_uri: str, transform_dir: str, train: rows_lib.Rows,
@@ -124,7 +129,12 @@ def export_variants(contract: ExportContract, model_uri: str, transform_dir: str
                        for v in contract.variants]
             return shipping_verdict(results, len(evaluation), budget, {})
         timings["convert"] = time.perf_counter() - started
-        saved, labels = _saved_model_outputs(path_utils.serving_model_path(model_uri), evaluation, label_key(contract.task))
+        saved, from_examples, labels = _saved_model_outputs(path_utils.serving_model_path(model_uri), evaluation,
+                                                            label_key(contract.task))
+        reference = {"metric": parity.TASK_METRICS[contract.task.type][0],
+                     "dense_rows": parity.task_metric(contract.task.type, labels, saved),
+                     "examples": parity.task_metric(contract.task.type, labels, from_examples),
+                     "rows_with_empty_cells": rows_lib.rows_with_empty_cells(evaluation, contract.features)}
         for variant in contract.variants:
             model_file = converts[variant]["out_path"]
             local = os.path.dirname(model_file)
@@ -144,7 +154,7 @@ def export_variants(contract: ExportContract, model_uri: str, transform_dir: str
             results.append(result)
     finally:
         aio.keep_logs(work, logs)
-    return shipping_verdict(results, len(evaluation), budget, timings)
+    return {**shipping_verdict(results, len(evaluation), budget, timings), "saved_model_metric": reference}
 
 
 def shipping_verdict(results: List[Dict[str, Any]], rows: int, budget: Any, timings: Dict[str, float]) -> Dict[str, Any]:

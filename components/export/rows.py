@@ -71,3 +71,19 @@ def read_rows(examples_uri: str, split: str, features: Sequence[Any], spec: Mapp
             columns[feature.name], dtype=object if dtype == tf.string else dtype.as_numpy_dtype
         )
     return Rows(serialized, arrays)
+
+
+def rows_with_empty_cells(rows: Rows, features: Sequence[Any]) -> int:
+    """How many of ``rows`` have an empty cell in some feature (their dense form carries a fill value)."""
+    import tensorflow as tf
+
+    count = 0
+    for data in rows.serialized:
+        present = tf.train.Example.FromString(data).features.feature
+        for feature in features:
+            value = present.get(feature.name)
+            kind = value.WhichOneof("kind") if value is not None else None
+            if kind is None or not len(getattr(value, kind).value):
+                count += 1
+                break
+    return count

@@ -91,6 +91,10 @@ def test_run_page_renders_in_headless_chromium_without_console_errors(fare, tmp_
     png = (tmp_path / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
 
+    # The data report's statistics render offline too (TFDV's Facets view fetched scripts from the web).
+    data_dom, data_console = _render(Path(fare["runs"][0]["data_report"]), tmp_path / "data.png")
+    assert data_console == [] and "Data gate:" in data_dom and "train (" in data_dom and "trip_miles" in data_dom
+
 
 def test_runs_lists_every_run_from_mlmd(fare):
     out = run_cli("runs", "--output", str(fare["out"]), "--json")

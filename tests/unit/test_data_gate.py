@@ -191,3 +191,18 @@ def test_features_are_judged_on_train_the_label_on_every_split():
     derived = CONTENT_GATE.model_copy(update={"label": None})  # a derived label's raw columns are features
     assert _kinds(content_findings(derived, "train", one_value)) == {("fare", "FEATURE_CONSTANT"),
                                                                       ("miles", "FEATURE_CONSTANT")}
+
+
+def test_statistics_section_is_offline_and_shows_every_split():
+    """Issue 17: the statistics section was blank offline (TFDV's Facets view loads its scripts from the web)."""
+    from sluice.components import stats_view
+
+    train, eval_ = _stats(_good()), _stats(_good(lat=[float("nan")] * ROWS, payment_type=["Cash"] * ROWS))
+    page = stats_view.render({"train": train, "eval": eval_, "last passed run (train)": None},
+                             columns=["fare", "payment_type", "miles", "lat", "gone"])
+    assert "<script" not in page and "http" not in page and "<link" not in page
+    for name in ("fare", "payment_type", "miles", "lat", "gone"):
+        assert f"<code>{name}</code>" in page
+    assert "train (200 rows)" in page and "eval (200 rows)" in page
+    assert "empty in every row" in page and "one value in every row" in page and "absent" in page
+    assert 'class="hist"' in page and "median" in page and "Credit Card" in page
