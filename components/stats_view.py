@@ -86,7 +86,8 @@ def render(splits: Mapping[str, Optional[statistics_pb2.DatasetFeatureStatistics
     per_split = {title: _features(stats) for title, stats in splits.items()}
     for features in per_split.values():
         names += [n for n in sorted(features) if n not in names]
-    head = "".join(f"<th>{html.escape(title)} ({_count(stats)} rows)</th>" for title, stats in splits.items())
+    head = "".join(f"<th>{html.escape(title)} ({f'{_count(stats)} rows' if stats is not None else 'none yet'})</th>"
+                   for title, stats in splits.items())
     rows = []
     for name in names:
         cells = []

@@ -486,19 +486,19 @@ def format_summary(result: RunResult) -> List[str]:
         lines.append(f"  pushed SavedModel: {result.saved_model_path}")
     else:
         lines.append("  nothing pushed: the serving directory is unchanged")
+    dropped = result.parity.get("dropped", []) if result.parity.get("passed") else []
     for variant in result.parity.get("variants", []):
+        verdict = "ok" if variant["passed"] else "NOT SHIPPED" if variant["variant"] in dropped else "FAILED"
         if variant.get("rows"):
             lines.append(f"  TFLite {variant['variant']:<13} {variant['size_bytes'] / 1024:7.1f} KiB  "
                          f"{variant['metric']} {variant['metric_tflite']:.4g} (SavedModel "
-                         f"{variant['metric_saved_model']:.4g}), max |diff| {variant['max_abs_diff']:.2g}  "
-                         f"{'ok' if variant['passed'] else 'FAILED'}")
+                         f"{variant['metric_saved_model']:.4g}), max |diff| {variant['max_abs_diff']:.2g}  {verdict}")
     reference = result.parity.get("saved_model_metric")
     if reference and result.parity.get("variants"):
         lines.append(f"  SavedModel {reference['metric']} {reference['dense_rows']:.4g} on the dense rows TFLite gets, "
                      f"{reference['examples']:.4g} on the same rows as tf.Examples (the Evaluator's way): "
                      f"{reference['rows_with_empty_cells']} of {result.parity.get('rows', 0)} rows have an empty "
                      "optional cell, sent dense as its fill value but imputed by Transform when missing")
-    dropped = result.parity.get("dropped", []) if result.parity.get("passed") else []
     for line in result.parity.get("failures", []):
         lines.append(f"  {'NOT SHIPPED' if line.split(':')[0] in dropped else 'FAILED'} TFLite parity: {line}")
     if result.infra:

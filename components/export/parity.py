@@ -139,7 +139,8 @@ def failure_lines(results: List[Mapping[str, Any]]) -> List[str]:
                          f"more than the tolerance ({r['rule']}); largest difference {r['max_abs_diff']:.3g}")
         else:
             lines.append(f"{r['variant']}: {r['metric']} {r['metric_tflite']:.4g} vs SavedModel "
-                         f"{r['metric_saved_model']:.4g} ({r['metric_change']:+.2%} worse); rows: "
+                         f"{r['metric_saved_model']:.4g} ({abs(r['metric_change']):.2%} "
+                         f"{'worse' if r['metric_change'] > 0 else 'better'}); rows: "
                          f"{r.get('row_quantile_diff', 0):.3g} (quantile) and {r.get('worst_row_diff', 0):.3g} "
                          f"(worst row, {r['max_abs_diff']:.3g} in output units) standard deviations off "
                          f"(rule: {r['rule']})")
