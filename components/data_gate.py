@@ -166,6 +166,8 @@ def content_findings(gate: GateContract, split: str, stats, baseline=None) -> Li
     """What TFDV lets through on every gated column of one split: no value in any row (``COLUMN_EMPTY``), gone
     since the last passed run (``COLUMN_VANISHED``), one value in every row (``LABEL_CONSTANT`` — nothing to
     learn, r² undefined — or ``FEATURE_CONSTANT``, which carries no signal; features are judged on train).
+    A column whose present values are all equal but which is missing in some rows still varies (present vs
+    missing: an optional feature's missing indicator learns from it), so it is not constant.
 
     A column with no value at all is absent from TFDV's statistics, so absence is "empty" unless the drift
     baseline (``baseline``: the last passed run's train statistics) had the column."""
@@ -182,7 +184,7 @@ def content_findings(gate: GateContract, split: str, stats, baseline=None) -> Li
                                                              if kind == COLUMN_VANISHED else ""),
                                     "values in at least some rows" + ("" if is_label else
                                                                       "; drop the feature from the config if it is gone for good")))
-        elif (is_label or split == "train") and _distinct(feature) == 1:
+        elif (is_label or split == "train") and _distinct(feature) == 1 and not (common and common.num_missing):
             value = feature.num_stats.min if feature.HasField("num_stats") else (
                 feature.string_stats.top_values[0].value if feature.string_stats.top_values else "?")
             findings.append(Finding(split, column, LABEL_CONSTANT if is_label else FEATURE_CONSTANT, "ERROR",

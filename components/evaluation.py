@@ -222,8 +222,9 @@ def guard_failures(slices: Dict[str, Dict[str, Any]], gated: Dict[str, List[str]
     - a model no better than the trivial baseline computed on the same eval rows: the mean predictor's MSE
       (regression, i.e. r² ≤ 0) or the prior's AUC of 0.5 (binary classification).
 
-    Guard values come from ``evaluation_metrics.Guards``; an evaluation without them (written by plain TFX)
-    is judged on the NaN rule only."""
+    Guard values come from ``evaluation_metrics.Guards`` (``task`` names the task it was configured for;
+    empty when it was not configured — an evaluation written by plain TFX — which is judged on the NaN rule
+    only). Configured but absent (no eval rows) fails too: a guard never passes by not running."""
     failures = []
     for metric, specs in sorted(gated.items()):
         for name, entry in sorted(slices.items()):
@@ -237,6 +238,9 @@ def guard_failures(slices: Dict[str, Dict[str, Any]], gated: Dict[str, List[str]
                                                "a gated metric must be a finite number"))
     overall = slices.get(OVERALL, {})
     guard, size = overall.get("guard") or {}, overall.get("size")
+    if task and "prediction_stddev" not in guard:  # the Guards metric was configured and measured nothing
+        failures.append(_guard_failure(OVERALL, "guards", None, size,
+                                       "the sanity guards were not computed (no eval rows reached TFMA?)"))
     spread, mean = guard.get("prediction_stddev"), guard.get("prediction_mean")
     if spread is not None and mean is not None and spread <= 1e-6 * max(1.0, abs(mean)):
         failures.append(_guard_failure(OVERALL, "prediction_stddev", spread, size,

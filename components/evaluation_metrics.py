@@ -133,7 +133,17 @@ metric_types.register_metric(RSquared)
 
 # ------------------------------------------------------------------------------------------------- guards
 GUARD_PREFIX = "guard_"
-AUC_BINS = 1000
+AUC_BINS = 4000
+LOGIT_RANGE = 20.0
+"""Predictions are binned on the logit scale over [-20, 20] (probabilities 2e-9 … 1 - 2e-9): a rare-event
+model whose scores all sit below 0.001 still spreads over hundreds of bins (linear bins put it in one)."""
+
+
+def auc_bucket(p: float) -> int:
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    logit = float(np.log(p / (1 - p)))
+    scaled = (min(max(logit, -LOGIT_RANGE), LOGIT_RANGE) + LOGIT_RANGE) / (2 * LOGIT_RANGE)
+    return min(AUC_BINS - 1, int(scaled * AUC_BINS))
 
 
 class _GuardCombiner(beam.CombineFn):
@@ -142,7 +152,8 @@ class _GuardCombiner(beam.CombineFn):
     - the spread of the predictions (a constant model answers the same for every row);
     - the trivial baseline the model must beat, measured on the same rows: for regression the mean
       predictor's MSE (the variance of the labels) next to the model's MSE; for binary classification the
-      model's ranking quality (AUC from per-class prediction histograms), against the prior's 0.5.
+      model's ranking quality (AUC from per-class prediction histograms on the logit scale), against the
+      prior's 0.5.
 
     Sums and histograms only, merged by addition across Beam workers.
     """
@@ -165,8 +176,7 @@ class _GuardCombiner(beam.CombineFn):
             y, p = float(metric_util.safe_to_scalar(label)), float(metric_util.safe_to_scalar(prediction))
             acc.values[:6] += (1.0, p, p * p, y, y * y, (y - p) ** 2)
             if self._binary and np.isfinite(p):
-                bucket = min(AUC_BINS - 1, max(0, int(p * AUC_BINS)))
-                acc.values[6 + (AUC_BINS if y > 0.5 else 0) + bucket] += 1.0
+                acc.values[6 + (AUC_BINS if y > 0.5 else 0) + auc_bucket(p)] += 1.0
         return acc
 
     def merge_accumulators(self, accumulators: Iterable[_Sums]) -> _Sums:

@@ -311,7 +311,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # With --json, stdout carries only the JSON object; progress goes to stderr.
     console = sys.stderr if args.json else sys.stdout
     output = Path(args.output)
-    with run_lock.hold(output):  # one run per output directory, the shortcut's answer and record included
+    with run_lock.hold(output) as dead:  # one run per output directory, the shortcut's answer and record included
+        if dead is not None:
+            print(f"sluice: the previous run in {output} ({dead.describe()}) died mid-run; this run cleans up after it",
+                  file=console)
         return _run_locked(args, config, output, console)
 
 

@@ -62,12 +62,29 @@ def _write(fd: int, holder: Optional[Holder]) -> None:
     os.fsync(fd)
 
 
+_HELD: dict = {}
+"""Lock files this process holds -> how many nested ``hold`` calls (an flock is per open file, so a second
+open of the same lock in one process would refuse its own holder)."""
+
+
+def is_held(output: Path) -> bool:
+    return (Path(output).resolve() / LOCK_FILE) in _HELD
+
+
 @contextlib.contextmanager
 def hold(output: Path) -> Iterator[Optional[Holder]]:
     """Hold ``output``'s run lock; yields the holder of a previous run that died holding it (else None).
+    Re-entrant within a process (the CLI holds it around the shortcut; ``run_local`` holds it too).
 
     Raises ``RunLocked`` (one line: who holds it, what to do) when a live run holds it."""
-    path = Path(output) / LOCK_FILE
+    path = Path(output).resolve() / LOCK_FILE
+    if path in _HELD:
+        _HELD[path] += 1
+        try:
+            yield None
+        finally:
+            _HELD[path] -= 1
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -75,7 +92,8 @@ def hold(output: Path) -> Iterator[Optional[Holder]]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise
+                raise RunLocked(str(path), f"cannot lock the output directory ({e.strerror})",
+                                "use an --output on a local filesystem that supports file locks") from None
             holder = _read(fd)
             raise RunLocked(str(Path(output).resolve()), "another sluice run is using this output directory"
                             + (f" ({holder.describe()})" if holder else ""),
@@ -83,9 +101,11 @@ def hold(output: Path) -> Iterator[Optional[Holder]]:
         dead = _read(fd)
         _write(fd, Holder(os.getpid(), dt.datetime.now().isoformat(timespec="seconds"), socket.gethostname(),
                           " ".join(sys.argv)[:500]))
+        _HELD[path] = 1
         try:
             yield dead
         finally:
+            del _HELD[path]
             _write(fd, None)
     finally:
         os.close(fd)  # releases the flock

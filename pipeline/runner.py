@@ -177,8 +177,16 @@ def run_local(
 ) -> RunResult:
     """Run the pipeline locally, printing progress to ``console`` (``sys.stdout`` or ``sys.stderr``).
 
-    Raises SluiceError for user errors, RunFailed when a component fails.
+    Holds the output directory's run lock (``run_lock``; re-entrant, so the CLI may hold it around this).
+    Raises SluiceError for user errors (``RunLocked`` included), RunFailed when a component fails.
     """
+    from sluice.pipeline import run_lock
+
+    with run_lock.hold(Path(output_dir)) as dead:
+        return _run_locked(config, output_dir, fresh, console, dead)
+
+
+def _run_locked(config: PipelineConfig, output_dir: Path, fresh: bool, console: TextIO, dead: Any) -> RunResult:
     printer = lambda line: print(line, file=console, flush=True)  # noqa: E731
     start = time.monotonic()
     source = preflight(config)
@@ -189,6 +197,8 @@ def run_local(
     log_file = paths.logs / f"{config.name}-{stamp}.log"
     printer(f"sluice: running {config.name} on {source.description} -> {paths.root}")
     printer(f"  log: {log_file}")
+    if dead is not None:
+        printer(f"  note: the previous run here ({dead.describe()}) died holding the output directory")
     for line in _close_abandoned(paths):
         printer(line)
     run_id = dt.datetime.now().isoformat()

@@ -80,11 +80,14 @@ def _column(values: List[Any], dtype: Any, name: str) -> np.ndarray:
     kind = _kind(dtype)
     if kind == "string":
         return np.array(values, dtype=object)
-    try:
-        with np.errstate(over="raise", invalid="raise"):
-            array = np.array(values, dtype=dtype.as_numpy_dtype)
-    except (OverflowError, FloatingPointError, ValueError):
-        array = None
+    if kind == "int" and not all(_fits(v, dtype) for v in values):
+        array = None  # NumPy 1.26 wraps int32/uint8 with only a DeprecationWarning: judged here instead
+    else:
+        try:
+            with np.errstate(over="raise", invalid="raise"):
+                array = np.array(values, dtype=dtype.as_numpy_dtype)
+        except (OverflowError, FloatingPointError, ValueError):
+            array = None
     if kind == "float" and array is not None:
         given = np.isfinite(np.array([v if isinstance(v, float) else 0.0 for v in values], dtype=np.float64))
         if np.any(given & ~np.isfinite(array)):

@@ -67,8 +67,17 @@ def discover(model_dir: Path) -> List[ModelEntry]:
 def available_versions(base: Path) -> List[int]:
     if not base.is_dir():
         return []
-    return sorted(int(p.name) for p in base.iterdir()
-                  if p.name.isascii() and p.name.isdigit() and (p / "saved_model.pb").is_file())
+    return sorted(int(p.name) for p in base.iterdir() if is_version_name(p.name) and (p / "saved_model.pb").is_file())
+
+
+INT64_MAX = 2**63 - 1
+
+
+def is_version_name(name: str) -> bool:
+    """A version directory's name: ASCII digits (``"²".isdigit()`` is true, ``int("²")`` raises), no leading
+    zero (``0002`` would be loaded as ``2/``), within int64 (TF Serving's version type)."""
+    return (name.isascii() and name.isdigit() and (name == "0" or not name.startswith("0"))
+            and int(name) <= INT64_MAX)
 
 
 def wanted(entry: ModelEntry, available: List[int]) -> List[int]:
@@ -178,9 +187,11 @@ class Repository:
     not there yet, a corrupt file) never displaces a version that serves. The policy is applied to the
     versions that can be served — for ``latest``, the newest ones that did not fail — so the old version
     keeps answering while the new one is retried (back-off from 1 s to 60 s, and at once when its files
-    change); every failure and every (re)load is logged. The poller survives anything a directory listing
-    can hold: only ASCII-digit names are versions (``"²".isdigit()`` is true; ``int("²")`` raises), and an
-    unexpected error in one refresh is logged and the next one runs.
+    change); every failure and every (re)load is logged. A version that appears after start-up is first
+    tried once its files are unchanged across two polls, so a copy in progress (an ``assets/`` vocabulary
+    still being written after ``variables/``) is not loaded half-way; writers that publish atomically (the
+    Pusher renames a complete directory) cost one poll. The poller survives anything a directory listing can
+    hold (``is_version_name``), and an unexpected error in one refresh is logged and the next one runs.
     """
 
     def __init__(self, entries: List[ModelEntry], clock: Any = None) -> None:
@@ -193,6 +204,15 @@ class Repository:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._clock = clock or time.monotonic
+        self._started = False
+        self._seen: Dict[Tuple[str, int], Tuple[Tuple[str, int, int], ...]] = {}
+        """Files of versions not loaded yet, as of the previous refresh (a copy in progress changes them)."""
+
+    def _settled(self, name: str, version: int, path: Path) -> bool:
+        """True when the version's files are the same as at the previous refresh (always at start-up)."""
+        files = version_files(path)
+        previous, self._seen[(name, version)] = self._seen.get((name, version)), files
+        return not self._started or previous == files
 
     def _may_try(self, name: str, version: int, path: Path) -> bool:
         failure = self._errors.get((name, version))
@@ -208,11 +228,15 @@ class Repository:
             attempts = (previous.attempts if previous else 0) + 1
             delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (attempts - 1))
             message = f"{type(e).__name__}: {e}"[:500]
-            self._errors[(entry.name, version)] = LoadFailure(message, attempts, self._clock() + delay, files)
+            with self._lock:
+                self._errors[(entry.name, version)] = LoadFailure(message, attempts, self._clock() + delay, files)
             logger.warning("model %s version %d failed to load (attempt %d; retry in %.0f s or when its files "
                            "change): %s", entry.name, version, attempts, delay, message)
             return None
-        if self._errors.pop((entry.name, version), None) is not None:
+        with self._lock:
+            earlier = self._errors.pop((entry.name, version), None)
+        self._seen.pop((entry.name, version), None)
+        if earlier is not None:
             logger.info("model %s version %d loaded after earlier failures", entry.name, version)
         else:
             logger.info("model %s version %d loaded", entry.name, version)
@@ -221,12 +245,17 @@ class Repository:
     def refresh(self) -> None:
         for entry in list(self.entries.values()):
             available = available_versions(entry.base_path)
-            for gone in [k for k in self._errors if k[0] == entry.name and k[1] not in available]:
-                del self._errors[gone]
+            with self._lock:
+                for gone in [k for k in self._errors if k[0] == entry.name and k[1] not in available]:
+                    del self._errors[gone]
+            for gone in [k for k in self._seen if k[0] == entry.name and k[1] not in available]:
+                del self._seen[gone]
             have = set(self._loaded[entry.name])
-            # The policy over what can serve: versions already loaded, and those not failing right now.
-            servable = [v for v in available if v in have or (entry.name, v) not in self._errors
-                        or self._may_try(entry.name, v, entry.base_path / str(v))]
+            # The policy over what can serve: versions already loaded, and those not failing right now whose
+            # files have settled.
+            servable = [v for v in available if v in have or (
+                self._settled(entry.name, v, entry.base_path / str(v))
+                and ((entry.name, v) not in self._errors or self._may_try(entry.name, v, entry.base_path / str(v))))]
             for version in wanted(entry, servable):
                 if version in have:
                     continue
@@ -248,6 +277,7 @@ class Repository:
 
     def start(self, poll_seconds: float = 1.0) -> None:
         self.refresh()
+        self._started = True
         self._thread = threading.Thread(target=self._poll, args=(poll_seconds,), name="sluice-model-poller",
                                         daemon=True)
         self._thread.start()
@@ -280,7 +310,7 @@ class Repository:
             raise not_found(f"Could not find any versions of model {name}")
         with self._lock:
             loaded = sorted(self._loaded[name], reverse=True)
-        errors = {v: f.message for (n, v), f in self._errors.items() if n == name}
+            errors = {v: f.message for (n, v), f in self._errors.items() if n == name}
         rows = [{"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
                 for v in loaded]
         rows += [{"version": str(v), "state": "END", "status": {"error_code": "UNKNOWN", "error_message": m}}

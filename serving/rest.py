@@ -9,8 +9,11 @@ connections without a thread each, and it is already in TFX's dependency set (pi
 so it adds no package. The model itself runs in a bounded thread pool (TensorFlow releases the GIL).
 
 The contract is TF Serving's: the same paths, bodies and status codes (``protocol.py``, ``errors.py``), and
-every error — including the ones the HTTP layer itself decides (unknown method, oversized or malformed body,
-overload) — answers ``{"error": "<message>"}`` with a 4xx for anything the client did.
+every error sluice decides — including the HTTP layer's own (unknown method, oversized body or bad
+``Content-Length``, overload) — answers ``{"error": "<message>"}`` with a 4xx for anything the client did.
+Requests that are not HTTP/1.1 at all (a garbage request line, an invalid chunk size, both
+``Transfer-Encoding`` and ``Content-Length``) get tornado's bare ``400 Bad Request`` and a closed connection:
+there is no request to answer in JSON.
 """
 
 from __future__ import annotations
@@ -36,10 +39,13 @@ _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+
 
 @dataclass(frozen=True)
 class Limits:
-    """What one client may ask of the REST server. The body limit fits the largest batch allowed
-    (``protocol.MAX_BATCH`` rows of a wide signature as JSON is a few MB) with a wide margin."""
+    """What clients may ask of the server (REST; gRPC uses the body limit and ``max_pending``). The body
+    limit fits the largest batch allowed (``protocol.MAX_BATCH`` rows of a wide signature is a few MB as
+    JSON or protobuf) with a margin; ``max_buffered_bytes`` bounds the bodies held at once across all
+    connections, so many clients sending large bodies get 503 instead of exhausting memory."""
 
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_buffered_bytes: int = 256 * 1024 * 1024
     max_header_bytes: int = 64 * 1024
     header_timeout_s: float = 60.0
     """Idle keep-alive connections, and clients that send their headers too slowly, are closed after this."""
@@ -78,13 +84,35 @@ class _Handler(tornado.web.RequestHandler):
         self.server = server
         self._chunks: list = []
         self._size = 0
+        self._too_large = 0
+        """Bytes of an oversized body seen so far: it is drained (not kept) and answered 413 once read, so the
+        client reads the answer instead of a connection reset; beyond ``_drain_cap`` the connection closes."""
+
+    def compute_etag(self) -> None:  # TF Serving sends no ETag (and never a 304)
+        return None
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")
+
+    def _release(self) -> None:
+        self.server.buffered -= self._size
+        self._size = 0
+        self._chunks = []
+
+    def on_finish(self) -> None:
+        self._release()
+
+    def on_connection_close(self) -> None:
+        self._release()
 
     # -- errors: always JSON, 4xx for the client's mistakes -------------------------------------------
-    def _fail(self, status: int, message: str, close: bool = False) -> None:
+    def _fail(self, status: int, message: str, close: bool = False, allow: Optional[str] = None) -> None:
         if self._finished:
             return
         self.clear()
         self.set_status(status)
+        if allow:
+            self.set_header("Allow", allow)
         self.set_header("Content-Type", "application/json")
         if close:  # the body is not read: the connection cannot carry another request
             self.set_header("Connection", "close")
@@ -110,22 +138,42 @@ class _Handler(tornado.web.RequestHandler):
             pieces = {p.strip() for p in length.split(",")}
             if len(pieces) != 1 or not next(iter(pieces)).isascii() or not next(iter(pieces)).isdigit():
                 return self._fail(400, f"Invalid Content-Length: {length[:40]!r}", close=True)
-            if int(next(iter(pieces))) > self.server.limits.max_body_bytes:
-                return self._fail(413, f"Request body of {int(next(iter(pieces)))} bytes exceeds the limit of "
+            declared = int(next(iter(pieces)))
+            if declared > self._drain_cap():  # not worth reading: answer now, close the connection
+                return self._fail(413, f"Request body of {declared} bytes exceeds the limit of "
                                        f"{self.server.limits.max_body_bytes} bytes", close=True)
+            if declared > self.server.limits.max_body_bytes:
+                self._too_large = 1  # drained in data_received, answered by the method
+
+    def _drain_cap(self) -> int:
+        return 4 * self.server.limits.max_body_bytes
 
     def data_received(self, chunk: bytes) -> None:
         if self._finished:
             return
+        limits = self.server.limits
+        if self._too_large or self._size + len(chunk) > limits.max_body_bytes:
+            self._too_large += self._size + len(chunk)
+            self._release()
+            if self._too_large > self._drain_cap():
+                self._fail(413, f"Request body exceeds the limit of {limits.max_body_bytes} bytes", close=True)
+            return
+        if self.server.buffered + len(chunk) > limits.max_buffered_bytes:
+            self._release()
+            return self._fail(503, "Server overloaded: too many request bodies in flight; retry later", close=True)
         self._size += len(chunk)
-        if self._size > self.server.limits.max_body_bytes:
-            self._chunks = []
-            return self._fail(413, f"Request body exceeds the limit of {self.server.limits.max_body_bytes} bytes",
-                              close=True)
+        self.server.buffered += len(chunk)
         self._chunks.append(chunk)
 
     # -- the API ------------------------------------------------------------------------------------------
+    def _refused_body(self) -> bool:
+        if self._too_large:
+            self._fail(413, f"Request body exceeds the limit of {self.server.limits.max_body_bytes} bytes")
+        return bool(self._too_large)
+
     async def _answer(self, call: Callable[[], Dict[str, Any]]) -> None:
+        if self._refused_body():
+            return
         server = self.server
         if server.pending >= server.limits.max_pending:
             return self._fail(503, f"Server overloaded: {server.pending} requests pending; retry later")
@@ -143,8 +191,9 @@ class _Handler(tornado.web.RequestHandler):
 
     def _not_allowed(self, *_: Any) -> None:
         # Answered after the body is read (like any request), so the connection stays in step and usable.
-        self.set_header("Allow", "GET, POST")
-        self._fail(405, f"Method {self.request.method} is not supported (GET or POST)")
+        if self._refused_body():
+            return
+        self._fail(405, f"Method {self.request.method} is not supported (GET or POST)", allow="GET, POST")
 
     head = put = delete = patch = options = _not_allowed
 
@@ -154,7 +203,7 @@ class _Handler(tornado.web.RequestHandler):
 
     async def post(self, *_: Any) -> None:
         path, body = self.request.path, b"".join(self._chunks)
-        self._chunks = []
+        self._chunks = []  # the joined copy is the one held; released (counted) when the request finishes
         await self._answer(lambda: self.server.api.post(path, body))
 
 
@@ -162,43 +211,63 @@ class RestServer:
     """The REST endpoint on its own thread and event loop; ``port`` is known once constructed."""
 
     def __init__(self, api: Api, host: str, port: int, limits: Limits = Limits()) -> None:
-        self.api, self.limits, self.pending = api, limits, 0
+        self.api, self.limits, self.pending, self.buffered = api, limits, 0, 0
         self.pool = futures.ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="sluice-rest")
         self._sockets = tornado.netutil.bind_sockets(port, address=host, backlog=1024)
         self.port = self._sockets[0].getsockname()[1]
         self._loop: Optional[tornado.ioloop.IOLoop] = None
         self._server: Optional[tornado.httpserver.HTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
 
     def start(self) -> "RestServer":
         ready = threading.Event()
+        failed: list = []
 
         def run() -> None:
-            asyncio.set_event_loop(asyncio.new_event_loop())
-            self._loop = tornado.ioloop.IOLoop.current()
-            app = tornado.web.Application([(r".*", _Handler, {"server": self})], compress_response=False,
-                                          log_function=lambda handler: None)  # no access log line per request
-            limits = self.limits
-            # tornado's own ceiling sits above ours so that our check answers first, with JSON.
-            self._server = tornado.httpserver.HTTPServer(
-                app, max_body_size=limits.max_body_bytes + 1, max_buffer_size=limits.max_body_bytes + 1,
-                max_header_size=limits.max_header_bytes, idle_connection_timeout=limits.header_timeout_s,
-                body_timeout=limits.body_timeout_s)
-            self._server.add_sockets(self._sockets)
+            try:
+                asyncio.set_event_loop(asyncio.new_event_loop())
+                self._loop = tornado.ioloop.IOLoop.current()
+                app = tornado.web.Application([(r".*", _Handler, {"server": self})], compress_response=False,
+                                              log_function=lambda handler: None)  # no access log per request
+                limits = self.limits
+                # The handler streams, so the body limit is enforced in data_received (JSON 413); tornado's
+                # own ceiling is out of the way (it would answer a bare 400 on a large chunk header).
+                self._server = tornado.httpserver.HTTPServer(
+                    app, max_body_size=1 << 40, max_header_size=limits.max_header_bytes,
+                    idle_connection_timeout=limits.header_timeout_s, body_timeout=limits.body_timeout_s)
+                self._server.add_sockets(self._sockets)
+            except BaseException as e:  # surfaces in start(), never a silent hang
+                failed.append(e)
+                ready.set()
+                return
             ready.set()
             self._loop.start()
+            self._loop.close(all_fds=True)
 
-        threading.Thread(target=run, name="sluice-rest", daemon=True).start()
+        self._thread = threading.Thread(target=run, name="sluice-rest", daemon=True)
+        self._thread.start()
         ready.wait()
+        if failed:
+            self.close()
+            raise failed[0]
         return self
 
     def stop(self) -> None:
         loop, server = self._loop, self._server
         if loop is None or server is None:
-            return
+            return self.close()
 
         def shutdown() -> None:
             server.stop()
             loop.stop()
 
         loop.add_callback(shutdown)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """Release the listening sockets of a server that never started (its constructor bound them)."""
+        for sock in self._sockets:
+            sock.close()
         self.pool.shutdown(wait=False, cancel_futures=True)

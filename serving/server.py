@@ -17,6 +17,8 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from sluice.serving import protocol
 from sluice.serving.errors import ServingError, invalid
 from sluice.serving.repository import Repository, discover, read_model_config
@@ -65,11 +67,25 @@ def make_api(repo: Repository, max_batch: int) -> Api:
     return Api(get=get, post=post)
 
 
-def grpc_input(name: str, proto: Any, spec: Any) -> Any:
+def grpc_input(name: str, proto: Any, spec: Any, max_batch: int = protocol.MAX_BATCH) -> Any:
     """One gRPC input as an array, held to the signature like TF Serving does (INVALID_ARGUMENT): the exact
     dtype (no float -> int truncation, no bytes parsed as numbers), a shape compatible with the signature's
-    (rank included: ``[1, 1]`` or a scalar for a ``[None]`` input is refused), a well-formed TensorProto."""
+    (rank included: ``[1, 1]`` or a scalar for a ``[None]`` input is refused), at most ``max_batch`` rows, a
+    well-formed TensorProto. The shape is judged on the proto *before* it is expanded: ``make_ndarray``
+    repeats a single value to fill the declared shape, so 17 bytes declaring 2**31 rows would allocate GBs."""
     import tensorflow as tf
+
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if proto.tensor_shape.unknown_rank or any(d < 0 for d in dims):
+        raise invalid(f"input {name}: the tensor shape must be fully defined (got {dims})")
+    if dims and dims[0] > max_batch:
+        raise invalid(f"Batch size {dims[0]} exceeds the maximum allowed ({max_batch}) (input {name})")
+    if not spec.shape.is_compatible_with(dims):
+        raise invalid(f"input {name}: shape {dims} does not match the signature's "
+                      f"{spec.shape.as_list() if spec.shape.rank is not None else 'unknown'}")
+    per_row = int(np.prod([d for d in spec.shape.as_list()[1:] if d is not None] or [1])) if spec.shape.rank else 1
+    if int(np.prod(dims or [1])) > max(1, max_batch) * per_row:
+        raise invalid(f"input {name}: {int(np.prod(dims or [1]))} values is more than {max_batch} rows hold")
 
     if proto.dtype != spec.dtype.as_datatype_enum:
         try:
@@ -96,7 +112,8 @@ def _version_of(spec: Any) -> Tuple[Optional[int], Optional[str]]:
     return None, None
 
 
-def make_grpc_server(repo: Repository, port: int, max_batch: int, host: str = "127.0.0.1", workers: int = 16):
+def make_grpc_server(repo: Repository, port: int, max_batch: int, host: str = "127.0.0.1", workers: int = 16,
+                     limits: Limits = Limits()):
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
@@ -117,7 +134,7 @@ def make_grpc_server(repo: Repository, port: int, max_batch: int, host: str = "1
                 if unknown or missing:
                     raise invalid(f"input keys {sorted(request.inputs)} do not match the signature's "
                                   f"{sorted(sig.inputs)}")
-                inputs = {k: grpc_input(k, v, sig.inputs[k]) for k, v in sorted(request.inputs.items())}
+                inputs = {k: grpc_input(k, v, sig.inputs[k], max_batch) for k, v in sorted(request.inputs.items())}
                 sizes = sorted({v.shape[0] for v in inputs.values() if len(v.shape)})
                 if len(sizes) > 1:  # as REST: one row per example in every input (TF would broadcast)
                     raise invalid(f"Expecting all inputs to have the same batch size, got {sizes}")
@@ -153,6 +170,8 @@ def make_grpc_server(repo: Repository, port: int, max_batch: int, host: str = "1
                 return response
             except ServingError as e:
                 abort(context, e)
+            except Exception as e:
+                abort(context, ServingError("INTERNAL", f"{type(e).__name__}: {e}"[:500]))
 
     class Models(model_service_pb2_grpc.ModelServiceServicer):
         def GetModelStatus(self, request, context):
@@ -169,11 +188,14 @@ def make_grpc_server(repo: Repository, port: int, max_batch: int, host: str = "1
                 return response
             except ServingError as e:
                 abort(context, e)
+            except Exception as e:
+                abort(context, ServingError("INTERNAL", f"{type(e).__name__}: {e}"[:500]))
 
     # The receive limit fits the largest batch allowed (max_batch rows of a wide signature is a few MB; the
-    # default 4 MB refused a valid 1,024-row taxi batch), with the REST body limit's margin.
-    limit = Limits().max_body_bytes
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+    # default 4 MB refused a valid 1,024-row taxi batch), as REST's body limit; calls beyond
+    # ``maximum_concurrent_rpcs`` are refused with RESOURCE_EXHAUSTED instead of queueing without bound.
+    limit = limits.max_body_bytes
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), maximum_concurrent_rpcs=limits.max_pending,
                          options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Prediction(), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(Models(), server)
@@ -194,7 +216,11 @@ class LocalServer:
         self.repo = Repository(entries)
         self.poll_seconds = poll_seconds
         self.http = RestServer(make_api(self.repo, max_batch), host, rest_port, limits)
-        self.grpc, self.grpc_port = make_grpc_server(self.repo, grpc_port, max_batch, host)
+        try:
+            self.grpc, self.grpc_port = make_grpc_server(self.repo, grpc_port, max_batch, host, limits=limits)
+        except Exception:
+            self.http.close()
+            raise
         self.rest_port = self.http.port
 
     def start(self) -> "LocalServer":

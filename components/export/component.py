@@ -80,7 +80,7 @@ def _saved_model_outputs(saved_model_dir: str, rows: rows_lib.Rows, label: str, 
         part = {k: tf.constant(v[start:start + batch]) for k, v in rows.columns.items()}
         examples = tf.constant(rows.serialized[start:start + batch])
         predictions.append(raw(**part)["outputs"].numpy())
-        from_examples.append(next(iter(default(examples=examples).values())).numpy())
+        from_examples.append(default(examples=examples)["outputs"].numpy())
         labels.append(features(examples=examples)[label].numpy())
     return np.concatenate(predictions), np.concatenate(from_examples), np.concatenate(labels).reshape(-1)
 

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -80,7 +79,9 @@ def test_an_unwrapped_child_would_survive():
 
 
 def test_a_child_whose_parent_is_already_gone_does_not_start():
-    out = subprocess.run([sys.executable, "-m", "sluice.components.lifeline", "1", "echo", "started"],
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that is no process's parent any more (not 1: pytest may be pid 1 in a container)
+    out = subprocess.run([sys.executable, "-m", "sluice.components.lifeline", str(gone.pid), "echo", "started"],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 137 and "started" not in out.stdout
 

@@ -23,7 +23,7 @@ from sluice.serving.rest import Limits
 from sluice.serving.server import LocalServer
 
 ROW = {"x": 1.5, "n": 3, "s": "Cash"}
-MAX_BODY = 1_000_000
+MAX_BODY = 8_000_000  # above gRPC's default 4 MB receive limit, so a valid wide batch can exceed that
 
 
 def _model(path: Path) -> None:
@@ -179,7 +179,9 @@ def corpus() -> List[Tuple[str, bytes, int, str]]:
         ("invalid UTF-8 body", _request("POST", PREDICT, b'{"instances": ["\xff\xfe"]}'), 400, "JSON"),
         ("tf.Example garbage", _request("POST", PREDICT, b'{"instances": [{"b64": "AAAA"}]}'), 400, "parse"),
         ("body over the limit", _request("POST", PREDICT, b" " * (MAX_BODY + 1)), 413, "limit"),
-        ("chunked body over the limit", _request("POST", PREDICT, **_chunked(b" " * (MAX_BODY + 1), size=65536)),
+        ("chunked body over the limit", _request("POST", PREDICT, **_chunked(b" " * (MAX_BODY + 12345), size=65536)),
+         413, "limit"),
+        ("one chunk larger than the limit", _request("POST", PREDICT, **_chunked(b" " * (MAX_BODY + 7), size=MAX_BODY + 7)),
          413, "limit"),
     ]
     return cases
@@ -199,6 +201,39 @@ def test_every_hostile_request_gets_its_4xx_with_a_readable_json_error(server):
         got, _, body = conn.send(_request("POST", PREDICT, _raw_body()))
         assert got == 200 and json.loads(body)["predictions"] == [_expected_y()], (name, body[:300])
     conn.close()
+
+
+def test_405_names_the_allowed_methods_and_nothing_is_cached(server):
+    conn = Conn(server.rest_port)
+    status, headers, _ = conn.send(_request("PUT", PREDICT, _raw_body()))
+    assert status == 405 and headers["allow"] == "GET, POST"
+    status, headers, _ = conn.send(_request("GET", "/v1/models/m", headers={"If-None-Match": "*"}))
+    assert status == 200 and "etag" not in headers and "server" not in headers  # TF Serving sends no 304
+
+
+def test_overload_is_an_immediate_503_not_a_queue():
+    from sluice.serving.rest import Api, RestServer
+
+    srv = RestServer(Api(get=lambda path: {}, post=lambda path, body: {}), "127.0.0.1", 0,
+                     Limits(max_pending=0)).start()
+    try:
+        status, _, body = Conn(srv.port).send(_request("GET", "/v1/models/m"))
+        assert status == 503 and "overloaded" in json.loads(body)["error"]
+    finally:
+        srv.stop()
+    tiny = RestServer(Api(get=lambda path: {}, post=lambda path, body: {"ok": True}), "127.0.0.1", 0,
+                      Limits(max_body_bytes=1000, max_buffered_bytes=1500)).start()
+    try:  # bodies held at once are bounded across connections: the second large body waits for nothing
+        first, second = Conn(tiny.port), Conn(tiny.port)
+        first.sock = socket.create_connection(("127.0.0.1", tiny.port))
+        first.sock.sendall(_request("POST", PREDICT, b"x" * 900)[:-100])  # 800 of 900 bytes sent, held
+        time.sleep(0.3)
+        status, _, body = second.send(_request("POST", PREDICT, b"y" * 900))
+        assert status == 503 and "in flight" in json.loads(body)["error"]
+        first.sock.sendall(b"x" * 100)
+        assert first.read()[0] == 200
+    finally:
+        tiny.stop()
 
 
 def test_chunked_valid_body_is_read_like_tf_serving(server):
@@ -228,6 +263,21 @@ def test_idle_and_slow_connections_are_closed_and_cost_no_thread(server):
 
 
 # ------------------------------------------------------------------------------------------------ gRPC
+def _declared(rows: int):
+    """A TensorProto of one float that declares ``rows`` rows (make_ndarray would repeat it to fill them)."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.0],
+                                  tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[{"size": rows}]))
+
+
+def _unknown_rank():
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.0],
+                                  tensor_shape=tensor_shape_pb2.TensorShapeProto(unknown_rank=True))
+
+
 def _grpc_cases():
     import tensorflow as tf
 
@@ -246,6 +296,8 @@ def _grpc_cases():
         ("missing input", {"s": None}, "INVALID_ARGUMENT", "input keys"),
         ("unknown input", {"z": np.float32([1.0])}, "INVALID_ARGUMENT", "input keys"),
         ("batch over the maximum", {k: np.repeat(v, 1025) for k, v in good.items()}, "INVALID_ARGUMENT", "Batch"),
+        ("17 bytes declaring 2**31 rows", {"x": _declared(2**31)}, "INVALID_ARGUMENT", "Batch"),
+        ("unknown rank", {"x": _unknown_rank()}, "INVALID_ARGUMENT", "fully defined"),
     ]
 
 
@@ -290,7 +342,7 @@ def test_grpc_enforces_the_signature_like_tf_serving(server):
 def test_mixed_keep_alive_load_loses_no_valid_request(server):
     """Valid clients and hostile clients at once on reused connections: every valid request answers the
     right number; every hostile one its status. Prints the figures for the closing note."""
-    cases = [c for c in corpus() if c[0] not in ("body over the limit", "chunked body over the limit")]
+    cases = [c for c in corpus() if "limit" not in c[0]]
     valid_latencies: List[float] = []
     failures: List[str] = []
     counts = {"valid": 0, "invalid": 0}

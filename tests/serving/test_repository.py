@@ -135,3 +135,28 @@ def test_the_poller_survives_odd_names_and_keeps_answering_under_load(models, tm
         repo.stop()
     assert errors == [] and answers[-1] == (4, 2.0)
     assert {a for a in answers} <= {(1, 1.0), (4, 2.0)}
+
+
+def test_a_live_server_loads_a_new_version_only_once_its_files_settle(models, tmp_path):
+    """After start-up a new version is tried once its files are unchanged across two polls: an ``assets/``
+    file still growing after ``variables/`` arrived is not loaded half-way."""
+    base = tmp_path / "m"
+    shutil.copytree(models / "1", base / "1")
+    repo = _repo(base)
+    repo._started = True  # as after start(): the poller's refreshes
+    shutil.copytree(models / "2", base / "2")
+    growing = base / "2" / "assets" / "vocab.txt"
+    growing.parent.mkdir(exist_ok=True)
+    for size in (10, 20, 30):
+        growing.write_text("x" * size)  # the copy goes on between polls
+        repo.refresh()
+        assert _answer(repo) == (1, 1.0)
+    repo.refresh()  # unchanged since the last poll: loaded
+    assert _answer(repo) == (2, 2.0)
+
+
+def test_odd_version_names_are_not_versions():
+    from sluice.serving.repository import is_version_name
+
+    assert [n for n in ("1", "0", "42", "0002", "²", "٣", "1e3", "-4", " 5", str(2**63), str(2**63 - 1))
+            if is_version_name(n)] == ["1", "0", "42", str(2**63 - 1)]

@@ -174,6 +174,14 @@ def test_columns_tfdv_accepts_are_stopped(override, expected):
     assert all(f.severity == "ERROR" and decide([f], ValidationConfig()) == [f] for f in found)
 
 
+def test_a_column_with_one_value_but_some_rows_missing_is_not_constant():
+    """Present vs missing varies (an optional feature's missing indicator learns from it)."""
+    from sluice.components.data_gate import content_findings
+
+    lat = [41.9 if i % 4 else float("nan") for i in range(ROWS)]
+    assert content_findings(CONTENT_GATE, "train", _stats(_good(lat=lat))) == []
+
+
 def test_a_column_the_last_passed_run_had_has_vanished_and_can_be_allowed():
     from sluice.components.data_gate import content_findings
 

@@ -245,7 +245,7 @@ def test_nan_inf_or_missing_gated_metrics_never_pass():
         "payment_type=Card": (300.0, {}),                      # the gated metric is absent
         "company=X": (300.0, {"mae": float("nan")}),           # not a gated spec
     })
-    failures = guard_failures(slices, gated, 50, "regression")
+    failures = guard_failures(slices, gated, 50, "")  # "": no Guards metric configured, the NaN rule alone
     assert {(f["slice"], f["metric"]) for f in failures} == {
         (OVERALL, "r_squared"), ("payment_type=Cash", "mae"), ("payment_type=Card", "mae")}
     assert all(f["candidate"] is None for f in failures)  # no NaN reaches the JSON verdict
@@ -261,3 +261,24 @@ def test_eval_config_carries_the_guards_and_what_is_gated(fare_raw):
     assert len(guards) == 1 and json.loads(guards[0].config) == {"task": "regression", "beat_mean": True}
     gated = gated_metrics(eval_config)
     assert OVERALL in gated["mean_absolute_error"] and "payment_type" in gated["mean_absolute_error"]
+
+
+def test_guards_that_measured_nothing_do_not_pass():
+    from sluice.components.evaluation import guard_failures
+
+    failures = guard_failures(_slices({"mae": 1.0}, {}), {}, 50, "regression")
+    assert [f["metric"] for f in failures] == ["guards"]
+    assert guard_failures({}, {}, 50, "binary_classification")[0]["metric"] == "guards"
+
+
+def test_rare_event_ranking_is_resolved_on_the_logit_scale():
+    """All scores below 0.001 (a rare-event model): linear bins would put them in one bucket (AUC 0.5)."""
+    from sklearn.metrics import roc_auc_score
+
+    from sluice.components.evaluation import guard_failures
+
+    y = (RNG.uniform(size=2000) < 0.05).astype(float)
+    p = 1e-5 * np.exp(2.0 * y + RNG.normal(0, 1, 2000))
+    guard = _guards("binary_classification", y, p)
+    assert guard["auc"] == pytest.approx(roc_auc_score(y, p), abs=5e-3) and guard["auc"] > 0.8
+    assert guard_failures(_slices({}, guard), {}, 50, "binary_classification") == []
