@@ -1,6 +1,8 @@
 """Serving: p50/p99 latency and requests/s of the local TF Serving–compatible server (`sluice serve`) over
 REST and gRPC, single row and batch 64, at 1, 8 and 32 concurrent clients, against an in-process call of the
-same signature (``serving_raw``) on the same rows.
+same signature (``serving_raw``) on the same rows; and a mixed row: 8 valid REST clients next to 4 clients
+sending malformed requests (bodies left unread, chunked bodies, bad versions, out-of-range numbers, unknown
+methods), all on keep-alive connections — valid requests must all succeed, hostile ones get their 4xx.
 
 The server runs in its own process (as `sluice serve` does); clients are threads of this process with one
 keep-alive connection (REST) or one channel (gRPC) each. Uses the default pipeline's pushed model on the
@@ -39,12 +41,17 @@ def _rest_worker(port, body, n, out, errors):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     for _ in range(n):
         start = time.perf_counter()
-        conn.request("POST", "/v1/models/taxi_fare:predict", body, {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        response.read()
+        try:
+            conn.request("POST", "/v1/models/taxi_fare:predict", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException) as e:  # a failed valid request, counted; reconnect
+            conn.close()
+            status = type(e).__name__
         out.append(time.perf_counter() - start)
-        if response.status != 200:
-            errors.append(response.status)
+        if status != 200:
+            errors.append(status)
     conn.close()
 
 
@@ -62,6 +69,55 @@ def _grpc_worker(target, request, n, out, errors):
             errors.append(e.code().name)
         out.append(time.perf_counter() - start)
     channel.close()
+
+
+HOSTILE = [  # (method, path, body, chunked, expected status)
+    ("POST", "/v1/models/taxi_fare/versions/abc:predict", b'{"instances": [1]}', False, 400),
+    ("GET", "/v1/models/taxi_fare", b'{"a body": "on a GET"}', False, 200),
+    ("POST", "/v1/models/taxi_fare:predict", b'{"instances": [', True, 400),
+    ("POST", "/v1/models/taxi_fare:predict", b'{"signature_name": "serving_raw", "instances": [{"trip_miles": '
+     + str(10**400).encode() + b'}]}', False, 400),
+    ("PUT", "/v1/models/taxi_fare:predict", b'{"instances": [1]}', False, 405),
+    ("POST", "/v1/models/nope:predict", b'{"instances": [1]}', True, 404),
+    ("POST", "/v1/models/taxi_fare:predict", b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}", False, 400),
+]
+
+
+def _hostile_worker(port, _body, n, out, errors):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for i in range(n):
+        method, path, body, chunked, expected = HOSTILE[i % len(HOSTILE)]
+        try:
+            if chunked:
+                conn.request(method, path, iter([body[:7], body[7:]]), encode_chunked=True)
+            else:
+                conn.request(method, path, body)
+            response = conn.getresponse()
+            response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            status = -1
+        if status != expected:
+            errors.append(status)
+
+
+def _mixed(port, body, valid_clients=8, hostile_clients=4):
+    samples, errors, hostile_errors, threads = [], [], [], []
+    for _ in range(valid_clients):
+        threads.append(threading.Thread(target=_rest_worker, args=(port, body, REQUESTS, samples, errors)))
+    for _ in range(hostile_clients):
+        threads.append(threading.Thread(target=_hostile_worker, args=(port, body, REQUESTS, [], hostile_errors)))
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - start
+    p50, p99 = _percentiles(samples)
+    return {"p50_ms": p50, "p99_ms": p99, "rps": round(len(samples) / seconds, 1), "errors": len(errors),
+            "requests": len(samples), "hostile_requests": hostile_clients * REQUESTS,
+            "hostile_misanswered": len(hostile_errors)}
 
 
 def _load(worker, args, clients):
@@ -123,6 +179,9 @@ def main() -> None:
                 results[f"rest_{shape}_c{clients}"] = _load(_rest_worker, (rest_port, body), clients)
                 results[f"grpc_{shape}_c{clients}"] = _load(_grpc_worker, (f"127.0.0.1:{grpc_port}", request), clients)
                 print(shape, clients, results[f"rest_{shape}_c{clients}"], results[f"grpc_{shape}_c{clients}"], flush=True)
+            if shape == "single":
+                results["rest_single_mixed"] = _mixed(rest_port, body)
+                print("mixed", results["rest_single_mixed"], flush=True)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -137,6 +196,12 @@ def main() -> None:
                                          f"{r['rps']} req/s, {r['errors']} errors)",
                               "sluice": r["p50_ms"], "reference": ref["p50_ms"], "unit": "ms",
                               "ratio": ratio(r["p50_ms"], ref["p50_ms"]), "goal": "0 errors"})
+    mixed, ref = results["rest_single_mixed"], results["in_process_single"]
+    table.append({"measure": f"rest single, 8 valid + 4 hostile keep-alive clients: valid p50 (p99 {mixed['p99_ms']} ms, "
+                             f"{mixed['errors']} of {mixed['requests']} valid failed, {mixed['hostile_misanswered']} of "
+                             f"{mixed['hostile_requests']} hostile mis-answered)",
+                  "sluice": mixed["p50_ms"], "reference": ref["p50_ms"], "unit": "ms",
+                  "ratio": ratio(mixed["p50_ms"], ref["p50_ms"]), "goal": "0 valid failed, 0 mis-answered"})
     write_result("serving", table, results, notes="reference = in-process serving_raw call, same rows")
 
 

@@ -134,6 +134,46 @@ def constant_feature(p: Path) -> Path:
     return _write(p, _every(_rows(), 1, lambda r: r.update(trip_miles="2.5")))
 
 
+def constant_category(p: Path) -> Path:
+    return _write(p, _every(_rows(), 1, lambda r: r.update(payment_type="Cash")))
+
+
+def hour_out_of_range(p: Path) -> Path:
+    return _write(p, _every(_rows(), 9, lambda r: r.update(trip_start_hour="99")))
+
+
+def no_such_file(p: Path) -> Path:
+    return p.with_name("does-not-exist.csv")
+
+
+def missing_field(p: Path) -> Path:
+    text = _write(p, _rows()).read_text().splitlines()
+    text[77] = text[77].rsplit(",", 1)[0]
+    p.write_text("\n".join(text) + "\n")
+    return p
+
+
+def header_not_utf8(p: Path) -> Path:
+    good = _write(p, _rows()).read_bytes()
+    p.write_bytes(good.replace(b"fare", b"f\xe4re", 1))
+    return p
+
+
+def files_with_different_headers(p: Path) -> Path:
+    folder = p.with_suffix("")
+    folder.mkdir(exist_ok=True)
+    rows = _rows()
+    _write(folder / "a.csv", rows[:1500])
+    _write(folder / "b.csv", rows[1500:], list(reversed(list(rows[0]))))
+    return folder
+
+
+def optional_column_vanished(p: Path) -> Path:
+    """pickup_latitude is optional in the config; the column itself is gone from the file."""
+    rows = _rows()
+    return _write(p, rows, [c for c in rows[0] if c != "pickup_latitude"])
+
+
 # (builder, expected exit, substrings of the message, why)
 STOPPED_BEFORE_TFX = [
     (missing_required_column, ["column 'trip_miles'", "missing from"]),
@@ -143,6 +183,11 @@ STOPPED_BEFORE_TFX = [
     (not_utf8, [":102", "not UTF-8"]),
     (repeated_header, [":1501", "repeats the header"]),
     (extra_field, [":43", "fields, the header has 18"]),
+    (no_such_file, ["does not exist"]),
+    (missing_field, [":78", "fields, the header has 18"]),
+    (header_not_utf8, [":1", "not UTF-8"]),
+    (files_with_different_headers, ["header differs"]),
+    (optional_column_vanished, ["column 'pickup_latitude'", "missing from"]),
 ]
 STOPPED_BY_GATE = [
     (text_in_numeric_column, ["trip_miles", "expected: FLOAT"]),
@@ -154,6 +199,8 @@ STOPPED_BY_GATE = [
     (constant_label, ["fare", "LABEL_CONSTANT", "10"]),
     (empty_optional_column, ["pickup_latitude", "COLUMN_EMPTY"]),
     (constant_feature, ["trip_miles", "FEATURE_CONSTANT", "2.5"]),
+    (constant_category, ["payment_type", "FEATURE_CONSTANT", "Cash"]),
+    (hour_out_of_range, ["trip_start_hour", "in [0, 23]"]),
 ]
 
 

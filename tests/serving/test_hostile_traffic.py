@@ -395,3 +395,39 @@ def test_mixed_keep_alive_load_loses_no_valid_request(server):
     q = statistics.quantiles(valid_latencies, n=100)
     print(f"\nmixed keep-alive load: {counts['valid']} valid (0 failed), {counts['invalid']} hostile; "
           f"valid p50 {q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms")
+
+
+def test_half_copied_versions_never_interrupt_answers(server, tmp_path):
+    """Issue 17's sequences over HTTP: a version whose saved_model.pb is still being copied, then whose
+    variables/ arrive seconds later, then complete — every request in between answers 200 (from the old
+    version) and the new version serves once whole. (Runs last: it adds versions to the shared tree.)"""
+    import shutil
+
+    base = next(iter(server.repo.entries.values())).base_path
+    source = base / "1"
+    conn, answers = Conn(server.rest_port), []
+
+    def hammer(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            status, _, body = conn.send(_request("POST", PREDICT, _raw_body()))
+            answers.append(status)
+            assert status == 200 and json.loads(body)["predictions"] == [_expected_y()], body[:300]
+
+    def versions() -> list:
+        status, _, body = conn.send(_request("GET", "/v1/models/m"))
+        return [(r["version"], r["state"]) for r in json.loads(body)["model_version_status"]]
+
+    new = base / "2"
+    new.mkdir()
+    whole = (source / "saved_model.pb").read_bytes()
+    (new / "saved_model.pb").write_bytes(whole[: len(whole) // 2])  # truncated: the copy is running
+    hammer(1.5)
+    (new / "saved_model.pb").write_bytes(whole)  # complete .pb, variables/ not there yet
+    hammer(1.5)
+    assert ("1", "AVAILABLE") in versions()
+    shutil.copytree(source / "variables", new / "variables")  # 3 s late
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and ("2", "AVAILABLE") not in versions():
+        hammer(0.2)
+    assert versions() == [("2", "AVAILABLE")] and len(answers) > 50 and set(answers) == {200}
