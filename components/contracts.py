@@ -151,6 +151,9 @@ class ExportContract(Contract):
     budget: ParityBudget
     eval_rows: int = Field(ge=10)
     calibration_rows: int = Field(ge=10)
+    slices: List[List[str]]
+    """The evaluation's gated feature slices (thresholds with ``slices: true``), judged per variant too."""
+    min_slice_size: int = Field(ge=1)
 
 
 class InfraCheckContract(Contract):

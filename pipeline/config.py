@@ -294,7 +294,9 @@ class PipelineConfig(_Strict):
         return ExportContract(
             task=self.task, features=data_features(self.features), model_name=self.model_name,
             variants=list(export.tflite_variants) if "tflite" in export.targets else [],
-            budget=export.parity, eval_rows=export.eval_rows, calibration_rows=export.calibration_rows)
+            budget=export.parity, eval_rows=export.eval_rows, calibration_rows=export.calibration_rows,
+            slices=[list(s) for s in self.evaluation.slices] if any(t.slices for t in self.evaluation.thresholds) else [],
+            min_slice_size=self.evaluation.min_slice_size)
 
     def infra_check_contract(self) -> InfraCheckContract:
         return InfraCheckContract(model_name=self.model_name)

@@ -131,6 +131,7 @@ def export_variants(contract: ExportContract, model_uri: str, transform_dir: str
         timings["convert"] = time.perf_counter() - started
         saved, from_examples, labels = _saved_model_outputs(path_utils.serving_model_path(model_uri), evaluation,
                                                             label_key(contract.task))
+        slices = parity.slice_masks(evaluation.columns, contract.slices, contract.min_slice_size)
         reference = {"metric": parity.TASK_METRICS[contract.task.type][0],
                      "dense_rows": parity.task_metric(contract.task.type, labels, saved),
                      "examples": parity.task_metric(contract.task.type, labels, from_examples),
@@ -145,7 +146,7 @@ def export_variants(contract: ExportContract, model_uri: str, transform_dir: str
                     timings[variant] = time.perf_counter() - started
                 predictions = tflite.predict(model_file, evaluation.columns)
                 result = parity.compare(variant, contract.task.type, labels, saved, predictions,
-                                        os.path.getsize(model_file), budget).to_dict()
+                                        os.path.getsize(model_file), budget, slices).to_dict()
                 aio.write_json(os.path.join(local, tflite.IO_SPEC_FILE), tflite.io_spec(model_file))
                 aio.copy_tree(local, tflite_dir(out_uri, variant))
             except Exception as e:  # a converter crash or an unreadable model fails this variant, with the cause

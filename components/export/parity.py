@@ -48,6 +48,10 @@ class VariantResult:
     """The budget's ``row_quantile`` of ``|variant - SavedModel|``, in units of ``row_spread``."""
     worst_row_diff: float = 0.0
     """The largest ``|variant - SavedModel|``, in units of ``row_spread``."""
+    slices_checked: int = 0
+    worst_slice: Optional[str] = None
+    worst_slice_change: float = 0.0
+    """Relative change of the task metric on the worst gated slice (positive = worse)."""
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -86,9 +90,48 @@ def task_metric(task_type: str, labels: np.ndarray, predictions: np.ndarray) -> 
     return mean_absolute_error(labels, predictions) if name == "mean_absolute_error" else roc_auc(labels, predictions)
 
 
+def slice_masks(columns: Mapping[str, np.ndarray], specs: List[List[str]], min_size: int) -> Dict[str, np.ndarray]:
+    """Row masks of every slice of ``specs`` (feature crosses, as the Evaluator slices) with at least
+    ``min_size`` rows, named like TFMA's slices (``payment_type=Cash, trip_start_day=3``)."""
+    masks: Dict[str, np.ndarray] = {}
+    for spec in specs:
+        if not spec or any(f not in columns for f in spec):
+            continue
+        groups: Dict[tuple, List[int]] = {}
+        for i, key in enumerate(zip(*(columns[f] for f in spec))):
+            groups.setdefault(key, []).append(i)
+        rows = len(columns[spec[0]])
+        for key, index in sorted(groups.items(), key=lambda kv: str(kv[0])):
+            if len(index) >= min_size:
+                mask = np.zeros(rows, bool)
+                mask[index] = True
+                shown = [v.decode(errors="replace") if isinstance(v, bytes) else v for v in key]
+                masks[", ".join(f"{f}={v}" for f, v in zip(spec, shown))] = mask
+    return masks
+
+
+def _worst_slice(task_type: str, labels: np.ndarray, saved: np.ndarray, tflite: np.ndarray,
+                 slices: Mapping[str, np.ndarray]):
+    """``(slices judged, worst slice, its relative metric change)``; slices whose metric is undefined (one
+    class for AUC) are skipped."""
+    _, lower_is_better = TASK_METRICS[task_type]
+    checked, worst, worst_change = 0, None, 0.0
+    for name, mask in slices.items():
+        reference = task_metric(task_type, labels[mask], saved[mask])
+        candidate = task_metric(task_type, labels[mask], tflite[mask])
+        if not (np.isfinite(reference) and reference):
+            continue
+        checked += 1
+        change = (candidate - reference) / abs(reference) if np.isfinite(candidate) else np.inf
+        change = change if lower_is_better else -change
+        if worst is None or change > worst_change:
+            worst, worst_change = name, float(change)
+    return checked, worst, worst_change
+
+
 def compare(variant: str, task_type: str, labels: np.ndarray, saved: np.ndarray, tflite: np.ndarray,
-            size_bytes: int, budget: ParityBudget) -> VariantResult:
-    """One variant against the SavedModel on the same rows."""
+            size_bytes: int, budget: ParityBudget, slices: Optional[Mapping[str, np.ndarray]] = None) -> VariantResult:
+    """One variant against the SavedModel on the same rows (and, quantized, on each of ``slices``)."""
     saved = saved.reshape(len(saved), -1).astype(np.float64)
     tflite = tflite.reshape(len(tflite), -1).astype(np.float64)
     if saved.shape != tflite.shape:
@@ -106,22 +149,28 @@ def compare(variant: str, task_type: str, labels: np.ndarray, saved: np.ndarray,
     in_spreads = diff.max(axis=1) / spread if diff.size else np.zeros(0)
     quantile_diff = float(np.quantile(in_spreads, budget.row_quantile)) if in_spreads.size else 0.0
     worst_diff = float(in_spreads.max()) if in_spreads.size else 0.0
+    checked, worst_slice, worst_slice_change = 0, None, 0.0
     if variant == "float32":
         rule = f"every row within {budget.atol:g} + {budget.rtol:g} x |SavedModel output|"
         passed = finite and outside == 0
     else:
-        rule = (f"{metric} at most {budget.metric_budget:.1%} worse than the SavedModel's; "
-                f"{budget.row_quantile:.0%} of rows within {budget.row_budget:g} and every row within "
+        checked, worst_slice, worst_slice_change = _worst_slice(
+            task_type, labels.reshape(-1), saved[:, 0], tflite[:, 0], slices or {})
+        rule = (f"{metric} at most {budget.metric_budget:.1%} worse than the SavedModel's"
+                + (f" ({budget.slice_metric_budget:.0%} on each gated slice)" if slices else "")
+                + f"; {budget.row_quantile:.0%} of rows within {budget.row_budget:g} and every row within "
                 f"{budget.worst_row_budget:g} standard deviations of the SavedModel's outputs")
         passed = (finite and bool(np.isfinite(candidate)) and worse <= budget.metric_budget
-                  and quantile_diff <= budget.row_budget and worst_diff <= budget.worst_row_budget)
+                  and quantile_diff <= budget.row_budget and worst_diff <= budget.worst_row_budget
+                  and worst_slice_change <= budget.slice_metric_budget)
     return VariantResult(
         variant=variant, rows=len(saved), size_bytes=size_bytes,
         max_abs_diff=float(diff.max()) if diff.size else 0.0,
         max_rel_diff=float(rel.max()) if rel.size else 0.0,
         rows_outside_tolerance=outside, metric=metric, metric_saved_model=reference, metric_tflite=candidate,
         metric_change=float(worse), rule=rule, passed=passed, row_spread=spread,
-        row_quantile_diff=quantile_diff, worst_row_diff=worst_diff,
+        row_quantile_diff=quantile_diff, worst_row_diff=worst_diff, slices_checked=checked,
+        worst_slice=worst_slice, worst_slice_change=worst_slice_change,
         error=None if finite else "non-finite outputs",
     )
 
@@ -142,6 +191,8 @@ def failure_lines(results: List[Mapping[str, Any]]) -> List[str]:
                          f"{r['metric_saved_model']:.4g} ({abs(r['metric_change']):.2%} "
                          f"{'worse' if r['metric_change'] > 0 else 'better'}); rows: "
                          f"{r.get('row_quantile_diff', 0):.3g} (quantile) and {r.get('worst_row_diff', 0):.3g} "
-                         f"(worst row, {r['max_abs_diff']:.3g} in output units) standard deviations off "
+                         f"(worst row, {r['max_abs_diff']:.3g} in output units) standard deviations off"
+                         + (f"; worst slice {r['worst_slice']}: {r['worst_slice_change']:+.1%}" if r.get("worst_slice") else "")
+                         + " "
                          f"(rule: {r['rule']})")
     return lines

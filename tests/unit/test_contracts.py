@@ -75,7 +75,7 @@ def _embedding(raw):
     (_set("training.rounds"), {"trainer", "push"}),
     (_set("input.shuffle_buffer"), {"trainer", "push"}),
     (_threshold, {"evaluation", "push"}),
-    (_set("evaluation.min_slice_size"), {"evaluation", "push"}),
+    (_set("evaluation.min_slice_size"), {"evaluation", "export", "push"}),  # parity judges gated slices too
     (_set("validation.fail_on"), {"gate", "push"}),
     (_set("export.eval_rows"), {"export", "push"}),
     (_feature, {"transform", "trainer", "export", "push"}),

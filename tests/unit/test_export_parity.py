@@ -96,3 +96,27 @@ def test_one_badly_wrong_row_fails_a_quantized_variant_whose_average_is_fine():
     flipped[5] = 0.0 if p[5] > 0.5 else 1.0  # one probability pushed to the other end
     worst = parity.compare("int8", "binary_classification", y, p, flipped, 10, budget)
     assert not worst.passed and worst.worst_row_diff > budget.worst_row_budget
+
+
+def test_a_quantized_variant_is_judged_on_every_gated_slice_big_enough():
+    """The average and every row can look fine while one slice's metric moves: each gated evaluation slice
+    with at least min_slice_size rows keeps its metric within slice_metric_budget."""
+    rng = np.random.default_rng(4)
+    n = 4000
+    payment = np.array([b"Cash", b"Card", b"Tiny"], object)[np.minimum(rng.integers(0, 2, n) + (np.arange(n) < 20) * 2, 2)]
+    hour = rng.integers(0, 4, n)
+    labels = rng.gamma(2.0, 6.0, n)
+    saved = labels + rng.normal(0, 1.0, n)
+    masks = parity.slice_masks({"payment_type": payment, "hour": hour}, [["payment_type"], ["payment_type", "hour"]], 50)
+    assert "payment_type=Cash" in masks and "payment_type=Tiny" not in masks  # 20 rows: under the minimum
+    assert "payment_type=Card, hour=3" in masks and masks["payment_type=Cash"].sum() + masks["payment_type=Card"].sum() == n - 20
+    budget = ParityBudget(metric_budget=1.0, row_budget=0.5)  # only the slice rule can fail here
+    # Card rows pushed away from their labels by 0.3 sd (every row within the row budgets)
+    shifted = saved + np.where(payment == b"Card", 0.3 * saved.std() * np.sign(saved - labels), 0.0)
+    judged = parity.compare("dynamic_range", "regression", labels, saved, shifted, 10, budget, masks)
+    assert judged.worst_row_diff <= budget.worst_row_budget
+    assert not judged.passed and judged.worst_slice.startswith("payment_type=Card")
+    assert judged.worst_slice_change > budget.slice_metric_budget and judged.slices_checked == len(masks)
+    assert "worst slice payment_type=Card" in parity.failure_lines([judged.to_dict()])[0]
+    fine = parity.compare("dynamic_range", "regression", labels, saved, saved + rng.normal(0, 0.01, n), 10, budget, masks)
+    assert fine.passed and fine.slices_checked == len(masks)
