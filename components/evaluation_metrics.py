@@ -29,7 +29,17 @@ class _Sums:
         self.values = np.zeros(size, np.float64)
 
 
-class _SumsCombiner(beam.CombineFn):
+class _Additive(beam.CombineFn):
+    """Accumulators that are arrays of sums: merged by addition across Beam workers."""
+
+    def merge_accumulators(self, accumulators: Iterable[_Sums]) -> _Sums:
+        merged = self.create_accumulator()
+        for acc in accumulators:
+            merged.values += acc.values
+        return merged
+
+
+class _SumsCombiner(_Additive):
     """Accumulates per-example statistics (weighted sums); ``finish`` turns the totals into the metric."""
 
     size = 1
@@ -57,12 +67,6 @@ class _SumsCombiner(beam.CombineFn):
             row = self.stats(float(metric_util.safe_to_scalar(label)), float(metric_util.safe_to_scalar(prediction)))
             acc.values += w * np.asarray(row + [1.0])
         return acc
-
-    def merge_accumulators(self, accumulators: Iterable[_Sums]) -> _Sums:
-        merged = self.create_accumulator()
-        for acc in accumulators:
-            merged.values += acc.values
-        return merged
 
     def extract_output(self, acc: _Sums) -> Dict[metric_types.MetricKey, float]:
         return {self._key: self.finish(acc.values) if acc.values[-1] > 0 else float("nan")}
@@ -146,7 +150,7 @@ def auc_bucket(p: float) -> int:
     return min(AUC_BINS - 1, int(scaled * AUC_BINS))
 
 
-class _GuardCombiner(beam.CombineFn):
+class _GuardCombiner(_Additive):
     """One pass over the eval split for the blessing's sanity guards (``evaluation.guard_failures``):
 
     - the spread of the predictions (a constant model answers the same for every row);
@@ -178,12 +182,6 @@ class _GuardCombiner(beam.CombineFn):
             if self._binary and np.isfinite(p):
                 acc.values[6 + (AUC_BINS if y > 0.5 else 0) + auc_bucket(p)] += 1.0
         return acc
-
-    def merge_accumulators(self, accumulators: Iterable[_Sums]) -> _Sums:
-        merged = self.create_accumulator()
-        for acc in accumulators:
-            merged.values += acc.values
-        return merged
 
     def extract_output(self, acc: _Sums) -> Dict[metric_types.MetricKey, float]:
         n, sp, sp2, sy, sy2, sse = acc.values[:6]
