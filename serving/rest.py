@@ -207,6 +207,14 @@ class _Handler(tornado.web.RequestHandler):
         await self._answer(lambda: self.server.api.post(path, body))
 
 
+class _HTTPServer(tornado.httpserver.HTTPServer):
+    def handle_stream(self, stream: Any, address: Any) -> None:
+        # Keep-alive clients: without TCP_NODELAY a response written while the client's ACK of the previous
+        # one is delayed waits for it (Nagle), ~40 ms per request; tornado only sets it after a response.
+        stream.set_nodelay(True)
+        super().handle_stream(stream, address)
+
+
 class RestServer:
     """The REST endpoint on its own thread and event loop; ``port`` is known once constructed."""
 
@@ -232,7 +240,7 @@ class RestServer:
                 limits = self.limits
                 # The handler streams, so the body limit is enforced in data_received (JSON 413); tornado's
                 # own ceiling is out of the way (it would answer a bare 400 on a large chunk header).
-                self._server = tornado.httpserver.HTTPServer(
+                self._server = _HTTPServer(
                     app, max_body_size=1 << 40, max_header_size=limits.max_header_bytes,
                     idle_connection_timeout=limits.header_timeout_s, body_timeout=limits.body_timeout_s)
                 self._server.add_sockets(self._sockets)
