@@ -182,8 +182,9 @@ def test_model_export_on_ram_writes_what_the_local_run_wrote(fare, ram):
     got, want = component.read_parity(exported.uri), component.read_parity(local.uri)
     assert got["passed"] is want["passed"] is True and exported.get_int_custom_property("passed") == 1
     assert got["rows"] == want["rows"] and got["data_fingerprint"] == want["data_fingerprint"]
+    assert got["shipped"] == want["shipped"] and got["dropped"] == want["dropped"]  # the same verdict per variant
     for mine, theirs in zip(got["variants"], want["variants"]):
-        assert mine["variant"] == theirs["variant"] and mine["passed"]
+        assert mine["variant"] == theirs["variant"] and mine["passed"] == theirs["passed"]
         assert mine["metric_tflite"] == pytest.approx(theirs["metric_tflite"], rel=1e-6)
     from sluice.components.export import warmup
 
