@@ -284,9 +284,9 @@ def test_the_infra_check_server_dies_with_a_sigkilled_run(served, tmp_path):
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         assert _wait_dead(pid), f"server {pid} outlived its parent"
-        for port in (rest, grpc_port):  # both ports are free again
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port))
+        for port in (rest, grpc_port):  # nothing answers on its ports any more (a bind could still meet
+            with pytest.raises(ConnectionRefusedError):  # TIME_WAIT or another socket's SO_REUSEPORT)
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
     finally:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
