@@ -214,13 +214,19 @@ class Repository:
         previous, self._seen[(name, version)] = self._seen.get((name, version)), files
         return not self._started or previous == files
 
-    def _may_try(self, name: str, version: int, path: Path) -> bool:
+    def _may_try(self, name: str, version: int) -> bool:
+        """Not failing, or its back-off is over, or its files changed since it failed (``_settled`` read
+        them this refresh)."""
         failure = self._errors.get((name, version))
-        return failure is None or self._clock() >= failure.retry_at or version_files(path) != failure.files
+        return failure is None or self._clock() >= failure.retry_at or self._seen[(name, version)] != failure.files
+
+    def _servable(self, entry: ModelEntry, version: int) -> bool:
+        """A version not loaded yet may be tried: its files have settled and it is not waiting to retry."""
+        return self._settled(entry.name, version, entry.base_path / str(version)) and self._may_try(entry.name, version)
 
     def _load(self, entry: ModelEntry, version: int) -> Optional[LoadedVersion]:
         path = entry.base_path / str(version)
-        files = version_files(path)
+        files = self._seen[(entry.name, version)]  # read by _settled in this refresh
         try:
             loaded = load_version(entry.name, version, path)
         except Exception as e:  # a broken version stays unavailable; the others keep serving
@@ -253,9 +259,7 @@ class Repository:
             have = set(self._loaded[entry.name])
             # The policy over what can serve: versions already loaded, and those not failing right now whose
             # files have settled.
-            servable = [v for v in available if v in have or (
-                self._settled(entry.name, v, entry.base_path / str(v))
-                and ((entry.name, v) not in self._errors or self._may_try(entry.name, v, entry.base_path / str(v))))]
+            servable = [v for v in available if v in have or self._servable(entry, v)]
             for version in wanted(entry, servable):
                 if version in have:
                     continue
