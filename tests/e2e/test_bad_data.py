@@ -13,7 +13,7 @@ import csv
 import hashlib
 import io
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import pytest
 
@@ -50,13 +50,18 @@ def _every(rows, n, fn):
     return out
 
 
+def _set_every(p: Path, n: int, **values: str) -> Path:
+    """The sample with ``values`` written into every ``n``-th row."""
+    return _write(p, _every(_rows(), n, lambda r: r.update(values)))
+
+
 def missing_required_column(p: Path) -> Path:
     rows = _rows()
     return _write(p, rows, [c for c in rows[0] if c != "trip_miles"])
 
 
 def text_in_numeric_column(p: Path) -> Path:
-    return _write(p, _every(_rows(), 10, lambda r: r.update(trip_miles="about three")))
+    return _set_every(p, 10, trip_miles="about three")
 
 
 def nan_and_inf(p: Path) -> Path:
@@ -74,7 +79,7 @@ def header_only(p: Path) -> Path:
 
 
 def unseen_category_dominates(p: Path) -> Path:
-    return _write(p, _every(_rows(), 2, lambda r: r.update(payment_type="Crypto")))
+    return _set_every(p, 2, payment_type="Crypto")
 
 
 def label_column_missing(p: Path) -> Path:
@@ -87,7 +92,7 @@ def drifted_fares(p: Path) -> Path:
 
 
 def negative_miles(p: Path) -> Path:
-    return _write(p, _every(_rows(), 20, lambda r: r.update(trip_miles="-3.5")))
+    return _set_every(p, 20, trip_miles="-3.5")
 
 
 def not_utf8(p: Path) -> Path:
@@ -113,33 +118,33 @@ def extra_field(p: Path) -> Path:
 
 
 def required_value_missing(p: Path) -> Path:
-    return _write(p, _every(_rows(), 5, lambda r: r.update(fare="")))
+    return _set_every(p, 5, fare="")
 
 
 def unseen_company(p: Path) -> Path:
-    return _write(p, _every(_rows(), 50, lambda r: r.update(company="Brand New Cab Co.")))
+    return _set_every(p, 50, company="Brand New Cab Co.")
 
 
 def constant_label(p: Path) -> Path:
     """Issue 17's reproduction: fare = 10.0 everywhere passed the gate and was BLESSED with r_squared = nan."""
-    return _write(p, _every(_rows(), 1, lambda r: r.update(fare="10.0")))
+    return _set_every(p, 1, fare="10.0")
 
 
 def empty_optional_column(p: Path) -> Path:
     """pickup_latitude is optional: TFDV said "No anomalies" with it empty in every row, and it was pushed."""
-    return _write(p, _every(_rows(), 1, lambda r: r.update(pickup_latitude="")))
+    return _set_every(p, 1, pickup_latitude="")
 
 
 def constant_feature(p: Path) -> Path:
-    return _write(p, _every(_rows(), 1, lambda r: r.update(trip_miles="2.5")))
+    return _set_every(p, 1, trip_miles="2.5")
 
 
 def constant_category(p: Path) -> Path:
-    return _write(p, _every(_rows(), 1, lambda r: r.update(payment_type="Cash")))
+    return _set_every(p, 1, payment_type="Cash")
 
 
 def hour_out_of_range(p: Path) -> Path:
-    return _write(p, _every(_rows(), 9, lambda r: r.update(trip_start_hour="99")))
+    return _set_every(p, 9, trip_start_hour="99")
 
 
 def no_such_file(p: Path) -> Path:
