@@ -29,6 +29,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from sluice.components import artifact_io as aio, verdicts
 from sluice.components.contracts import GateContract
 from sluice.components.settings import ValidationConfig
+from sluice.components.schema_hints import schema_change
 
 VERDICT_FILE = verdicts.FILES["data"]
 REPORT_FILE = "data_report.html"
@@ -60,6 +61,8 @@ class Finding:
     description: str
     expected: str = ""
     allowed: bool = False
+    schema_change: str = ""
+    """Where the curated schema would accept this data (``schema_hints``), for when the data is right."""
 
 
 # ---------------------------------------------------------------------------------------- pure logic
@@ -87,14 +90,25 @@ def _expected(schema: schema_pb2.Schema, feature: str) -> str:
     return "not in the schema"
 
 
-def findings_from_anomalies(anomalies: anomalies_pb2.Anomalies, split: str, schema: schema_pb2.Schema) -> List[Finding]:
+def anomaly_column(key: str, info: anomalies_pb2.AnomalyInfo) -> str:
+    """The CSV column an anomaly is about. TFDV keys ``anomaly_info`` by its serialized path, which quotes
+    names with punctuation (``'rate (%)'``); the path's one step is the column's own name, as the config,
+    ``validation.allow`` and the schema spell it."""
+    return info.path.step[0] if len(info.path.step) == 1 else key
+
+
+def findings_from_anomalies(anomalies: anomalies_pb2.Anomalies, split: str, schema: schema_pb2.Schema,
+                            schema_text: str = "") -> List[Finding]:
+    """One finding per TFDV anomaly reason; ``schema_text`` (the curated file) lets each name its schema line."""
     findings = []
-    for feature, info in sorted(anomalies.anomaly_info.items()):
+    for key, info in sorted(anomalies.anomaly_info.items()):
+        feature = anomaly_column(key, info)
         severity = anomalies_pb2.AnomalyInfo.Severity.Name(info.severity)
         for reason in info.reason or [None]:
             kind = anomalies_pb2.AnomalyInfo.Type.Name(reason.type) if reason else "UNKNOWN_TYPE"
             text = (reason.description if reason else "") or info.description
-            findings.append(Finding(split, feature, kind, severity, text, _expected(schema, feature)))
+            findings.append(Finding(split, feature, kind, severity, text, _expected(schema, feature),
+                                    schema_change=schema_change(schema_text, feature, kind)))
     dataset = anomalies.dataset_anomaly_info
     if dataset.reason:
         for reason in dataset.reason:
@@ -266,7 +280,8 @@ def numeric_distances(gate: GateContract, baseline_stats, current_stats, which: 
 def distance_findings(anomalies: anomalies_pb2.Anomalies, label: str) -> List[Finding]:
     """Skew/drift anomalies from a comparator run, renamed so the report says which comparison it was."""
     out = []
-    for feature, info in sorted(anomalies.anomaly_info.items()):
+    for key, info in sorted(anomalies.anomaly_info.items()):
+        feature = anomaly_column(key, info)
         for reason in info.reason:
             kind = anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
             if "COMPARATOR" not in kind:
@@ -307,11 +322,13 @@ def render_message(blocking: List[Finding], report: str, limit: int = 8) -> str:
         lines.append(f"  - {f.feature} [{f.split}] {f.anomaly}: {f.description}")
         if f.expected:
             lines.append(f"      expected: {f.expected}")
+        if f.schema_change:
+            lines.append(f"      schema: {f.schema_change}")
     if len(blocking) > limit:
         lines.append(f"  … and {len(blocking) - limit} more (see the report)")
     lines.append(f"  full report: {report}")
-    lines.append("  fix the data, or allow a known anomaly under validation.allow in the config "
-                 "(feature + anomaly type, with why)")
+    lines.append("  fix the data; or, where the data is right, change the schema line named above; or allow a "
+                 "known anomaly under validation.allow in the config (feature + anomaly type, with why)")
     return "\n".join(lines)
 
 
@@ -394,6 +411,7 @@ class Executor(base_executor.BaseExecutor):
         gate = GateContract.parse(exec_properties["gate"])
         schema_uri = artifact_utils.get_single_uri(input_dict["schema"])
         schema = tfdv.load_schema_text(aio.join(schema_uri, "schema.pbtxt"))
+        schema_text = aio.read_text(aio.join(schema_uri, "schema.pbtxt"))
         anomalies_artifact = artifact_utils.get_single_instance(input_dict["anomalies"])
         stats_artifact = artifact_utils.get_single_instance(input_dict["statistics"])
         out_uri = artifact_utils.get_single_uri(output_dict["verdict"])
@@ -402,7 +420,8 @@ class Executor(base_executor.BaseExecutor):
         findings: List[Finding] = []
         for split in artifact_utils.decode_split_names(anomalies_artifact.split_names):
             path = aio.join(artifact_utils.get_split_uri([anomalies_artifact], split), "SchemaDiff.pb")
-            findings += findings_from_anomalies(anomalies_pb2.Anomalies.FromString(aio.read_bytes(path)), split, schema)
+            findings += findings_from_anomalies(anomalies_pb2.Anomalies.FromString(aio.read_bytes(path)), split,
+                                                schema, schema_text)
 
         train = _load_stats(stats_artifact, "train")
         eval_ = _load_stats(stats_artifact, "eval")

@@ -23,7 +23,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from sluice.components.contracts import TransformContract
-from sluice.components.features import label_key, missing_indicator_name, transformed_name, vocabulary_name
+from sluice.components.features import (internal_name, label_key, missing_indicator_name, transformed_name,
+                                        vocabulary_name)
 from sluice.components.settings import BINARY
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def _transform_feature(x: Any, feature: "Feature") -> tf.Tensor:
 def _bucketize(x: tf.Tensor, buckets: int, name: str) -> tf.Tensor:
     """``tft.bucketize``'s result (how many quantile boundaries are <= x; NaN -> the last bucket), computed
     with builtin comparisons instead of ``UpperBound``. Same quantiles analyzer and epsilon as TFT's."""
-    boundaries = tft.quantiles(x, buckets, min(1.0 / buckets, 0.01), name=f"bucketize_{name}")  # [1, n]
+    boundaries = tft.quantiles(x, buckets, min(1.0 / buckets, 0.01), name=f"bucketize_{internal_name(name)}")  # [1, n]
     ids = tf.reduce_sum(tf.cast(x >= boundaries, tf.int64), axis=1, keepdims=True)
     last = tf.cast(tf.shape(boundaries)[1], tf.int64)
     return tf.where(tf.not_equal(x, x), last, ids)

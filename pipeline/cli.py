@@ -46,8 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--data", help="CSV file or directory; overrides data.path")
     schema = sub.add_parser("schema", help="infer a schema from data, or diff the curated one against it")
     schema.add_argument("action", choices=["infer", "diff"])
-    schema.add_argument("--config", required=True, help="pipeline config YAML")
-    schema.add_argument("--data", help="CSV file or directory; overrides data.path")
+    schema.add_argument("--config", help="pipeline config YAML (diff: required; infer: only for its data.path)")
+    schema.add_argument("--data", help="CSV file, directory or glob; overrides data.path (infer needs no config)")
     schema.add_argument("--out", help="infer: where to write the inferred schema (default: stdout)")
 
     comp = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines / Vertex AI (KFP v2 JSON)",
@@ -280,15 +280,22 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
     from sluice.pipeline.runner import output_to_log
 
-    config = _load(args.config, args.data)
-    source = resolve_data_source(config.data_path)
+    from sluice.pipeline.errors import SluiceError
+
+    if args.config is None and (args.action == "diff" or not args.data):
+        needs = "--config (the curated schema to compare)" if args.action == "diff" else "--data CSV or --config"
+        raise SluiceError(f"schema {args.action}", f"needs {needs}",
+                          f"e.g. sluice schema {args.action} " + ("--config configs/x.yaml" if args.action == "diff"
+                                                                  else "--data data.csv --out schema.pbtxt"))
+    config = _load(args.config, args.data) if args.config else None
+    source = resolve_data_source(config.data_path if config else Path(args.data))
     log = Path(tempfile.mkstemp(prefix="sluice-schema-", suffix=".log")[1])
     with output_to_log(log, 1):  # TensorFlow/Beam start-up noise goes to the log, not the terminal
         inferred = infer_schema(source.description)
     if args.action == "infer":
-        from google.protobuf import text_format
+        from sluice.pipeline.schema import draft_text
 
-        text = text_format.MessageToString(inferred)
+        text = draft_text(inferred, source.description)
         if args.out:
             Path(args.out).write_text(text)
             print(f"wrote the inferred schema of {source.description} to {args.out}; curate it (domains, "
@@ -383,6 +390,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from sluice.components.features import request_key
     from sluice.pipeline.errors import SluiceError
     from sluice.serving import client
     from sluice.serving.errors import ServingError
@@ -397,7 +405,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             service = client.GrpcClient(args.endpoint[len("grpc://"):], args.model)
         else:
             service = client.RestClient(args.endpoint, args.model)
-        predictions = service.predict(client.fill_rows(rows, service.input_types(args.signature)), args.signature)
+        inputs = service.input_types(args.signature)
+        # Rows use the CSV's own column names; a column TensorFlow cannot name as a signature input is sent
+        # under its derived name (features.input_keys), so users never type that name.
+        requests = [{request_key(k, inputs): v for k, v in row.items()} for row in rows]
+        absent = sorted(name for name in inputs if not any(name in row for row in requests))
+        if absent and args.signature == client.SIGNATURE:
+            print(f"sluice: not in {args.input}, sent as the fill value (0 / \"\"): {', '.join(absent)}",
+                  file=sys.stderr)
+        predictions = service.predict(client.fill_rows(requests, inputs), args.signature)
     except ServingError as e:
         raise SluiceError(f"{args.endpoint} ({args.model})", f"{e.code}: {e.message}",
                           "check the model name and that `sluice serve` (or TF Serving) is running")

@@ -32,6 +32,7 @@ from sluice.components.contracts import (
     TunerContract,
     data_features,
 )
+from sluice.components.features import name_clashes
 from sluice.components.settings import (
     LOSSES,
     REGRESSION,
@@ -129,6 +130,10 @@ class PipelineConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"features: duplicate feature names {dupes}")
+        clashes = name_clashes(self.features, self.task.label)
+        if clashes:
+            raise ValueError(f"features: column names clash inside the model: {'; '.join(clashes)} "
+                             "(rename one of the columns in the CSV header)")
         if self.task.derive is None and self.task.label in names:
             raise ValueError(f"task.label: {self.task.label!r} is also listed under features (label leakage)")
         if self.model.loss not in LOSSES[self.task.type]:

@@ -36,7 +36,13 @@ def check_schema_columns(path: Path, columns: List[str]) -> None:
 
 
 def infer_schema(data_location: str):
-    """TFDV's inferred schema for CSV files (a file or glob): the starting point for a curated schema."""
+    """TFDV's inferred schema for CSV files (a file or glob), made to accept those files as the pipeline reads
+    them: the starting point for a curated schema, which the DataGate passes on the same data.
+
+    TFDV's CSV reader treats an empty cell as an absent feature, so it drafts ``value_count { min: 1 }`` for
+    a column with empty cells; CsvExampleGen writes the same cell as a present feature with no value, which
+    that line then rejects (``FEATURE_TYPE_LOW_NUMBER_VALUES``). Such columns get ``min: 0``.
+    """
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -44,7 +50,25 @@ def infer_schema(data_location: str):
     import tensorflow_data_validation as tfdv
 
     tf.get_logger().setLevel("ERROR")  # TFDV's Beam pass logs deprecation notices a user cannot act on
-    return tfdv.infer_schema(tfdv.generate_statistics_from_csv(data_location=data_location))
+    schema = tfdv.infer_schema(tfdv.generate_statistics_from_csv(data_location=data_location))
+    for feature in schema.feature:
+        if feature.HasField("value_count"):  # some rows lack a value (complete columns get a fixed shape)
+            feature.value_count.min = 0
+    return schema
+
+
+def draft_text(schema, source: str) -> str:
+    """The inferred schema as text, headed by what it is and what to curate."""
+    from google.protobuf import text_format
+
+    optional = [f.name for f in schema.feature if f.HasField("value_count")]
+    header = [
+        f"# Drafted by `sluice schema infer` from {source}: TFDV's inference, accepting the data as it is.",
+        "# Curate before trusting it as a gate: value domains from what each column means, presence from what",
+        "# the source guarantees, environments for label-only columns.",
+        f"# Columns with empty cells (value_count min 0): {', '.join(optional) if optional else 'none'}.",
+    ]
+    return "\n".join(header) + "\n" + text_format.MessageToString(schema, as_utf8=True)
 
 
 def _describe(feature, schema) -> dict:

@@ -139,13 +139,18 @@ def load_version(name: str, version: int, path: Path) -> LoadedVersion:
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
+    from tensorflow.core.function.polymorphism.function_type import sanitize_arg_name
+
     loaded = tf.saved_model.load(str(path))
+    proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    defs = proto.meta_graphs[0].signature_def
     signatures = {}
     for key, fn in loaded.signatures.items():
         _, kwargs = fn.structured_input_signature
-        signatures[key] = Signature(fn=fn, inputs=dict(kwargs), outputs=sorted(fn.structured_outputs))
-    proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
-    defs = proto.meta_graphs[0].signature_def
+        # Requests name inputs by the SignatureDef's keys, as TF Serving does (``od280/od315``, ``1st``); the
+        # loaded function lists them as tf.function cleaned them (``arg_1st``) and accepts either.
+        inputs = {k: kwargs[k] if k in kwargs else kwargs[sanitize_arg_name(k)] for k in defs[key].inputs}
+        signatures[key] = Signature(fn=fn, inputs=inputs, outputs=sorted(fn.structured_outputs))
     # Keep the loaded object alive with its functions.
     version_obj = LoadedVersion(name, version, path, signatures, defs)
     version_obj._module = loaded  # type: ignore[attr-defined]

@@ -77,7 +77,7 @@ def _saved_model_outputs(saved_model_dir: str, rows: rows_lib.Rows, label: str, 
     default = loaded.signatures["serving_default"]
     predictions, from_examples, labels = [], [], []
     for start in range(0, len(rows), batch):
-        part = {k: tf.constant(v[start:start + batch]) for k, v in rows.columns.items()}
+        part = {k: tf.constant(v) for k, v in rows.inputs(start, start + batch).items()}
         examples = tf.constant(rows.serialized[start:start + batch])
         predictions.append(raw(**part)["outputs"].numpy())
         from_examples.append(default(examples=examples)["outputs"].numpy())
@@ -114,7 +114,7 @@ def export_variants(contract: ExportContract, model_uri: str, transform_dir: str
             aio.copy_file(keras_model_path(model_uri), keras_model)
             transform_local = os.path.join(work, "transform_graph")
             io_utils.copy_dir(transform_dir, transform_local)
-            np.savez(representative, **train.columns)
+            np.savez(representative, **train.inputs())
             build = {"step": "archive", "keras_model": keras_model, "transform_dir": transform_local,
                      "contract": contract.to_json(), "out_dir": archive}
             try:
@@ -144,7 +144,7 @@ def export_variants(contract: ExportContract, model_uri: str, transform_dir: str
                     started = time.perf_counter()
                     tflite.run_step(converts[variant], work, variant, logs)
                     timings[variant] = time.perf_counter() - started
-                predictions = tflite.predict(model_file, evaluation.columns)
+                predictions = tflite.predict(model_file, evaluation.inputs())
                 result = parity.compare(variant, contract.task.type, labels, saved, predictions,
                                         os.path.getsize(model_file), budget, slices).to_dict()
                 aio.write_json(os.path.join(local, tflite.IO_SPEC_FILE), tflite.io_spec(model_file))

@@ -8,7 +8,7 @@ serialized ``tf.Example`` (what ``serving_default`` and TFMA take) and one dense
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -17,10 +17,17 @@ import numpy as np
 class Rows:
     serialized: List[bytes]
     columns: Dict[str, np.ndarray]
-    """Raw feature column -> ``[rows]`` array (float32, int64 or bytes objects)."""
+    """Raw feature column (the CSV's name) -> ``[rows]`` array (float32, int64 or bytes objects)."""
 
     def __len__(self) -> int:
         return len(self.serialized)
+
+    def inputs(self, start: int = 0, stop: Optional[int] = None) -> Dict[str, np.ndarray]:
+        """Rows ``start:stop`` keyed as ``serving_raw`` and the TFLite model take them (``features.input_keys``)."""
+        from sluice.components.features import input_keys
+
+        keys = input_keys(self.columns)
+        return {keys[name]: values[start:stop] for name, values in self.columns.items()}
 
 
 def split_files(examples_uri: str, split: str) -> List[str]:

@@ -55,13 +55,14 @@ def build_archive(keras_model: str, transform_dir: str, contract: ExportContract
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from sluice.components.features import model_inputs, transformed_name, vocabulary_name
+    from sluice.components.features import input_keys, model_inputs, transformed_name, vocabulary_name
     from sluice.components.trainer.signatures import _raw_tensor, serving_columns
 
     model = keras.models.load_model(keras_model)
     tft_output = tft.TFTransformOutput(transform_dir)
     layer = tft_output.transform_features_layer()
     spec = serving_columns(tft_output, contract)
+    keys = input_keys(spec)
     names = [name for name, _, _ in model_inputs(contract.features)]
     tables = {}
     for feature in contract.features:
@@ -87,7 +88,8 @@ def build_archive(keras_model: str, transform_dir: str, contract: ExportContract
     layer._saved_model_loader  # loads the transform graph
     archive._tf_trackable.transform_graph = layer._saved_model_loader._imported
     archive._tf_trackable.vocabularies = list(tables.values())
-    archive.add_endpoint(ENDPOINT, serve, input_signature=[tf.TensorSpec([None], s.dtype, name=n) for n, s in spec.items()])
+    archive.add_endpoint(ENDPOINT, serve, input_signature=[tf.TensorSpec([None], s.dtype, name=keys[n])
+                                                       for n, s in spec.items()])
     archive.write_out(out_dir, verbose=False)
 
 

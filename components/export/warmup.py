@@ -35,8 +35,8 @@ def requests(model_name: str, rows: Rows, batch_sizes: List[int] = (1, 64), per_
                 if signature == "serving_default":
                     request.inputs["examples"].CopyFrom(tf.make_tensor_proto(rows.serialized[start:end], dtype=tf.string))
                 else:
-                    for name, values in rows.columns.items():
-                        request.inputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(values[start:end])))
+                    for name, values in rows.inputs(start, end).items():
+                        request.inputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(values)))
                 log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
                 records.append(log.SerializeToString())
     return records[:MAX_RECORDS]

@@ -5,7 +5,8 @@ clients send raw features only:
   (TF Serving ``:predict``, TFMA);
 - ``serving_raw``: one named dense tensor per raw feature column (shape ``[batch]``) -> the same outputs; for
   JSON clients and the basis of the TFLite export. Every value must be present (send the configured default
-  for an empty optional column; ``serving_default`` accepts absent values);
+  for an empty optional column; ``serving_default`` accepts absent values). Inputs are named by
+  ``features.input_key``: the CSV's column name wherever TensorFlow accepts it as a signature name;
 - ``transform_features``: serialized ``tf.Example`` incl. label columns -> transformed features (TFMA uses it
   to get the transformed label, e.g. a derived one).
 
@@ -22,7 +23,7 @@ import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from sluice.components.features import model_inputs
+from sluice.components.features import input_keys, model_inputs
 
 if TYPE_CHECKING:
     from sluice.components.contracts import ExportContract, TrainerContract
@@ -81,21 +82,25 @@ class ServingModule(tf.Module):
             raw = tf.io.parse_example(examples, self._eval_spec)
             return self.tft_layer(raw)
 
-        def serve_raw(**columns: tf.Tensor) -> Dict[str, tf.Tensor]:
-            raw = {name: _raw_tensor(columns[name], spec) for name, spec in self._serving_spec.items()}
+        # One dict argument, not keyword arguments: a signature's input names are its TensorSpecs' names,
+        # which need not be Python identifiers (``x.y``, ``1st``, ``class``).
+        keys = input_keys(self._serving_spec)
+
+        @tf.function(input_signature=[{keys[name]: tf.TensorSpec([None], spec.dtype, name=keys[name])
+                                       for name, spec in self._serving_spec.items()}])
+        def serve_raw(columns: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+            raw = {name: _raw_tensor(columns[keys[name]], spec) for name, spec in self._serving_spec.items()}
             transformed = self.tft_layer(raw)
             return {"outputs": self.model({k: transformed[k] for k in input_names}, training=False)}
 
         self.serve_examples = serve_examples
-        self.serve_raw = tf.function(serve_raw)
+        self.serve_raw = serve_raw
         self.transform_features = transform_features
 
     def signatures(self) -> Dict[str, Any]:
         return {
             "serving_default": self.serve_examples,
-            "serving_raw": self.serve_raw.get_concrete_function(
-                **{name: tf.TensorSpec([None], spec.dtype, name=name) for name, spec in self._serving_spec.items()}
-            ),
+            "serving_raw": self.serve_raw.get_concrete_function(),
             "transform_features": self.transform_features,
         }
 

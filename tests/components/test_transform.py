@@ -143,3 +143,37 @@ def test_builtin_op_rewrites_match_tft(tmp_path):
     ids = {s: int(np.asarray(r["ids"]).reshape(-1)[0]) for s, r in zip(strings, out)}
     # top_k=2 keeps "a" (86 rows) and "b" (57); "c" (28) and the default "zz" (29) share the one OOV id, 2.
     assert (ids[b"a"], ids[b"b"]) == (0, 1) and ids[b"c"] == ids[b"zz"] == 2
+
+
+def test_any_csv_header_goes_through_transform(tmp_path):
+    """Spaces, "/", unicode, a leading digit and a reserved word as column names (label included): every
+    feature kind is transformed under its derived name, and the vocabulary file is found by that name."""
+    import tensorflow as tf
+
+    from sluice.components.features import missing_indicator_name, transformed_name, vocabulary_name
+
+    spec = {
+        "trip miles/km": tf.io.FixedLenFeature([1], tf.float32),
+        "1st hour": tf.io.FixedLenFeature([1], tf.int64),
+        "compañía": tf.io.VarLenFeature(tf.string),
+        "class": tf.io.FixedLenFeature([1], tf.float32),
+        "prix (€)": tf.io.FixedLenFeature([1], tf.float32),
+    }
+    rows = [{"trip miles/km": [float(i)], "1st hour": [i % 24], "compañía": [b"a" if i % 3 else b"b"] if i % 5 else [],
+             "class": [float(i % 4)], "prix (€)": [2.0 * i]} for i in range(40)]
+    features = [
+        {"name": "trip miles/km", "kind": "numeric"},
+        {"name": "1st hour", "kind": "categorical_int", "num_buckets": 24},
+        {"name": "compañía", "kind": "categorical_string", "optional": True, "missing_indicator": True},
+        {"name": "class", "kind": "bucketized", "buckets": 4},
+    ]
+    out = _run(rows, spec, _contract(task={"type": "regression", "label": "prix (€)"}, features=features), tmp_path)
+    expected = {transformed_name(f["name"]) for f in features} | {missing_indicator_name("compañía"),
+                                                                  transformed_name("prix (€)")}
+    assert set(out[0]) == expected
+    by = {k: np.array([r[k] for r in out]).reshape(-1) for k in out[0]}
+    assert by[transformed_name("1st hour")].tolist() == [i % 24 for i in range(40)]
+    assert by[missing_indicator_name("compañía")].tolist() == [0.0 if i % 5 else 1.0 for i in range(40)]
+    assert sorted(set(by[transformed_name("compañía")].tolist())) == [0, 1, 2]  # a, b, and the empty default ""
+    assert np.allclose(by[transformed_name("prix (€)")], [2.0 * i for i in range(40)])
+    assert vocabulary_name("compañía").isascii()
