@@ -327,8 +327,10 @@ def render_message(blocking: List[Finding], report: str, limit: int = 8) -> str:
     if len(blocking) > limit:
         lines.append(f"  … and {len(blocking) - limit} more (see the report)")
     lines.append(f"  full report: {report}")
-    lines.append("  fix the data; or, where the data is right, change the schema line named above; or allow a "
-                 "known anomaly under validation.allow in the config (feature + anomaly type, with why)")
+    schema = "; or, where the data is right, change the schema line named above" if any(
+        f.schema_change for f in blocking[:limit]) else ""
+    lines.append(f"  fix the data{schema}; or allow a known anomaly under validation.allow in the config "
+                 "(feature + anomaly type, with why)")
     return "\n".join(lines)
 
 
@@ -370,6 +372,10 @@ def _load_stats(artifact: types.Artifact, split: str) -> statistics_pb2.DatasetF
     import tensorflow_data_validation as tfdv
 
     return tfdv.load_stats_binary(aio.join(artifact_utils.get_split_uri([artifact], split), STATS_FILE))
+
+
+def _rows(stats: statistics_pb2.DatasetFeatureStatisticsList) -> int:
+    return int(stats.datasets[0].num_examples) if stats.datasets else 0
 
 
 def _stats_html(gate: GateContract, train, eval_, previous) -> str:
@@ -443,7 +449,7 @@ class Executor(base_executor.BaseExecutor):
         report = aio.join(report_dir, REPORT_FILE)
         aio.write_text(report, render_report(findings, blocking, distances, _stats_html(gate, train, eval_, previous)))
         verdict = {"passed": not blocking, "findings": [asdict(f) for f in findings], "distances": distances,
-                   "report": report}
+                   "report": report, "rows": {"train": _rows(train), "eval": _rows(eval_)}}
         for directory in {out_uri, report_dir}:
             verdicts.write(directory, "data", verdict, passed=not blocking)
         if report_dir != out_uri:

@@ -347,7 +347,7 @@ def _run_locked(args: argparse.Namespace, config: Any, output: Path, console: An
             print(summary_json(failed.result))
         return EXIT_INTERNAL
     for line in format_summary(result):
-        print(line, file=sys.stderr if result.status == "data_rejected" else console)
+        print(line, file=sys.stderr if result.status in ("data_rejected", "refused") else console)
     if args.json:
         print(summary_json(result))
     if result.status == "succeeded":
@@ -355,6 +355,8 @@ def _run_locked(args: argparse.Namespace, config: Any, output: Path, console: An
         if key is not None and key == shortcut.key_of(config):
             shortcut.record(output, key, result.to_dict())
         return EXIT_OK
+    if result.status == "refused":
+        return EXIT_USER_ERROR
     return EXIT_GATE if result.status in ("not_blessed", "data_rejected", "parity_failed", "infra_failed") else EXIT_INTERNAL
 
 

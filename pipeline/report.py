@@ -218,6 +218,8 @@ def render_html(result: Dict[str, Any], config: Dict[str, Any], details: Dict[st
     ]
     if result.get("error"):
         parts.append(f"<pre class='bad'>Stopped: {html.escape(result['error'])}</pre>")
+    for note in result.get("notes") or []:
+        parts.append(f"<p class='bad' id='note'>Note: {html.escape(note)}</p>")
     fingerprint = details.get("data_fingerprint") or "—"
     parts.append(_table([("config", f"{result['pipeline']} ({config.get('task', {}).get('type', '')}, label "
                                     f"{config.get('task', {}).get('label', '')})"),

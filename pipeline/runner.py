@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, TextIO
 
+from sluice.components.refusal import Refused
 from sluice.pipeline.config import PipelineConfig
 from sluice.pipeline.data_source import DataSource, check_columns, resolve_data_source
 from sluice.pipeline.errors import DataError, SluiceError
@@ -39,7 +40,8 @@ class RunResult:
     """``succeeded`` (blessed and pushed), ``data_rejected`` (the DataGate stopped it before Transform),
     ``not_blessed`` (the Evaluator said no), ``parity_failed`` (a TFLite variant did not answer like the
     SavedModel), ``infra_failed`` (the model did not load or answer in the local TF Serving–compatible
-    server) or ``failed``; nothing is pushed unless ``succeeded``."""
+    server), ``refused`` (a stage refused its input for a reason the user can fix, e.g. a batch larger than
+    the train split: ``components/refusal.py``) or ``failed``; nothing is pushed unless ``succeeded``."""
     pipeline: str
     run_id: str
     blessed: Optional[bool]
@@ -70,6 +72,8 @@ class RunResult:
     error: Optional[str] = None
     warnings: List[str] = field(default_factory=list)
     """What could not be read back for the summary (the run's outcome is unaffected); shown on the console."""
+    notes: List[str] = field(default_factory=list)
+    """What the user should know about this run's evidence (e.g. a small eval split); console and run page."""
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -238,6 +242,14 @@ def _run_locked(config: PipelineConfig, output_dir: Path, fresh: bool, console: 
         result.error = str(gate).replace(gate.report, result.data_report or gate.report)
         _write_report(result, config)
         return result
+    refusal = _in_chain(failure, Refused)
+    if refusal is not None:
+        component = progress.current or "pipeline"
+        result.status = "refused"
+        result.error = f"{component} refused the run: {refusal}"
+        result.components.append(ComponentLine(component, False, 0.0, "FAILED"))
+        _write_report(result, config)
+        return result
     if failure is not None:
         component = progress.current or "pipeline"
         result.status = "failed"
@@ -249,6 +261,21 @@ def _run_locked(config: PipelineConfig, output_dir: Path, fresh: bool, console: 
         raise RunFailed(component, log_file, failure, result) from failure
     _write_report(result, config)
     return result
+
+
+MIN_EVAL_ROWS = 200
+"""Below this many eval rows a metric moves by more than its thresholds' usual margins from row to row
+(one row of 100 is 1 % of an accuracy): the run says so next to its verdict."""
+
+
+def evidence_notes(details: Dict[str, Any]) -> List[str]:
+    """Notes on how much the run's verdict rests on: the eval split's size, as the DataGate counted it."""
+    rows = ((details or {}).get("data_verdict") or {}).get("rows") or {}
+    evaluated = rows.get("eval")
+    if evaluated is None or evaluated >= MIN_EVAL_ROWS:
+        return []
+    return [f"the eval split has {evaluated} rows (fewer than {MIN_EVAL_ROWS}): its metrics, slices and thresholds "
+            "rest on few rows; give more data, or a larger eval share in data.splits"]
 
 
 def _with_run_id(tfx_pipeline: Any, run_id: str) -> Any:
@@ -324,9 +351,14 @@ def _data_gate_failure(failure: Optional[BaseException]):
     """The DataGateFailed behind ``failure`` (LocalDagRunner may wrap it), or None."""
     from sluice.components.data_gate import DataGateFailed
 
+    return _in_chain(failure, DataGateFailed)
+
+
+def _in_chain(failure: Optional[BaseException], kind: type) -> Optional[BaseException]:
+    """The exception of type ``kind`` behind ``failure`` (TFX's runners may wrap it), or None."""
     seen = 0
     while failure is not None and seen < 5:
-        if isinstance(failure, DataGateFailed):
+        if isinstance(failure, kind):
             return failure
         failure = failure.__cause__ or failure.__context__
         seen += 1
@@ -386,6 +418,7 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
     if pushed and parity.get("variants"):  # <serving>/<model>/<v> -> <serving>/<model>_tflite/<v>
         destination = Path(record.pushed_destination)
         tflite = destination.parent.parent / f"{destination.parent.name}_tflite" / destination.name
+    details = _details(record, paths, config)
     gate_dir = record.outputs.get("DataGate", {}).get("sluice.DataVerdict") if record else None
     data_report = _keep_data_report(str(Path(gate_dir) / "data_report.html"), report_dir) if gate_dir else None
     return RunResult(
@@ -410,8 +443,9 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
         exempt_failures=verdict.get("exempt_failures", []),
         slice_summary=_slice_summary(config, verdict),
         evaluation_report=evaluation_report,
-        details=_details(record, paths, config),
+        details=details,
         warnings=warnings,
+        notes=evidence_notes(details),
     )
 
 
@@ -473,7 +507,11 @@ def format_summary(result: RunResult) -> List[str]:
     from sluice.pipeline.report import describe_rule
 
     if result.status == "data_rejected":
-        return [result.error or "data gate failed", f"  report: {Path(result.report_dir) / 'index.html'}"]
+        return [result.error or "data gate failed", *(f"  note: {n}" for n in result.notes),
+                f"  report: {Path(result.report_dir) / 'index.html'}"]
+    if result.status == "refused":
+        return [f"sluice: {result.error}", "  nothing was blessed or pushed: the serving directory is unchanged",
+                *(f"  note: {n}" for n in result.notes), f"  report: {Path(result.report_dir) / 'index.html'}"]
     verdict = {True: "BLESSED", False: "NOT BLESSED", None: "not evaluated"}[result.blessed]
     lines = [f"sluice: {result.pipeline} {result.status} in {result.seconds:.1f} s — model {verdict}"]
     if result.metrics:
@@ -527,6 +565,7 @@ def format_summary(result: RunResult) -> List[str]:
     if result.evaluation_report:
         lines.append(f"  evaluation report: {result.evaluation_report}")
     lines.extend(f"  warning: {w}" for w in result.warnings)
+    lines.extend(f"  note: {n}" for n in result.notes)
     lines.append(f"  report: {Path(result.report_dir) / 'index.html'}")
     return lines
 

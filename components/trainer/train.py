@@ -25,7 +25,7 @@ from absl import logging
 
 from sluice.components.contracts import TrainerContract
 from sluice.components.features import label_key
-from sluice.components.trainer import loops
+from sluice.components.trainer import guards, loops
 from sluice.components.trainer.data import InputOptions, input_fn
 from sluice.components.trainer.losses import make_loss
 from sluice.components.trainer.metrics import task_metrics
@@ -97,6 +97,7 @@ def train(job: TrainJob) -> loops.History:
         train_ds, eval_ds = train_ds.with_options(shard), eval_ds.with_options(shard)
 
     plan = loops.Plan.from_contract(contract, job.train_steps, job.eval_steps)
+    guards.check_batch_fits(job.train_files, contract.model.batch_size)
     chief = is_chief()
     with strategy.scope():
         model = build_model(contract, feature_specs(contract, vocabulary_sizes(contract, tft_output)))
@@ -117,6 +118,7 @@ def train(job: TrainJob) -> loops.History:
             callbacks.append(checkpoint)
     model.summary(print_fn=logging.info)
 
+    before = guards.snapshot(model)
     started = time.perf_counter()
     if start_round >= plan.rounds:
         logging.info("checkpoint already holds all %d rounds: exporting it", plan.rounds)
@@ -129,6 +131,9 @@ def train(job: TrainJob) -> loops.History:
     history["_train_seconds"] = [time.perf_counter() - started]  # the loop alone: benchmarks/training.py
     history["_start_round"] = [float(start_round)]
     history["_replicas"] = [float(strategy.num_replicas_in_sync)]
+    if start_round < plan.rounds:
+        guards.check_weights_moved(before, model, contract.model.learning_rate,
+                                   (plan.rounds - start_round) * plan.steps_per_round)
 
     # Every worker saves (collective ops may run during save); only the chief's copy is the model.
     target = job.serving_model_dir if chief else tempfile.mkdtemp(prefix="sluice-worker-model-")
