@@ -8,6 +8,7 @@ a gate that says no exits 3; a crashing component prints its traceback and the p
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import sys
@@ -44,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config and its data/schema without running anything")
     check.add_argument("--config", required=True, help="pipeline config YAML")
     check.add_argument("--data", help="CSV file or directory; overrides data.path")
+    init = sub.add_parser("init", help="write a first config and schema for a new CSV (then `sluice run`)")
+    init.add_argument("--data", required=True, help="the CSV (header row, one example per line)")
+    init.add_argument("--label", help="the label column (default: guessed, and the guess printed)")
+    init.add_argument("--task", choices=["regression", "binary_classification"],
+                      help="default: binary for a 0/1 label, else regression")
+    init.add_argument("--out", help="folder for <name>.yaml and schema.pbtxt (default: ./<name of the CSV>)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing config/schema there")
     schema = sub.add_parser("schema", help="infer a schema from data, or diff the curated one against it")
     schema.add_argument("action", choices=["infer", "diff"])
     schema.add_argument("--config", help="pipeline config YAML (diff: required; infer: only for its data.path)")
@@ -272,6 +280,44 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    from sluice.pipeline import init
+    from sluice.pipeline.config import load_config
+    from sluice.pipeline.errors import SluiceError
+    from sluice.pipeline.runner import MIN_EVAL_ROWS, output_to_log
+    from sluice.pipeline.schema import draft_text, infer_schema
+
+    data = Path(args.data).resolve()
+    if not data.is_file():
+        raise SluiceError(f"--data {args.data}", "not a file", "give the path of one CSV file")
+    name = init.project_name(data)
+    try:
+        plan = init.plan(init.profile(data), name, args.label, args.task, MIN_EVAL_ROWS)
+    except (ValueError, UnicodeDecodeError, csv.Error) as e:
+        raise SluiceError(f"--data {args.data}", str(e), "see `sluice init --help`")
+    out = Path(args.out or name).resolve()
+    config_path, schema_path = out / f"{name}.yaml", out / "schema.pbtxt"
+    existing = [p for p in (config_path, schema_path) if p.exists()]
+    if existing and not args.force:
+        raise SluiceError(str(existing[0]), "already exists", "pass --force to overwrite, or --out another folder")
+    log = Path(tempfile.mkstemp(prefix="sluice-init-", suffix=".log")[1])
+    with output_to_log(log, 1):  # TensorFlow/Beam start-up noise goes to the log, not the terminal
+        schema = infer_schema(str(data))
+    out.mkdir(parents=True, exist_ok=True)
+    schema_path.write_text(draft_text(schema, str(data)))
+    relative = os.path.relpath(data, out)
+    config_path.write_text(init.config_text(plan, str(data) if relative.startswith("../..") else relative,
+                                            schema_path.name))
+    load_config(config_path)  # what was written is a valid config (else: a bug here, with its traceback)
+    for line in init.summary(plan):
+        print(line)
+    print(f"wrote {config_path} and {schema_path}\nnext: sluice run --config {config_path}")
+    return EXIT_OK
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from sluice.pipeline.data_source import resolve_data_source
     from sluice.pipeline.schema import diff_schemas, infer_schema, load_schema
@@ -434,7 +480,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USER_ERROR
-    handlers = {"run": _cmd_run, "check": _cmd_check, "schema": _cmd_schema, "runs": _cmd_runs, "compile": _cmd_compile, "synth": _cmd_synth, "show": _cmd_show,
+    handlers = {"run": _cmd_run, "check": _cmd_check, "init": _cmd_init, "schema": _cmd_schema, "runs": _cmd_runs, "compile": _cmd_compile, "synth": _cmd_synth, "show": _cmd_show,
                 "report": _cmd_report, "serve": _cmd_serve, "predict": _cmd_predict}
     try:
         return handlers[args.command](args)

@@ -1,0 +1,106 @@
+"""`sluice init`'s decisions, each from a small CSV built to trigger it (no TensorFlow: the plan is pure)."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+
+from sluice.pipeline import init
+from sluice.pipeline.config import load_config
+
+
+def _csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return init.profile(path)
+
+
+def _table(tmp_path, n=1000):
+    header = ["row_id", "city", "note", "hour", "constant", "blank", "temp", "leak", "amount"]
+    rows = []
+    for i in range(n):
+        temp = (i * 37 % 101) / 10.0
+        amount = 3.0 * temp + (i % 7)
+        rows.append([1000 + i, ["a", "b", "c"][i % 3] if i % 10 else "", f"text {i}", i % 24, 5, "",
+                     temp, amount * 2 + 1, amount])
+    return _csv(tmp_path / "t.csv", header, rows)
+
+
+def test_each_column_gets_a_kind_or_a_reason_to_be_left_out(tmp_path):
+    plan = init.plan(_table(tmp_path), "t", label="amount")
+    by = {d.column: d for d in plan.decisions}
+    assert by["row_id"].feature is None and "identifier" in by["row_id"].why
+    assert by["note"].feature is None and "free text" in by["note"].why
+    assert by["constant"].feature is None and "one value" in by["constant"].why
+    assert by["blank"].feature is None and "empty in every row" in by["blank"].why
+    assert by["leak"].feature is None and "leak" in by["leak"].why
+    assert by["city"].feature == {"name": "city", "kind": "categorical_string", "top_k": 3, "optional": True}
+    assert by["hour"].feature == {"name": "hour", "kind": "categorical_int", "num_buckets": 24}
+    assert by["temp"].feature == {"name": "temp", "kind": "numeric"}
+    assert plan.slices == [["city"]]  # hour has 24 values: too many to gate each
+
+
+def test_the_threshold_is_relative_to_the_mean_predictor_measured_on_the_data(tmp_path):
+    columns = _table(tmp_path)
+    plan = init.plan(columns, "t", label="amount")
+    amounts = next(c for c in columns if c.name == "amount").numbers
+    mean = sum(amounts) / len(amounts)
+    baseline = sum(abs(a - mean) for a in amounts) / len(amounts)
+    assert plan.task == "regression"
+    assert plan.thresholds[0] == {"metric": "mean_absolute_error", "upper_bound": pytest.approx(0.8 * baseline, rel=1e-2)}
+    assert plan.thresholds[1]["slices"] is True and plan.thresholds[1]["upper_bound"] > plan.thresholds[0]["upper_bound"]
+    assert f"{baseline:.4g}" in plan.baseline
+
+
+def test_label_guess_task_and_unusable_labels(tmp_path):
+    columns = _csv(tmp_path / "b.csv", ["x", "Target", "z"], [[i, i % 2, i * 0.5] for i in range(300)])
+    plan = init.plan(columns, "b")
+    assert (plan.label, plan.label_guessed, plan.task) == ("Target", True, "binary_classification")
+    assert plan.thresholds[0] == {"metric": "auc", "lower_bound": 0.6} and plan.model["loss"] == "binary_crossentropy"
+    last = _csv(tmp_path / "l.csv", ["x", "w"], [[(i * 37 % 101) / 10, i * 1.5] for i in range(300)])
+    assert init.plan(last, "l").label == "w"  # no label-like name: the last column
+    strings = _csv(tmp_path / "s.csv", ["x", "label"], [[i, "yes" if i % 2 else "no"] for i in range(300)])
+    with pytest.raises(ValueError, match="holds strings"):
+        init.plan(strings, "s")
+    with pytest.raises(ValueError, match="not a column"):
+        init.plan(strings, "s", label="nope")
+
+
+@pytest.mark.parametrize("rows, splits, noted", [(5000, {"train": 4, "eval": 1}, False),
+                                                 (700, {"train": 2, "eval": 1}, False),
+                                                 (300, {"train": 1, "eval": 1}, True)])
+def test_splits_leave_the_eval_split_enough_rows(rows, splits, noted):
+    chosen, note = init.choose_splits(rows, 200)
+    assert chosen == splits and (note is not None) == noted
+
+
+@pytest.mark.parametrize("train_rows", [40, 150, 800, 12000, 500000])
+def test_batch_never_exceeds_the_train_split_and_steps_stay_bounded(train_rows):
+    model = init.choose_model(train_rows)
+    assert 16 <= model["batch_size"] <= max(16, train_rows // 16) or train_rows < 256
+    assert model["batch_size"] <= max(train_rows, 16) and math.log2(model["batch_size"]).is_integer()
+    assert 200 <= model["train_steps"] <= 3000
+
+
+def test_the_written_config_is_valid_and_keeps_the_reasons(tmp_path):
+    plan = init.plan(_table(tmp_path), "t", label="amount")
+    (tmp_path / "schema.pbtxt").write_text("")
+    config = tmp_path / "t.yaml"
+    config.write_text(init.config_text(plan, "t.csv", "schema.pbtxt"))
+    loaded = load_config(config)
+    assert [f.name for f in loaded.features] == ["city", "hour", "temp"]
+    text = config.read_text()
+    assert "# left out leak: correlation" in text and "# 3 distinct strings" in text
+    assert loaded.evaluation.thresholds[0].upper_bound == plan.thresholds[0]["upper_bound"]
+    assert any("left out row_id" in line for line in init.summary(plan))
+
+
+def test_project_names_fit_the_config_pattern():
+    from pathlib import Path
+
+    assert init.project_name(Path("wine quality.csv")) == "wine_quality"
+    assert init.project_name(Path("2024-sales.csv")) == "data_2024-sales"
