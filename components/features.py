@@ -54,6 +54,11 @@ def internal_name(column: str) -> str:
     return f"{slug}_{digest}"
 
 
+def _signature_name(name: str) -> bool:
+    """TensorFlow takes ``name`` as a signature input (a node name; ``/`` only between two name parts)."""
+    return bool(_TF_NODE_NAME.match(name)) and not name.endswith("/") and "//" not in name
+
+
 def _tf_argument_name(name: str) -> str:
     """``tf.function``'s own cleaning of an input name (``function_type.sanitize_arg_name``)."""
     swapped = "".join(c if c.isalnum() else "_" for c in name)
@@ -65,7 +70,7 @@ def input_keys(columns: Iterable[str]) -> Dict[str, str]:
     ``columns``. Plain identifiers and headers TensorFlow cannot name get the internal name; any other
     header is kept unless ``tf.function`` would clean it into another input's name."""
     columns = list(columns)
-    keys = {c: internal_name(c) for c in columns if _IDENTIFIER.match(c) or not _TF_NODE_NAME.match(c)}
+    keys = {c: internal_name(c) for c in columns if _IDENTIFIER.match(c) or not _signature_name(c)}
     rest = [c for c in columns if c not in keys]
     taken = Counter([_tf_argument_name(k) for k in keys.values()] + [_tf_argument_name(c) for c in rest])
     for column in rest:
@@ -112,6 +117,13 @@ def name_clashes(features: Sequence["Feature"], label: Optional[str] = None) -> 
     for column, key in keys.items():
         if key != column and key in keys:
             clashes.append(f"{column!r} is sent as {key!r}, which is also a column")
+    # Vocabulary files share one directory; on a case-insensitive filesystem (a Mac) Trip_vocab is trip_vocab.
+    files: Dict[str, str] = {}
+    for f in features:
+        if f.kind == "categorical_string":
+            other = files.setdefault(vocabulary_name(f.name).lower(), f.name)
+            if other != f.name:
+                clashes.append(f"{other!r} and {f.name!r} differ only in case (their vocabulary files would too)")
     return clashes
 
 

@@ -48,7 +48,8 @@ def schema_line(schema_text: str, feature: str) -> Optional[int]:
 def schema_change(schema_text: str, feature: str, anomaly: str) -> str:
     """``"line 132: <what to change>"`` for an anomaly the schema can accept; ``""`` when none applies."""
     if anomaly == NEW_COLUMN:
-        return f'not in the schema: add a `feature {{ name: "{feature}" … }}` block if the column is meant to be there'
+        escaped = text_encoding.CEscape(feature.encode("utf-8"), as_utf8=True)
+        return f'not in the schema: add a `feature {{ name: "{escaped}" … }}` block if the column is meant to be there'
     change = SCHEMA_CHANGES.get(anomaly)
     if change is None:
         return ""

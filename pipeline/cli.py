@@ -284,8 +284,11 @@ def _cmd_init(args: argparse.Namespace) -> int:
     import os
     import tempfile
 
+    import yaml
+
     from sluice.pipeline import init
-    from sluice.pipeline.config import load_config
+    from sluice.pipeline.config import load_config, parse_config
+    from sluice.pipeline.data_source import check_columns, resolve_data_source
     from sluice.pipeline.errors import SluiceError
     from sluice.pipeline.runner import MIN_EVAL_ROWS, output_to_log
     from sluice.pipeline.schema import draft_text, infer_schema
@@ -293,25 +296,27 @@ def _cmd_init(args: argparse.Namespace) -> int:
     data = Path(args.data).resolve()
     if not data.is_file():
         raise SluiceError(f"--data {args.data}", "not a file", "give the path of one CSV file")
+    check_columns(resolve_data_source(data), [])  # what CsvExampleGen would misread: one line with the fix
     name = init.project_name(data)
     try:
         plan = init.plan(init.profile(data), name, args.label, args.task, MIN_EVAL_ROWS)
-    except (ValueError, UnicodeDecodeError, csv.Error) as e:
+    except (ValueError, csv.Error) as e:
         raise SluiceError(f"--data {args.data}", str(e), "see `sluice init --help`")
     out = Path(args.out or name).resolve()
     config_path, schema_path = out / f"{name}.yaml", out / "schema.pbtxt"
     existing = [p for p in (config_path, schema_path) if p.exists()]
     if existing and not args.force:
         raise SluiceError(str(existing[0]), "already exists", "pass --force to overwrite, or --out another folder")
+    relative = os.path.relpath(data, out)
+    text = init.config_text(plan, str(data) if relative.startswith("../..") else relative, schema_path.name)
+    parse_config(yaml.safe_load(text), base_dir=str(out))  # valid before anything is written (else: a bug here)
     log = Path(tempfile.mkstemp(prefix="sluice-init-", suffix=".log")[1])
     with output_to_log(log, 1):  # TensorFlow/Beam start-up noise goes to the log, not the terminal
         schema = infer_schema(str(data))
     out.mkdir(parents=True, exist_ok=True)
     schema_path.write_text(draft_text(schema, str(data)))
-    relative = os.path.relpath(data, out)
-    config_path.write_text(init.config_text(plan, str(data) if relative.startswith("../..") else relative,
-                                            schema_path.name))
-    load_config(config_path)  # what was written is a valid config (else: a bug here, with its traceback)
+    config_path.write_text(text)
+    load_config(config_path)
     for line in init.summary(plan):
         print(line)
     print(f"wrote {config_path} and {schema_path}\nnext: sluice run --config {config_path}")
@@ -319,7 +324,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from sluice.pipeline.data_source import resolve_data_source
+    from sluice.pipeline.data_source import check_columns, resolve_data_source
     from sluice.pipeline.schema import diff_schemas, infer_schema, load_schema
 
     import tempfile
@@ -335,6 +340,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
                                                                   else "--data data.csv --out schema.pbtxt"))
     config = _load(args.config, args.data) if args.config else None
     source = resolve_data_source(config.data_path if config else Path(args.data))
+    check_columns(source, [])  # a header or rows CsvExampleGen would misread: one line, before TFDV
     log = Path(tempfile.mkstemp(prefix="sluice-schema-", suffix=".log")[1])
     with output_to_log(log, 1):  # TensorFlow/Beam start-up noise goes to the log, not the terminal
         inferred = infer_schema(source.description)

@@ -54,15 +54,40 @@ def resolve_data_source(path: Path) -> DataSource:
 
 
 def read_header(file: str) -> List[str]:
+    """The column names as CsvExampleGen will see them, or a DataError where it would see others.
+
+    TFX reads the header line with a plain ``split(",")`` (``io_utils.load_csv_column_names``): no CSV
+    quoting, no trimming. A header that a CSV parser reads differently (quoted names, as R's ``write.csv``
+    writes them; a comma inside a name), names with spaces around them, a byte-order mark, an empty or a
+    repeated name would give the pipeline other columns than the config and the schema name, so they are
+    refused here with the fix.
+    """
     with open(file, "rb") as fh:
         first = fh.readline()
     try:
-        row = next(csv.reader([first.decode("utf-8")]), None)
+        text = first.decode("utf-8")
     except UnicodeDecodeError:
         raise DataError(f"{file}:1", "the header is not UTF-8 text", "save the file as UTF-8 CSV")
+    row = next(csv.reader([text]), None)
     if not row:
         raise DataError(file, "the file is empty (no header row)", "CSV files need a header row naming the columns")
-    return [c.strip() for c in row]
+    if text.startswith("\ufeff"):
+        raise DataError(f"{file}:1", "starts with a byte-order mark, which would become part of the first column's "
+                        "name", "save the file as UTF-8 without BOM")
+    plain = text.rstrip("\r\n").split(",")
+    if plain != row:
+        raise DataError(f"{file}:1", f"the header uses CSV quoting ({text.strip()[:80]!r}): TFX's CsvExampleGen "
+                        "splits the header on commas without quoting, so the columns would get other names",
+                        "remove the quotes from the header row (and any comma inside a column name)")
+    for name in row:
+        if name != name.strip() or not name:
+            raise DataError(f"{file}:1", f"column name {name!r} is empty or has spaces around it (CsvExampleGen "
+                            "keeps them as part of the name)", "remove the spaces around names in the header row")
+    repeated = sorted({n for n in row if row.count(n) > 1})
+    if repeated:
+        raise DataError(f"{file}:1", f"the header names {', '.join(map(repr, repeated))} more than once",
+                        "give every column its own name")
+    return row
 
 
 def scan_rows(file: str, header: List[str]) -> int:

@@ -23,10 +23,12 @@ from __future__ import annotations
 import csv
 import math
 import re
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import yaml
 
 from sluice.components.settings import BINARY, REGRESSION
@@ -34,6 +36,9 @@ from sluice.components.settings import BINARY, REGRESSION
 LABEL_NAMES = ["label", "target", "y", "outcome", "class", "price", "fare", "quality"]
 """Names (lower case, letters only) that make a column the guessed label, first match in this order."""
 MAX_PROFILE_VALUES = 1000  # distinct values remembered per column; more means "many"
+MAX_NUMBER_ROWS = 200_000  # rows whose numbers are kept for correlation and the baseline (8 bytes per cell)
+INT64 = (-(2**63), 2**63 - 1)
+ID_NAMES = re.compile(r"(^|[^a-z])(id|key|index|uuid)$|^(row|record)(_?(num|number|no))?$", re.IGNORECASE)
 CATEGORICAL_INT_MAX = 30   # an integer column with at most this many values, all in [0, 1000), is an id
 SLICE_MAX_VALUES = 12
 LEAK_CORRELATION = 0.98
@@ -49,7 +54,8 @@ class Column:
     strings: int = 0
     values: Dict[str, int] = field(default_factory=dict)
     many: bool = False
-    numbers: List[float] = field(default_factory=list)
+    numbers: "array[float]" = field(default_factory=lambda: array("d"))
+    """The first ``MAX_NUMBER_ROWS`` rows' values as numbers (NaN: empty or not a number)."""
 
     @property
     def present(self) -> int:
@@ -71,20 +77,23 @@ class Column:
 
 
 def _parse(cell: str) -> Tuple[str, Optional[float]]:
+    """The cell's type as CsvExampleGen infers it (``tfx_bsl.coders.csv_decoder._InferValueType``): an int64
+    is INT (a larger integer is STRING), anything ``float()`` reads (``nan`` and ``inf`` included) is FLOAT."""
     try:
-        int(cell)
-        return "int", float(cell)
+        number = int(cell)
+        return ("int", float(number)) if INT64[0] <= number <= INT64[1] else ("string", None)
     except ValueError:
         pass
     try:
-        value = float(cell)
-        return ("float", value) if math.isfinite(value) else ("string", None)
+        return "float", float(cell)
     except ValueError:
         return "string", None
 
 
 def profile(path: Path) -> List[Column]:
-    """One pass over the CSV: every column's types, empty cells, distinct values and numbers (per row)."""
+    """One pass over the CSV: every column's types, empty cells, distinct values, and the numbers of its first
+    ``MAX_NUMBER_ROWS`` rows. The file is assumed checked (``data_source.check_columns``: header, field
+    counts, UTF-8), as ``sluice init`` does first."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -94,15 +103,18 @@ def profile(path: Path) -> List[Column]:
         for line in reader:
             if not line:
                 continue
-            for column, cell in zip(columns, line + [""] * (len(columns) - len(line))):
+            for column, cell in zip(columns, line):
                 column.rows += 1
+                keep = column.rows <= MAX_NUMBER_ROWS
                 if cell == "":
                     column.empty += 1
-                    column.numbers.append(math.nan)
+                    if keep:
+                        column.numbers.append(math.nan)
                     continue
                 kind, number = _parse(cell)
                 setattr(column, f"{kind}s", getattr(column, f"{kind}s") + 1)
-                column.numbers.append(math.nan if number is None else number)
+                if keep:
+                    column.numbers.append(math.nan if number is None else number)
                 if not column.many:
                     column.values[cell] = column.values.get(cell, 0) + 1
                     column.many = len(column.values) > MAX_PROFILE_VALUES
@@ -142,29 +154,39 @@ def guess_label(columns: Sequence[Column]) -> Column:
     return next((names[n] for n in LABEL_NAMES if n in names), columns[-1])
 
 
-def choose_task(label: Column) -> str:
+def choose_task(label: Column, task: Optional[str] = None) -> str:
+    """Binary classification for a 0/1 label, else regression; a label neither can train on is refused."""
+    name = repr(label.name)
     if label.kind == "string":
-        raise ValueError(f"label {label.name!r} holds strings ({', '.join(list(label.values)[:3])}…): sluice "
-                         "trains regression and binary classification on numeric labels; map the classes to "
-                         "0/1 in the CSV, or pass --label for another column")
+        raise ValueError(f"label {name} holds strings ({', '.join(list(label.values)[:3])}…): sluice trains "
+                         "regression and binary classification on numeric labels (multi-class is not supported "
+                         "yet); map the classes to 0/1 in the CSV, or pass --label for another column")
     if label.kind == "empty":
-        raise ValueError(f"label {label.name!r} is empty in every row")
-    if set(label.values) <= {"0", "1"} and len(label.values) == 2:
-        return BINARY
-    return REGRESSION
+        raise ValueError(f"label {name} is empty in every row")
+    if label.empty:
+        raise ValueError(f"label {name} is empty in {label.empty} of {label.rows} rows; the pipeline would read "
+                         "them as 0: remove those rows (or fill them) first")
+    if label.distinct == 1 and not label.many:
+        raise ValueError(f"label {name} has one value ({next(iter(label.values))}) in every row: nothing to learn")
+    binary = set(label.values) == {"0", "1"}
+    if task == BINARY and not binary:
+        raise ValueError(f"--task {BINARY} needs a label of 0 and 1; {name} has "
+                         f"{_count(label)} values ({', '.join(list(label.values)[:3])}…)")
+    if task is not None:
+        return task
+    return BINARY if binary else REGRESSION
 
 
-def _pearson(xs: Sequence[float], ys: Sequence[float]) -> float:
-    pairs = [(x, y) for x, y in zip(xs, ys) if not (math.isnan(x) or math.isnan(y))]
-    if len(pairs) < 3:
+def _pearson(xs: "array[float]", ys: "array[float]") -> float:
+    x, y = np.frombuffer(xs, dtype=np.float64), np.frombuffer(ys, dtype=np.float64)
+    n = min(len(x), len(y))
+    x, y = x[:n], y[:n]
+    both = np.isfinite(x) & np.isfinite(y)
+    if both.sum() < 3:
         return 0.0
-    n = len(pairs)
-    mx = sum(p[0] for p in pairs) / n
-    my = sum(p[1] for p in pairs) / n
-    sxy = sum((x - mx) * (y - my) for x, y in pairs)
-    sxx = sum((x - mx) ** 2 for x, _ in pairs)
-    syy = sum((y - my) ** 2 for _, y in pairs)
-    return 0.0 if sxx == 0 or syy == 0 else sxy / math.sqrt(sxx * syy)
+    x, y = x[both] - x[both].mean(), y[both] - y[both].mean()
+    scale = math.sqrt(float((x * x).sum() * (y * y).sum()))
+    return 0.0 if scale == 0 else float((x * y).sum() / scale)
 
 
 def decide_feature(column: Column, label: Column) -> Decision:
@@ -186,8 +208,10 @@ def decide_feature(column: Column, label: Column) -> Decision:
     if abs(correlation) >= LEAK_CORRELATION:
         return Decision(name, None, f"correlation {correlation:+.3f} with the label: probably computed from it "
                                     "(a leak); add it back if it is known when predicting")
-    if column.kind == "int" and unique and distinct > CATEGORICAL_INT_MAX:
-        return Decision(name, None, "a different integer in every row: an identifier")
+    if column.kind == "int" and unique and distinct > CATEGORICAL_INT_MAX and (
+            ID_NAMES.search(name) or _consecutive(column)):
+        return Decision(name, None, "a different integer in every row, "
+                                    + ("named like an id" if ID_NAMES.search(name) else "consecutive") + ": an identifier")
     if column.kind == "int" and not column.many and distinct <= CATEGORICAL_INT_MAX:
         low = min(int(v) for v in column.values)
         high = max(int(v) for v in column.values)
@@ -195,6 +219,11 @@ def decide_feature(column: Column, label: Column) -> Decision:
             return Decision(name, {"name": name, "kind": "categorical_int", "num_buckets": high + 1, **optional},
                             f"{distinct} integer values in [{low}, {high}]: categories")
     return Decision(name, {"name": name, "kind": "numeric", **optional}, f"numbers ({_count(column)} distinct)")
+
+
+def _consecutive(column: Column) -> bool:
+    values = [int(v) for v in column.values]
+    return max(values) - min(values) + 1 == len(values)
 
 
 def _count(column: Column) -> str:
@@ -211,10 +240,12 @@ def choose_splits(rows: int, min_eval: int) -> Tuple[Dict[str, int], Optional[st
 
 
 def choose_model(train_rows: int) -> Dict[str, Any]:
-    """Model size, batch and steps for ``train_rows`` rows: about 30 epochs, 200 to 3000 steps."""
+    """Model size, batch and steps for ``train_rows`` rows: about 30 epochs, 200 to 3000 steps, and a batch
+    of at most a sixteenth of the rows (a quarter for small data), so it never exceeds the train split."""
     hidden = [32, 16] if train_rows < 2000 else [64, 32] if train_rows < 50000 else [128, 64]
-    batch = 16
-    while batch * 2 <= min(256, max(16, train_rows // 16)):
+    cap = max(1, min(256, train_rows // 16 if train_rows >= 256 else train_rows // 4))
+    batch = 1
+    while batch * 2 <= cap:
         batch *= 2
     steps = int(min(3000, max(200, math.ceil(30 * train_rows / batch))))
     return {"architecture": "mlp", "hidden_units": hidden, "learning_rate": 0.003, "batch_size": batch,
@@ -222,10 +253,10 @@ def choose_model(train_rows: int) -> Dict[str, Any]:
             "loss": "mse"}
 
 
-def mean_predictor_mae(values: Sequence[float]) -> float:
-    present = [v for v in values if not math.isnan(v)]
-    mean = sum(present) / len(present)
-    return sum(abs(v - mean) for v in present) / len(present)
+def mean_predictor_mae(values: "array[float]") -> float:
+    present = np.frombuffer(values, dtype=np.float64)
+    present = present[np.isfinite(present)]
+    return float(np.abs(present - present.mean()).mean())
 
 
 def plan(columns: Sequence[Column], name: str, label: Optional[str] = None, task: Optional[str] = None,
@@ -235,16 +266,15 @@ def plan(columns: Sequence[Column], name: str, label: Optional[str] = None, task
     if label is not None and label not in by_name:
         raise ValueError(f"--label {label!r} is not a column (columns: {', '.join(by_name)})")
     target = by_name[label] if label is not None else guess_label(columns)
-    task = task or choose_task(target)
+    task = choose_task(target, task)
     decisions = [decide_feature(c, target) for c in columns if c is not target]
     if not any(d.feature for d in decisions):
-        raise ValueError("no column is usable as a feature (see the reasons above)")
+        reasons = "; ".join(f"{d.column}: {d.why}" for d in decisions) or "the label is the only column"
+        raise ValueError(f"no column is usable as a feature ({reasons})")
     rows = target.rows
     splits, split_note = choose_splits(rows, min_eval)
     model = choose_model(int(rows * splits["train"] / sum(splits.values())))
     notes = [split_note] if split_note else []
-    if target.empty:
-        notes.append(f"the label is empty in {target.empty} rows: the pipeline reads them as 0; drop those rows")
     if task == REGRESSION:
         baseline_mae = mean_predictor_mae(target.numbers)
         bound = float(f"{0.8 * baseline_mae:.3g}")

@@ -28,8 +28,13 @@ def count_rows(patterns: Sequence[str], limit: int) -> int:
     return int(dataset.reduce(np.int64(0), lambda count, _: count + 1).numpy())
 
 
-def check_batch_fits(train_patterns: Sequence[str], batch_size: int) -> None:
-    """Refuse a batch size larger than the train split: no full batch, so no training step would run."""
+def check_batch_fits(train_patterns: Sequence[str], batch_size: int, cached: bool = True) -> None:
+    """Refuse a batch size larger than the train split: no full batch, so no training step would run.
+
+    Only the cached input (``input.cache``, the default) batches each pass over the rows on its own; without a
+    cache TFXIO repeats the files before batching, so a batch may span passes and training does run."""
+    if not cached:
+        return
     rows = count_rows(train_patterns, batch_size)
     if rows < batch_size:
         suggestion = max(1, rows // 4)

@@ -97,7 +97,7 @@ def train(job: TrainJob) -> loops.History:
         train_ds, eval_ds = train_ds.with_options(shard), eval_ds.with_options(shard)
 
     plan = loops.Plan.from_contract(contract, job.train_steps, job.eval_steps)
-    guards.check_batch_fits(job.train_files, contract.model.batch_size)
+    guards.check_batch_fits(job.train_files, contract.model.batch_size, cached=contract.input.cache)
     chief = is_chief()
     with strategy.scope():
         model = build_model(contract, feature_specs(contract, vocabulary_sizes(contract, tft_output)))

@@ -199,19 +199,3 @@ def test_reports_keep_the_csv_names(awkward):
         for name in ("od280/od315 of wine", "compañía", "Trip Miles (mi)"):
             assert html.escape(name) in text, (page, name)
 
-
-def test_sluice_init_writes_a_config_blessed_on_the_first_run(tmp_path):
-    """A new user's first try: `sluice init` on the CSV (label named), then `sluice run` on what it wrote."""
-    data = tmp_path / "trips.csv"
-    _write(data, 1200, seed=3)
-    made = run_cli("init", "--data", str(data), "--label", "Fare ($)", "--out", str(tmp_path / "project"))
-    assert made.returncode == 0, made.stderr[-3000:]
-    assert "label: Fare ($) (given); task: regression" in made.stdout
-    assert "gate: always predicting the mean scores MAE" in made.stdout
-    config = tmp_path / "project" / "trips.yaml"
-    again = run_cli("init", "--data", str(data), "--out", str(tmp_path / "project"))
-    assert again.returncode == 1 and "already exists" in again.stderr and "Traceback" not in again.stderr
-    run = run_json("run", "--config", str(config), "--output", str(tmp_path / "output"))
-    assert run["_exit"] == 0, run["_stderr"][-4000:]
-    assert run["blessed"] is True and run["pushed"] is True
-    assert set(run["parity"]["shipped"]) == {"float32", "dynamic_range"}

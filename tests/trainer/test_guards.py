@@ -35,6 +35,8 @@ def test_a_batch_larger_than_the_train_split_is_refused_with_the_numbers(tmp_pat
     assert exc.value.where == "model.batch_size"
     assert "128 is larger than the train split (90 rows)" in exc.value.problem
     assert "at most 90" in exc.value.fix
+    # Without input.cache, TFXIO repeats the files before batching: a batch spans passes and training runs.
+    guards.check_batch_fits([str(tmp_path / "*.gz")], 128, cached=False)
 
 
 def _model():

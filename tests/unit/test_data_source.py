@@ -85,3 +85,31 @@ def test_non_utf8_data_row_names_the_line(tmp_path):
     with pytest.raises(DataError) as exc:
         check_columns(resolve_data_source(f), ["x"])
     assert f"{f}:3" in exc.value.render() and "not UTF-8" in exc.value.render()
+
+
+@pytest.mark.parametrize(
+    "header,problem",
+    [
+        ('"Trip Miles","od280/od315, of wine",fare', "uses CSV quoting"),  # R's write.csv quotes every name
+        ('"a",b', "uses CSV quoting"),
+        ("a, b ,fare", "has spaces around it"),
+        ("a,,fare", "is empty"),
+        ("a,b,a", "names 'a' more than once"),
+        ("\ufeffa,b", "byte-order mark"),
+    ],
+)
+def test_headers_csv_example_gen_would_read_differently_are_refused(tmp_path, header, problem):
+    """CsvExampleGen splits the header line on commas (no quoting, no trimming): any header that a CSV
+    parser reads differently would give the pipeline other column names than the config's."""
+    f = tmp_path / "h.csv"
+    f.write_text(header + "\n" + ",".join(["1"] * 3) + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        check_columns(resolve_data_source(f), [])
+    assert f"{f}:1" in exc.value.render() and problem in exc.value.render()
+
+
+def test_awkward_but_plain_headers_pass(tmp_path):
+    header = "od280/od315 of wine,Prix (€),1st value,class,x.y"
+    f = tmp_path / "h.csv"
+    f.write_text(header + "\n1,2,3,4,5\n", encoding="utf-8")
+    assert check_columns(resolve_data_source(f), ["Prix (€)"]) == header.split(",")

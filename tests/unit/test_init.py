@@ -68,6 +68,33 @@ def test_label_guess_task_and_unusable_labels(tmp_path):
         init.plan(strings, "s")
     with pytest.raises(ValueError, match="not a column"):
         init.plan(strings, "s", label="nope")
+    constant = _csv(tmp_path / "c.csv", ["x", "y"], [[i * 0.3, 7] for i in range(300)])
+    with pytest.raises(ValueError, match="one value .7. in every row"):
+        init.plan(constant, "c")
+    holes = _csv(tmp_path / "h.csv", ["x", "y"], [[i * 0.3, "" if i % 10 == 0 else i % 5] for i in range(300)])
+    with pytest.raises(ValueError, match="empty in 30 of 300 rows"):
+        init.plan(holes, "h")
+    with pytest.raises(ValueError, match="needs a label of 0 and 1"):
+        init.plan(last, "l", task="binary_classification")
+
+
+def test_types_follow_csv_example_gens_inference(tmp_path):
+    """nan/inf are FLOAT to tfx_bsl (not text); an integer beyond int64 is STRING; a column of unique but
+    non-consecutive integers (a size, not an id) stays a feature."""
+    rows = [[("nan" if i % 10 == 0 else "inf" if i % 17 == 0 else i * 0.37), 10**20 + i, 300 + 7 * i,
+             (i * 7919 % 101) * 0.3] for i in range(200)]
+    plan = init.plan(_csv(tmp_path / "t.csv", ["ratio", "big", "sqft", "y"], rows), "t")
+    by = {d.column: d for d in plan.decisions}
+    assert by["ratio"].feature == {"name": "ratio", "kind": "numeric"}
+    assert by["big"].feature is None and "distinct strings" in by["big"].why
+    assert by["sqft"].feature == {"name": "sqft", "kind": "numeric"}
+
+
+def test_without_a_usable_column_the_error_gives_each_reason(tmp_path):
+    columns = _csv(tmp_path / "n.csv", ["id", "note", "y"], [[i, f"t{i}", i % 3 * 1.5] for i in range(100)])
+    with pytest.raises(ValueError) as exc:
+        init.plan(columns, "n", label="y")
+    assert "id: a different integer in every row" in str(exc.value) and "note: 100 distinct strings" in str(exc.value)
 
 
 @pytest.mark.parametrize("rows, splits, noted", [(5000, {"train": 4, "eval": 1}, False),
@@ -78,12 +105,14 @@ def test_splits_leave_the_eval_split_enough_rows(rows, splits, noted):
     assert chosen == splits and (note is not None) == noted
 
 
-@pytest.mark.parametrize("train_rows", [40, 150, 800, 12000, 500000])
-def test_batch_never_exceeds_the_train_split_and_steps_stay_bounded(train_rows):
+@pytest.mark.parametrize("train_rows", [3, 10, 40, 150, 800, 12000, 500000])
+def test_batch_is_a_small_share_of_the_train_split_and_steps_stay_bounded(train_rows):
     model = init.choose_model(train_rows)
-    assert 16 <= model["batch_size"] <= max(16, train_rows // 16) or train_rows < 256
-    assert model["batch_size"] <= max(train_rows, 16) and math.log2(model["batch_size"]).is_integer()
+    assert model["batch_size"] <= max(1, train_rows // 4)  # so the Trainer's guard never refuses init's choice
+    assert model["batch_size"] <= 256 and math.log2(model["batch_size"]).is_integer()
     assert 200 <= model["train_steps"] <= 3000
+    if train_rows >= 4096:
+        assert model["batch_size"] == 256
 
 
 def test_the_written_config_is_valid_and_keeps_the_reasons(tmp_path):

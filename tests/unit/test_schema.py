@@ -55,3 +55,24 @@ def test_diff_reports_type_presence_domain_and_membership():
     assert rows[("b", "required")][2:] == ("False", "True")
     assert rows[("only_curated", "feature")][3] == "absent from the data"
     assert "present in the data" in rows[("only_data", "feature")][3]
+
+
+def test_schema_hints_name_the_line_and_escape_names():
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from sluice.components.schema_hints import schema_change, schema_line
+
+    schema = schema_pb2.Schema()
+    for name in ("fare", "compañía", 'say "hi"'):
+        schema.feature.add(name=name, type=schema_pb2.FLOAT)
+    for as_utf8 in (True, False):  # TFDV writes octal escapes; `sluice schema infer` writes UTF-8
+        text = "# comment\n" + text_format.MessageToString(schema, as_utf8=as_utf8)
+        lines = text.splitlines()
+        for name in ("fare", "compañía", 'say "hi"'):
+            number = schema_line(text, name)
+            assert number and "name:" in lines[number - 1]
+        assert schema_change(text, "compañía", "FEATURE_TYPE_LOW_NUMBER_VALUES").startswith(
+            f"line {schema_line(text, 'compañía')}: the column has empty cells")
+    assert schema_change("", 'a"b', "SCHEMA_NEW_COLUMN").count('\\"') == 1
+    assert schema_change("", "x", "COMPARATOR_L_INFTY_HIGH") == ""
