@@ -26,6 +26,7 @@ from sluice.components.settings import (
     Threshold,
     Feature,
     InputConfig,
+    ModelCode,
     ModelConfig,
     ParityBudget,
     Task,
@@ -79,6 +80,8 @@ class TransformContract(Contract):
 
     task: Task
     features: List[Feature] = Field(min_length=1)
+    preprocessing_fn: Optional[str] = None
+    """Your ``preprocessing_fn`` (``code.preprocessing_fn``) instead of sluice's feature encoding."""
 
 
 class TrainerContract(Contract):
@@ -90,6 +93,7 @@ class TrainerContract(Contract):
     model: ModelConfig
     training: TrainingConfig
     input: InputConfig
+    code: ModelCode = Field(default_factory=ModelCode)
 
     def with_hyperparameters(self, values: Mapping[str, Any]) -> "TrainerContract":
         """The contract with the Tuner's best ``model`` values applied (validated like the YAML would be)."""
@@ -154,6 +158,10 @@ class ExportContract(Contract):
     slices: List[List[str]]
     """The evaluation's gated feature slices (thresholds with ``slices: true``), judged per variant too."""
     min_slice_size: int = Field(ge=1)
+    code: ModelCode = Field(default_factory=ModelCode)
+    """Needed to load your Keras model again (custom objects) for the TFLite conversion."""
+    custom_preprocessing: bool = False
+    """Your ``preprocessing_fn``: sluice's vocabulary tables are not rebuilt for TFLite (parity judges it)."""
 
 
 class InfraCheckContract(Contract):

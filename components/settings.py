@@ -114,6 +114,45 @@ Feature = Annotated[
 FEATURE_KINDS = ("numeric", "categorical_string", "categorical_int", "bucketized")
 
 
+# -------------------------------------------------------------------------------------------- your code
+_IMPORT_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+
+
+class ModelCode(_Strict):
+    """Your model code, by import path (installed, or on ``PYTHONPATH``; the same path in the Kubeflow image).
+
+    ``model_fn(transformed_feature_spec, contract) -> keras.Model`` replaces sluice's model builder: the spec
+    maps Transform's output names (label excluded) to their ``tf.io`` specs; the contract is the Trainer's
+    (``contract.model`` for your hyperparameters). Everything after it is unchanged: the loss, both
+    training loops, strategies, signatures, the Evaluator, TFLite parity, InfraCheck and the Pusher.
+    ``custom_objects``: classes/functions the saved Keras model needs when it is loaded again (the TFLite
+    export); importing their modules also runs any ``keras.saving.register_keras_serializable``."""
+
+    model_fn: Optional[str] = Field(default=None, pattern=_IMPORT_PATH)
+    custom_objects: List[str] = Field(default_factory=list)
+
+    @field_validator("custom_objects")
+    @classmethod
+    def _paths(cls, v: List[str]) -> List[str]:
+        import re
+
+        for path in v:
+            if not re.match(_IMPORT_PATH, path):
+                raise ValueError(f"{path!r} is not an import path like package.module.Name")
+        return v
+
+
+class UserCode(ModelCode):
+    """``code:`` in the config. ``preprocessing_fn(inputs, contract) -> dict`` replaces sluice's feature
+    encoding in Transform (the contract is Transform's; the label is added as configured unless your function
+    returns it under its transformed name)."""
+
+    preprocessing_fn: Optional[str] = Field(default=None, pattern=_IMPORT_PATH)
+
+    def model_code(self) -> ModelCode:
+        return ModelCode(model_fn=self.model_fn, custom_objects=self.custom_objects)
+
+
 # ------------------------------------------------------------------------------------------------- task
 class DerivedLabel(_Strict):
     """A label computed in Transform from raw columns: ``label = left <op> scale * right``.

@@ -167,6 +167,19 @@ def _label(inputs: Mapping[str, Any], task: "Task") -> tf.Tensor:
     return tf.cast(tf.logical_and(positive, tf.logical_not(missing)), tf.int64)
 
 
+def _user_outputs(inputs: Dict[str, Any], contract: TransformContract) -> Dict[str, tf.Tensor]:
+    """Your ``preprocessing_fn(inputs, contract)``; the label as configured unless it returned the label."""
+    from sluice.components import user_code
+
+    outputs = user_code.load(contract.preprocessing_fn, "code.preprocessing_fn")(inputs, contract)
+    if not isinstance(outputs, dict) or not outputs:
+        raise TypeError(f"code.preprocessing_fn {contract.preprocessing_fn} returned {type(outputs).__name__}, "
+                        "not a non-empty dict of tensors")
+    outputs = dict(outputs)
+    outputs.setdefault(label_key(contract.task), _label(inputs, contract.task))
+    return outputs
+
+
 def preprocessing_fn(inputs: Dict[str, Any], custom_config: Union[str, Mapping[str, Any]]) -> Dict[str, tf.Tensor]:
     """TFX Transform entry point: raw features -> transformed features and label.
 
@@ -175,6 +188,8 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Union[str, Mapping[s
     training (label present) and serving (label absent).
     """
     contract = TransformContract.parse(custom_config)
+    if contract.preprocessing_fn:
+        return _user_outputs(inputs, contract)
     outputs: Dict[str, tf.Tensor] = {}
     for feature in contract.features:
         raw = inputs[feature.name]

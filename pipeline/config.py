@@ -34,6 +34,7 @@ from sluice.components.contracts import (
 )
 from sluice.components.features import name_clashes
 from sluice.components.settings import (
+    UserCode,
     LOSSES,
     REGRESSION,
     BINARY_METRICS,
@@ -118,6 +119,7 @@ class PipelineConfig(_Strict):
     export: ExportConfig = Field(default_factory=ExportConfig)
     beam: BeamConfig = Field(default_factory=BeamConfig)
     kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)
+    code: UserCode = Field(default_factory=UserCode)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -275,11 +277,12 @@ class PipelineConfig(_Strict):
                             label=None if self.task.derive else self.task.label)
 
     def transform_contract(self) -> TransformContract:
-        return TransformContract(task=self.task, features=data_features(self.features))
+        return TransformContract(task=self.task, features=data_features(self.features),
+                                 preprocessing_fn=self.code.preprocessing_fn)
 
     def trainer_contract(self) -> TrainerContract:
         return TrainerContract(name=self.name, task=self.task, features=self.features, model=self.model,
-                               training=self.training, input=self.input)
+                               training=self.training, input=self.input, code=self.code.model_code())
 
     def tuner_contract(self) -> TunerContract:
         return TunerContract(**dict(self.trainer_contract()), tuner=self.tuner)
@@ -301,7 +304,8 @@ class PipelineConfig(_Strict):
             variants=list(export.tflite_variants) if "tflite" in export.targets else [],
             budget=export.parity, eval_rows=export.eval_rows, calibration_rows=export.calibration_rows,
             slices=[list(s) for s in self.evaluation.slices] if any(t.slices for t in self.evaluation.thresholds) else [],
-            min_slice_size=self.evaluation.min_slice_size)
+            min_slice_size=self.evaluation.min_slice_size, code=self.code.model_code(),
+            custom_preprocessing=self.code.preprocessing_fn is not None)
 
     def infra_check_contract(self) -> InfraCheckContract:
         return InfraCheckContract(model_name=self.model_name)

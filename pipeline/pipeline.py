@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from sluice.pipeline.code_version import component_code_version
+from sluice.pipeline.code_version import component_code_version, user_code_version
 from sluice.pipeline.config import PipelineConfig
 from sluice.pipeline.data_source import DataSource
 
@@ -111,8 +111,14 @@ def create_pipeline(
 
     # Each component gets only its contract (components/contracts.py) plus the fingerprint of the code it
     # runs: TFX's cache then re-runs a component exactly when something it uses changed.
+    user = {"Transform": [config.code.preprocessing_fn],
+            **{n: [config.code.model_fn, *config.code.custom_objects] for n in ("Tuner", "Trainer", "ModelExport")}}
+
     def contract(node_id: str, built):
-        return built.model_copy(update={"code_version": component_code_version(node_id)})
+        version = component_code_version(node_id)
+        if any(user.get(node_id, [])):  # your code (config `code:`) is part of the component's code too
+            version += "+" + user_code_version(user[node_id])
+        return built.model_copy(update={"code_version": version})
 
     example_gen = tfx.components.CsvExampleGen(
         input_base=source.input_base,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
 
 from sluice.components.versions import package_versions
-from sluice.pipeline.code_version import package_fingerprint
+from sluice.pipeline.code_version import package_fingerprint, user_code_version
 from sluice.pipeline.config import PipelineConfig
 
 RECORD = Path(".sluice") / "last_run.json"
@@ -58,7 +58,8 @@ def run_key(config: PipelineConfig, data_files: Iterable[str]) -> Dict[str, str]
         "config": config.fingerprint(),
         "schema": file_digest(str(config.schema_file))[:16],
         "data": data_fingerprint(data_files),
-        "code": package_fingerprint(),
+        "code": package_fingerprint() + user_code_version(
+            [config.code.preprocessing_fn, config.code.model_fn, *config.code.custom_objects]),
         "packages": hashlib.sha256(json.dumps(package_versions(PACKAGES), sort_keys=True).encode()).hexdigest()[:16],
     }
 

@@ -55,17 +55,20 @@ def build_archive(keras_model: str, transform_dir: str, contract: ExportContract
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from sluice.components.features import input_keys, model_inputs, transformed_name, vocabulary_name
-    from sluice.components.trainer.signatures import _raw_tensor, serving_columns
+    from sluice.components import user_code
+    from sluice.components.features import input_keys, transformed_name, vocabulary_name
+    from sluice.components.trainer.signatures import _raw_tensor, model_input_names, serving_columns
 
-    model = keras.models.load_model(keras_model)
+    if contract.code.model_fn:  # your model's module registers its custom objects when imported
+        user_code.load(contract.code.model_fn, "code.model_fn")
+    model = keras.models.load_model(keras_model, custom_objects=user_code.custom_objects(contract.code.custom_objects))
     tft_output = tft.TFTransformOutput(transform_dir)
     layer = tft_output.transform_features_layer()
     spec = serving_columns(tft_output, contract)
     keys = input_keys(spec)
-    names = [name for name, _, _ in model_inputs(contract.features)]
+    names = model_input_names(model, contract, tft_output)
     tables = {}
-    for feature in contract.features:
+    for feature in [] if contract.custom_preprocessing else contract.features:
         if feature.kind == "categorical_string" and not feature.hash_buckets:
             if feature.oov_buckets != 1:
                 raise ValueError(f"{feature.name}: oov_buckets > 1 hashes strings, which TFLite cannot run")

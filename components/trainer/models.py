@@ -191,6 +191,23 @@ class WideDeep(keras.Model):
         }
 
 
+def make_model(contract: "TrainerContract", tft_output: Any) -> keras.Model:
+    """Your ``code.model_fn``'s model when the config names one, else sluice's (``build_model``)."""
+    if not contract.code.model_fn:
+        return build_model(contract, feature_specs(contract, vocabulary_sizes(contract, tft_output)))
+    from sluice.components import user_code
+    from sluice.components.features import label_key
+    from sluice.components.refusal import Refused
+
+    spec = dict(tft_output.transformed_feature_spec())
+    spec.pop(label_key(contract.task), None)
+    model = user_code.load(contract.code.model_fn, "code.model_fn")(spec, contract)
+    if not isinstance(model, keras.Model):
+        raise Refused("code.model_fn", f"{contract.code.model_fn} returned {type(model).__name__}, not a keras.Model",
+                      "return the (uncompiled) Keras model")
+    return model
+
+
 def build_model(contract: "TrainerContract", specs: List[List[Any]]) -> keras.Model:
     """The (uncompiled, built) model for ``contract``: the loops compile or drive it."""
     hp = contract.model

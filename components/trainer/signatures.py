@@ -57,6 +57,22 @@ def _raw_tensor(value: tf.Tensor, spec: Any) -> Any:
     return column
 
 
+def model_input_names(model: keras.Model, contract: "ModelContract", tft_output: tft.TFTransformOutput) -> list:
+    """The transformed features the model takes: a functional model's own inputs; else sluice's model inputs,
+    or, for your ``code.model_fn``, every transformed feature but the label."""
+    try:
+        names = [t.name for t in model.inputs or []]
+    except (AttributeError, ValueError):  # a subclassed model has no symbolic inputs
+        names = []
+    if names:
+        return names
+    if contract.code.model_fn:
+        from sluice.components.features import label_key
+
+        return sorted(k for k in tft_output.transformed_feature_spec() if k != label_key(contract.task))
+    return [name for name, _, _ in model_inputs(contract.features)]
+
+
 class ServingModule(tf.Module):
     """What is saved: the trained model, the Transform layer and the signatures that join them."""
 
@@ -68,7 +84,7 @@ class ServingModule(tf.Module):
         self._serving_spec = serving_columns(tft_output, contract)
         label_columns = [c for c in contract.task.raw_label_columns() if c not in feature_columns]
         self._eval_spec = _raw_spec(tft_output, feature_columns + label_columns)
-        input_names = tuple(name for name, _, _ in model_inputs(contract.features))
+        input_names = tuple(model_input_names(model, contract, tft_output))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def serve_examples(examples: tf.Tensor) -> Dict[str, tf.Tensor]:

@@ -29,7 +29,7 @@ from sluice.components.trainer import guards, loops
 from sluice.components.trainer.data import InputOptions, input_fn
 from sluice.components.trainer.losses import make_loss
 from sluice.components.trainer.metrics import task_metrics
-from sluice.components.trainer.models import build_model, feature_specs, vocabulary_sizes
+from sluice.components.trainer.models import make_model
 from sluice.components.trainer.signatures import export_saved_model
 from sluice.components.trainer.strategies import is_chief, make_strategy
 
@@ -100,7 +100,7 @@ def train(job: TrainJob) -> loops.History:
     guards.check_batch_fits(job.train_files, contract.model.batch_size, cached=contract.input.cache)
     chief = is_chief()
     with strategy.scope():
-        model = build_model(contract, feature_specs(contract, vocabulary_sizes(contract, tft_output)))
+        model = make_model(contract, tft_output)
         groups = loops.optimizer_groups(model, contract, plan, with_clipping=training.loop == "fit")
         metrics = task_metrics(contract)
         if training.loop == "fit":

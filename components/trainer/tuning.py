@@ -24,7 +24,7 @@ from sluice.components.trainer import loops
 from sluice.components.trainer.data import InputOptions, input_fn
 from sluice.components.trainer.losses import make_loss
 from sluice.components.trainer.metrics import task_metrics
-from sluice.components.trainer.models import build_model, feature_specs, vocabulary_sizes
+from sluice.components.trainer.models import make_model
 
 _ROUNDS = 4
 
@@ -52,13 +52,12 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     settings = contract.tuner
     base = contract.trainer()
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    specs = feature_specs(base, vocabulary_sizes(base, tft_output))
     steps = settings.steps_per_trial
 
     def build(hp: keras_tuner.HyperParameters) -> keras.Model:
         trial = base.with_hyperparameters(model_values({k: hp.get(k) for k in settings.search_space}))
         plan = loops.Plan.from_contract(trial, steps, int(fn_args.eval_steps))
-        model = build_model(trial, specs)
+        model = make_model(trial, tft_output)
         optimizer = loops.make_optimizer(trial.model.learning_rate, trial.training, plan, with_clipping=True)
         model.compile(optimizer=optimizer, loss=make_loss(trial), metrics=task_metrics(trial))
         return model
