@@ -16,7 +16,7 @@ run-tips: setup
 	$(VENV)/bin/sluice run --config configs/taxi_tips.yaml --output $(OUTPUT)
 
 test: setup  ## the whole suite (unit, then end-to-end pipelines)
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=40 tests
 
 test-unit: setup
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit

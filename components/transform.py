@@ -171,10 +171,17 @@ def _user_outputs(inputs: Dict[str, Any], contract: TransformContract) -> Dict[s
     """Your ``preprocessing_fn(inputs, contract)``; the label as configured unless it returned the label."""
     from sluice.components import user_code
 
+    from sluice.components.refusal import Refused
+
     outputs = user_code.load(contract.preprocessing_fn, "code.preprocessing_fn")(inputs, contract)
     if not isinstance(outputs, dict) or not outputs:
-        raise TypeError(f"code.preprocessing_fn {contract.preprocessing_fn} returned {type(outputs).__name__}, "
-                        "not a non-empty dict of tensors")
+        raise Refused("code.preprocessing_fn", f"{contract.preprocessing_fn} returned {type(outputs).__name__}",
+                      "return a non-empty dict of output name -> tensor")
+    raw_labels = set(contract.task.raw_label_columns()) & set(outputs)
+    if raw_labels:
+        raise Refused("code.preprocessing_fn", f"an output is named like the label column {sorted(raw_labels)[0]!r}: "
+                      "the model would train on the label and serving has no such input",
+                      f"rename it, or return the label as {label_key(contract.task)!r}")
     outputs = dict(outputs)
     outputs.setdefault(label_key(contract.task), _label(inputs, contract.task))
     return outputs

@@ -22,6 +22,9 @@ def load(path: str, setting: str) -> Any:
     except ImportError as e:
         raise Refused(setting, f"cannot import {module_name!r} ({e})",
                       "install the package that holds it, or add its folder to PYTHONPATH") from e
+    except Exception as e:  # the module itself fails while importing (SyntaxError, NameError, …)
+        raise Refused(setting, f"importing {module_name!r} failed: {type(e).__name__}: {e}",
+                      "fix that module (import it in Python to see the traceback)") from e
     if not hasattr(module, attribute):
         raise Refused(setting, f"{module_name!r} has no {attribute!r}", f"check the name in {path!r}")
     return getattr(module, attribute)

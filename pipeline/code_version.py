@@ -136,19 +136,29 @@ def component_code_version(node_id: str) -> str:
 
 
 def user_code_version(paths: Iterable[Optional[str]]) -> str:
-    """Fingerprint of your code named in the config (``code:``): each import path's module source, found
-    without running it. A module that cannot be found hashes as missing (the component then says so)."""
-    import importlib.util
+    """Fingerprint of your code named in the config (``code:``): every ``.py`` file of each import path's
+    top-level package (so an edit to a module yours imports counts too), found on ``sys.path`` without
+    importing anything. A package that cannot be found hashes as missing (the component then says so)."""
+    import sys
 
     h = hashlib.sha256()
-    for path in sorted({p.rpartition(".")[0] for p in paths if p}):
-        try:
-            spec = importlib.util.find_spec(path)
-        except (ImportError, ValueError):
-            spec = None
-        origin = Path(spec.origin) if spec is not None and spec.origin and spec.origin != "built-in" else None
-        digest = _file_digest(origin, origin.stat().st_mtime_ns) if origin and origin.is_file() else "missing"
-        h.update(path.encode() + b"\0" + digest.encode() + b"\0")
+    for top in sorted({p.split(".")[0] for p in paths if p}):
+        files: List[Path] = []
+        root = Path(".")
+        for entry in sys.path:
+            root = Path(entry or ".")
+            try:
+                if (root / top).is_dir():
+                    files = sorted(f for f in (root / top).rglob("*.py") if "__pycache__" not in f.parts)
+                elif (root / f"{top}.py").is_file():
+                    files = [root / f"{top}.py"]
+            except OSError:
+                continue
+            if files:
+                break
+        h.update(top.encode() + b"\0" + (b"missing" if not files else b""))
+        for f in files:
+            h.update(str(f.relative_to(root)).encode() + b"\0" + _file_digest(f, f.stat().st_mtime_ns).encode() + b"\0")
     return h.hexdigest()[:12]
 
 

@@ -181,6 +181,9 @@ class PipelineConfig(_Strict):
                     raise ValueError(
                         f"features ({f.name}): hash_buckets / oov_buckets > 1 hash strings, which TFLite's builtin "
                         "ops cannot do; use a vocabulary with oov_buckets: 1, or drop tflite from export.targets")
+        if self.code.preprocessing_fn and not self.code.model_fn:
+            raise ValueError("code.preprocessing_fn: needs code.model_fn too (sluice's own model reads the inputs "
+                             "sluice's encoding writes, <column>_xf; yours decides its own outputs)")
         self._kubeflow_consistent()
         for f in self.features:
             if isinstance(f, CategoricalStringFeature) and f.default is not None and not isinstance(f.default, str):

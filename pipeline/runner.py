@@ -242,20 +242,16 @@ def _run_locked(config: PipelineConfig, output_dir: Path, fresh: bool, console: 
         result.error = str(gate).replace(gate.report, result.data_report or gate.report)
         _write_report(result, config)
         return result
-    refusal = _in_chain(failure, Refused)
-    if refusal is not None:
-        component = progress.current or "pipeline"
-        result.status = "refused"
-        result.error = f"{component} refused the run: {refusal}"
-        result.components.append(ComponentLine(component, False, 0.0, "FAILED"))
-        _write_report(result, config)
-        return result
     if failure is not None:
         component = progress.current or "pipeline"
-        result.status = "failed"
-        result.error = f"{component}: {type(failure).__name__}: {failure}"
+        refusal = _in_chain(failure, Refused)
+        result.status = "failed" if refusal is None else "refused"
+        result.error = (f"{component} refused the run: {refusal}" if refusal is not None
+                        else f"{component}: {type(failure).__name__}: {failure}")
         result.components.append(ComponentLine(component, False, 0.0, "FAILED"))
         _write_report(result, config)
+        if refusal is not None:
+            return result
         if isinstance(failure, SluiceError):
             raise failure
         raise RunFailed(component, log_file, failure, result) from failure

@@ -85,6 +85,22 @@ def _saved_model_outputs(saved_model_dir: str, rows: rows_lib.Rows, label: str, 
     return np.concatenate(predictions), np.concatenate(from_examples), np.concatenate(labels).reshape(-1)
 
 
+def _refuse_user_vocabularies(transform_dir: str) -> None:
+    """Your ``preprocessing_fn`` with vocabulary lookups cannot become a TFLite model that answers like the
+    SavedModel: the converter drops file-initialized tables (every string "not found"), and sluice rebuilds
+    only its own vocabularies. Say so before training time is spent converting a model parity must refuse."""
+    from tfx.dsl.io import fileio
+
+    from sluice.components.refusal import Refused
+
+    assets = aio.join(transform_dir, "transform_fn", "assets")
+    files = sorted(fileio.listdir(assets)) if fileio.exists(assets) else []
+    if files:
+        raise Refused("export.targets", f"your preprocessing_fn writes vocabularies ({', '.join(files[:4])}), whose "
+                      "lookups TFLite's converter drops: no TFLite model could answer like the SavedModel",
+                      "drop tflite from export.targets, or encode strings without a vocabulary file")
+
+
 def export_variants(contract: ExportContract, model_uri: str, transform_dir: str, train: rows_lib.Rows,
                     evaluation: rows_lib.Rows, out_uri: str, work: str) -> Dict[str, Any]:
     """Convert every variant and check it against the SavedModel; the parity verdict as a dict.
@@ -192,6 +208,8 @@ class Executor(base_executor.BaseExecutor):
         warmup.write(aio.join(out_uri, WARMUP_PATH), warmup.requests(contract.model_name, evaluation))
 
         verdict: Dict[str, Any] = {"passed": True, "variants": [], "rows": 0, "failures": []}
+        if contract.variants and contract.custom_preprocessing:
+            _refuse_user_vocabularies(transform_dir)
         if contract.variants:
             train = rows_lib.read_rows(examples.uri, "train", contract.features, spec, contract.calibration_rows)
             with tempfile.TemporaryDirectory(prefix="sluice-export-") as work:

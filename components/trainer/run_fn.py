@@ -36,6 +36,11 @@ def _best_hyperparameters(fn_args: FnArgs) -> Dict[str, Any]:
 def run_fn(fn_args: FnArgs) -> None:
     # parse drops the ai_platform_* keys TFX's Google Cloud Trainer adds beside the contract.
     contract = TrainerContract.parse(fn_args.custom_config).with_hyperparameters(_best_hyperparameters(fn_args))
+    if contract.code.model_fn:  # resolved here, so a bad path is refused in one screen, not in a worker
+        from sluice.components import user_code
+
+        user_code.load(contract.code.model_fn, "code.model_fn")
+        user_code.custom_objects(contract.code.custom_objects)
     steps = int(fn_args.train_steps)
     run_root = os.path.dirname(os.path.dirname(fn_args.model_run_dir.rstrip("/")))
     key = checkpoint_key(contract, fn_args.transform_output, list(fn_args.train_files), steps)

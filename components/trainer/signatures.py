@@ -60,8 +60,9 @@ def _raw_tensor(value: tf.Tensor, spec: Any) -> Any:
 def model_input_names(model: keras.Model, contract: "ModelContract", tft_output: tft.TFTransformOutput) -> list:
     """The transformed features the model takes: a functional model's own inputs; else sluice's model inputs,
     or, for your ``code.model_fn``, every transformed feature but the label."""
-    try:
-        names = [t.name for t in model.inputs or []]
+    try:  # a functional model called with a dict: its keys (Keras matches by key, not by Input name)
+        structure = model.input
+        names = list(structure) if isinstance(structure, dict) else [t.name for t in model.inputs or []]
     except (AttributeError, ValueError):  # a subclassed model has no symbolic inputs
         names = []
     if names:

@@ -36,8 +36,9 @@ def test_code_reaches_only_the_contracts_that_use_it():
     assert plain.transform_contract().preprocessing_fn is None and not plain.export_contract().custom_preprocessing
 
 
-@pytest.mark.parametrize("code", [{"model_fn": "build"}, {"preprocessing_fn": "a b.c"},
-                                  {"custom_objects": ["x"]}, {"module_file": "x.py"}])
+@pytest.mark.parametrize("code", [{"model_fn": "build"}, {"preprocessing_fn": "a b.c", "model_fn": "a.b"},
+                                  {"custom_objects": ["x"]}, {"module_file": "x.py"},
+                                  {"preprocessing_fn": "pkg.prep.fn"}])  # sluice's model cannot read its outputs
 def test_bad_code_settings_are_config_errors(code):
     with pytest.raises(ConfigError):
         parse_config(_raw(code))
@@ -53,14 +54,24 @@ def test_load_resolves_and_refuses_with_the_setting():
     assert set(user_code.custom_objects(["tests.usercode.custom.Interaction"])) == {"Interaction"}
 
 
-def test_your_module_is_in_the_fingerprint(tmp_path, monkeypatch):
+def test_your_package_is_in_the_fingerprint_without_being_imported(tmp_path, monkeypatch):
     package = tmp_path / "teamcode"
     package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "model.py").write_text("def build(spec, contract):\n    return None\n")
+    (package / "__init__.py").write_text("raise RuntimeError('imported')\n")  # hashing must not run it
+    (package / "model.py").write_text("from teamcode.layers import Gate\ndef build(spec, contract):\n    return None\n")
+    (package / "layers.py").write_text("class Gate:\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     first = user_code_version(["teamcode.model.build"])
     assert user_code_version(["teamcode.model.build", None]) == first
-    (package / "model.py").write_text("def build(spec, contract):\n    return 1\n")
-    assert user_code_version(["teamcode.model.build"]) != first
-    assert user_code_version(["teamcode.gone.build"]) != first  # missing: hashed as such, not an error
+    (package / "layers.py").write_text("class Gate:\n    factor = 2\n")  # a module yours imports changed
+    second = user_code_version(["teamcode.model.build"])
+    assert second != first
+    assert user_code_version(["nosuchteam.model.build"]) not in (first, second)  # missing: hashed as such
+
+
+def test_a_module_that_fails_while_importing_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "brokenteam.py").write_text("def build(:\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(Refused) as exc:
+        user_code.load("brokenteam.build", "code.model_fn")
+    assert "importing 'brokenteam' failed: SyntaxError" in exc.value.problem
