@@ -280,18 +280,29 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _infer_quietly(data_location: str):
+    """TFDV's schema draft (``schema.infer_schema``), with TensorFlow/Beam start-up noise sent to a log file."""
+    import tempfile
+
+    from sluice.pipeline.runner import output_to_log
+    from sluice.pipeline.schema import infer_schema
+
+    log = Path(tempfile.mkstemp(prefix="sluice-schema-", suffix=".log")[1])
+    with output_to_log(log, 1):
+        return infer_schema(data_location)
+
+
 def _cmd_init(args: argparse.Namespace) -> int:
     import os
-    import tempfile
 
     import yaml
 
     from sluice.pipeline import init
-    from sluice.pipeline.config import load_config, parse_config
+    from sluice.pipeline.config import parse_config
     from sluice.pipeline.data_source import check_columns, resolve_data_source
     from sluice.pipeline.errors import SluiceError
-    from sluice.pipeline.runner import MIN_EVAL_ROWS, output_to_log
-    from sluice.pipeline.schema import draft_text, infer_schema
+    from sluice.pipeline.runner import MIN_EVAL_ROWS
+    from sluice.pipeline.schema import draft_text
 
     data = Path(args.data).resolve()
     if not data.is_file():
@@ -310,13 +321,10 @@ def _cmd_init(args: argparse.Namespace) -> int:
     relative = os.path.relpath(data, out)
     text = init.config_text(plan, str(data) if relative.startswith("../..") else relative, schema_path.name)
     parse_config(yaml.safe_load(text), base_dir=str(out))  # valid before anything is written (else: a bug here)
-    log = Path(tempfile.mkstemp(prefix="sluice-init-", suffix=".log")[1])
-    with output_to_log(log, 1):  # TensorFlow/Beam start-up noise goes to the log, not the terminal
-        schema = infer_schema(str(data))
+    schema = _infer_quietly(str(data))
     out.mkdir(parents=True, exist_ok=True)
     schema_path.write_text(draft_text(schema, str(data)))
     config_path.write_text(text)
-    load_config(config_path)
     for line in init.summary(plan):
         print(line)
     print(f"wrote {config_path} and {schema_path}\nnext: sluice run --config {config_path}")
@@ -325,13 +333,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 def _cmd_schema(args: argparse.Namespace) -> int:
     from sluice.pipeline.data_source import check_columns, resolve_data_source
-    from sluice.pipeline.schema import diff_schemas, infer_schema, load_schema
-
-    import tempfile
-
-    from sluice.pipeline.runner import output_to_log
-
     from sluice.pipeline.errors import SluiceError
+    from sluice.pipeline.schema import diff_schemas, load_schema
 
     if args.config is None and (args.action == "diff" or not args.data):
         needs = "--config (the curated schema to compare)" if args.action == "diff" else "--data CSV or --config"
@@ -341,9 +344,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     config = _load(args.config, args.data) if args.config else None
     source = resolve_data_source(config.data_path if config else Path(args.data))
     check_columns(source, [])  # a header or rows CsvExampleGen would misread: one line, before TFDV
-    log = Path(tempfile.mkstemp(prefix="sluice-schema-", suffix=".log")[1])
-    with output_to_log(log, 1):  # TensorFlow/Beam start-up noise goes to the log, not the terminal
-        inferred = infer_schema(source.description)
+    inferred = _infer_quietly(source.description)
     if args.action == "infer":
         from sluice.pipeline.schema import draft_text
 

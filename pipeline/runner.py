@@ -234,7 +234,9 @@ def _run_locked(config: PipelineConfig, output_dir: Path, fresh: bool, console: 
             logging.getLogger().removeHandler(progress)
         result = _summarize(config, paths, log_file, progress.lines, time.monotonic() - start, run_id=run_id)
 
-    gate = _data_gate_failure(failure)
+    from sluice.components.data_gate import DataGateFailed
+
+    gate = _in_chain(failure, DataGateFailed)
     if gate is not None:
         result.status = "data_rejected"
         result.components.append(ComponentLine(progress.current or "DataGate", False, 0.0, "FAILED"))
@@ -341,13 +343,6 @@ def report_dry_run(config: PipelineConfig, directory: Path, outcome: Any, second
         result.error = str(outcome.failure)
     _write_report(result, config)
     return result
-
-
-def _data_gate_failure(failure: Optional[BaseException]):
-    """The DataGateFailed behind ``failure`` (LocalDagRunner may wrap it), or None."""
-    from sluice.components.data_gate import DataGateFailed
-
-    return _in_chain(failure, DataGateFailed)
 
 
 def _in_chain(failure: Optional[BaseException], kind: type) -> Optional[BaseException]:

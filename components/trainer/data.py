@@ -64,6 +64,11 @@ class InputOptions:
         )
 
 
+def matching_files(patterns: List[str]) -> List[str]:
+    """The files of the Trainer's file patterns (``fn_args.train_files``/``eval_files``), on any filesystem."""
+    return [f for pattern in patterns for f in tf.io.gfile.glob(pattern)]
+
+
 def input_fn(
     file_pattern: List[str],
     tft_output: tft.TFTransformOutput,
@@ -71,7 +76,7 @@ def input_fn(
     options: InputOptions,
 ) -> tf.data.Dataset:
     """An endless dataset of ``(transformed features, label)`` batches."""
-    files = [f for pattern in file_pattern for f in tf.io.gfile.glob(pattern)]
+    files = matching_files(file_pattern)
     tfxio_options = tfxio.TensorFlowDatasetOptions(
         batch_size=options.batch_size,
         label_key=label_key,

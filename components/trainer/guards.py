@@ -16,12 +16,13 @@ import numpy as np
 import tensorflow as tf
 
 from sluice.components.refusal import Refused
+from sluice.components.trainer.data import matching_files
 
 
 def count_rows(patterns: Sequence[str], limit: int) -> int:
     """Records in Transform's gzipped TFRecord files (``patterns``: the Trainer's file patterns), counting at
     most ``limit`` (milliseconds at batch size)."""
-    files = [f for pattern in patterns for f in tf.io.gfile.glob(pattern)]
+    files = matching_files(list(patterns))
     if not files:
         return 0
     dataset = tf.data.TFRecordDataset(list(files), compression_type="GZIP").take(limit)

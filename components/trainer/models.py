@@ -205,15 +205,12 @@ def make_model(contract: "TrainerContract", tft_output: Any) -> keras.Model:
     if not isinstance(model, keras.Model):
         raise Refused("code.model_fn", f"{contract.code.model_fn} returned {type(model).__name__}, not a keras.Model",
                       "return the (uncompiled) Keras model")
-    try:
-        structure = model.input
-    except (AttributeError, ValueError):  # a subclassed model: no symbolic inputs to check
-        structure = None
-    if isinstance(structure, dict):
-        unknown = sorted(set(structure) - set(spec))
-        if unknown:
-            raise Refused("code.model_fn", f"the model takes {', '.join(unknown)}, which Transform does not output "
-                          f"(it outputs {', '.join(sorted(spec))})", "key the model's inputs by Transform's outputs")
+    from sluice.components.trainer.signatures import model_input_names
+
+    unknown = sorted(set(model_input_names(model, contract, tft_output)) - set(spec))
+    if unknown:
+        raise Refused("code.model_fn", f"the model takes {', '.join(unknown)}, which Transform does not output "
+                      f"(it outputs {', '.join(sorted(spec))})", "key the model's inputs by Transform's outputs")
     return model
 
 
