@@ -4,7 +4,7 @@ VENV := .venv
 CONFIG ?= configs/taxi_fare.yaml
 OUTPUT ?= output
 
-.PHONY: setup run run-tips test test-unit test-e2e bench constraints clean
+.PHONY: setup run run-tips run-wine test test-unit test-e2e bench constraints clean
 
 setup:
 	@scripts/setup.sh
@@ -14,6 +14,9 @@ run: setup  ## main job: the default pipeline on the bundled data
 
 run-tips: setup
 	$(VENV)/bin/sluice run --config configs/taxi_tips.yaml --output $(OUTPUT)
+
+run-wine: setup  ## the multi-class example (scikit-learn's Wine data)
+	$(VENV)/bin/sluice run --config configs/wine.yaml --output $(OUTPUT)
 
 test: setup  ## the whole suite (unit, then end-to-end pipelines)
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=40 tests

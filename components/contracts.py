@@ -121,6 +121,8 @@ class GateContract(Contract):
     """String columns have value counts (L-infinity); numeric and integer-id columns have histograms (JSD)."""
     label: Optional[str] = None
     """The raw label column (None for a derived label, whose raw columns are judged as features)."""
+    label_classes: Optional[List[str]] = None
+    """Multi-class: ``task.classes``, the only label values the gate lets through."""
 
 
 class EvaluationContract(Contract):

@@ -153,6 +153,7 @@ def comparator_schema(schema: schema_pb2.Schema, gate: GateContract) -> schema_p
 LABEL_CONSTANT = "LABEL_CONSTANT"
 FEATURE_CONSTANT = "FEATURE_CONSTANT"
 COLUMN_EMPTY = "COLUMN_EMPTY"
+LABEL_UNKNOWN_CLASS = "LABEL_UNKNOWN_CLASS"
 COLUMN_VANISHED = "COLUMN_VANISHED"
 
 
@@ -205,6 +206,34 @@ def content_findings(gate: GateContract, split: str, stats, baseline=None) -> Li
                                     f"every row has the same value ({value}): "
                                     + ("there is nothing to learn" if is_label else "the feature carries no signal"),
                                     "at least two distinct values"))
+        if is_label and feature is not None and gate.label_classes:
+            findings += _class_findings(split, column, feature, gate.label_classes)
+    return findings
+
+
+def _class_findings(split: str, column: str, feature: Any, classes: List[str]) -> List[Finding]:
+    """A multi-class label with a value outside ``task.classes`` (Transform would make it class id -1) or empty
+    cells (no class at all). String labels: TFDV's rank histogram lists every value (up to 1,000 distinct, and
+    ``unique`` says when there are more); integer labels: their min and max, which settle it for classes that
+    are a run of integers."""
+    findings, common = [], _common(feature)
+    if common is not None and common.num_missing:
+        findings.append(Finding(split, column, LABEL_UNKNOWN_CLASS, "ERROR",
+                                f"{int(common.num_missing)} rows have no label", "a class in every row"))
+    unknown: List[str] = []
+    if feature.HasField("string_stats"):
+        seen = [b.label for b in feature.string_stats.rank_histogram.buckets]
+        unknown = [v for v in seen if v not in classes]
+        if not unknown and feature.string_stats.unique > len(seen):
+            unknown = [f"{feature.string_stats.unique - len(seen)} values beyond TFDV's histogram"]
+    elif feature.HasField("num_stats"):
+        lo, hi = feature.num_stats.min, feature.num_stats.max
+        unknown = [f"{v:g}" for v in (lo, hi) if not (float(v).is_integer() and str(int(v)) in classes)]
+    if unknown:
+        findings.append(Finding(split, column, LABEL_UNKNOWN_CLASS, "ERROR",
+                                f"label values outside task.classes: {', '.join(sorted(set(unknown))[:5])}",
+                                f"only the classes {', '.join(classes[:10])}; add the new class to task.classes "
+                                "(and retrain) or drop those rows"))
     return findings
 
 

@@ -23,9 +23,12 @@ from sluice.components.features import label_key
 from sluice.components import verdicts
 from sluice.components.contracts import EvaluationContract
 from sluice.components.evaluation_metrics import GUARD_PREFIX
-from sluice.components.settings import BINARY, LOWER_IS_BETTER, SLUICE_TFMA_METRICS, Threshold
+from sluice.components.settings import (BINARY, LOWER_IS_BETTER, MACRO_METRICS, MULTICLASS, SLUICE_TFMA_METRICS,
+                                       Threshold)
 
 OVERALL = "overall"
+PER_CLASS = {"precision": "Precision", "recall": "Recall", "auc": "AUC"}
+"""Multi-class: the one-vs-rest metrics reported per class (``precision[2]`` = class id 2's precision)."""
 METRICS_MODULE = "sluice.components.evaluation_metrics"
 
 
@@ -62,9 +65,15 @@ def _metric_config(contract: EvaluationContract, name: str, class_name: str) -> 
 
 
 def build_eval_config(contract: EvaluationContract) -> tfma.EvalConfig:
-    """The Evaluator's EvalConfig (its typed contract, an execution property: thresholds are in its cache key)."""
+    """The Evaluator's EvalConfig (its typed contract, an execution property: thresholds are in its cache key).
+
+    Multi-class: the label is the class id, the prediction ``outputs`` (K probabilities). ``macro_*`` metrics
+    are TFMA's binary metrics one-vs-rest per class, macro-averaged by TFMA (a spec of their own: its
+    thresholds gate the average only); a second spec binarizes by class id for the per-class values the
+    report shows (no thresholds); the confusion matrix is TFMA's ``MultiClassConfusionMatrixPlot``."""
     feature_specs = [tfma.SlicingSpec(feature_keys=list(s)) for s in contract.slices]
     metrics: List[tfma.MetricConfig] = []
+    macro: List[tfma.MetricConfig] = []
     for name, class_name in contract.metrics.items():
         mc = _metric_config(contract, name, class_name)
         for t in contract.thresholds:
@@ -72,27 +81,40 @@ def build_eval_config(contract: EvaluationContract) -> tfma.EvalConfig:
                 mc.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
                     slicing_specs=feature_specs if t.slices else [tfma.SlicingSpec()],
                     threshold=_threshold(name, t)))
-        metrics.append(mc)
-    metrics.append(tfma.MetricConfig(class_name="Guards", module=METRICS_MODULE,
-                                     config=json.dumps({"task": contract.task.type, "beat_mean": contract.beat_mean})))
+        (macro if name in MACRO_METRICS else metrics).append(mc)
+    classes = len(contract.task.classes or []) if contract.task.type == MULTICLASS else 0
+    metrics.append(tfma.MetricConfig(class_name="Guards", module=METRICS_MODULE, config=json.dumps(
+        {"task": contract.task.type, "beat_mean": contract.beat_mean, "classes": classes})))
+    specs: List[tfma.MetricsSpec] = []
     if contract.task.type == BINARY:
         metrics.append(tfma.MetricConfig(class_name="CalibrationPlot", config=json.dumps({"num_buckets": 10})))
         metrics.append(tfma.MetricConfig(class_name="ConfusionMatrixAtThresholds",
                                          config=json.dumps({"thresholds": contract.confusion_thresholds})))
+    elif classes:
+        metrics.append(tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"))
+        ids = list(range(classes))
+        if macro:
+            specs.append(tfma.MetricsSpec(metrics=macro, aggregate=tfma.AggregationOptions(
+                macro_average=True, class_weights={i: 1.0 for i in ids})))
+        specs.append(tfma.MetricsSpec(
+            metrics=[tfma.MetricConfig(class_name=c, config=json.dumps({"name": n})) for n, c in PER_CLASS.items()],
+            binarize=tfma.BinarizationOptions(class_ids={"values": ids})))
     elif contract.plot_range:
         low, high = contract.plot_range
         metrics.append(tfma.MetricConfig(class_name="CalibrationPlot",
                                          config=json.dumps({"num_buckets": 12, "left": low, "right": high})))
+    specs.insert(0, tfma.MetricsSpec(metrics=metrics))
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
                 signature_name="serving_default",
                 label_key=label_key(contract.task),
+                prediction_key="outputs" if contract.task.type == MULTICLASS else "",
                 preprocessing_function_names=["transform_features"],
             )
         ],
         slicing_specs=[tfma.SlicingSpec()] + feature_specs,
-        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+        metrics_specs=specs,
     )
 
 
@@ -132,12 +154,15 @@ def read_slices(evaluation_uri: str) -> Dict[str, Dict[str, Any]]:
             if number is None:
                 continue
             key = kv.key
+            name = key.name
+            if key.HasField("sub_key") and key.sub_key.HasField("class_id"):
+                name = f"{name}[{key.sub_key.class_id.value}]"
             side = "change" if key.is_diff else ("baseline" if key.model_name == "baseline" else "candidate")
-            if key.name.startswith(GUARD_PREFIX):
+            if name.startswith(GUARD_PREFIX):
                 if side == "candidate":
-                    entry["guard"][key.name[len(GUARD_PREFIX):]] = number
+                    entry["guard"][name[len(GUARD_PREFIX):]] = number
                 continue
-            entry[side][key.name] = number
+            entry[side][name] = number
         entry["size"] = entry["candidate"].get("example_count")
     return slices
 
@@ -220,7 +245,8 @@ def guard_failures(slices: Dict[str, Dict[str, Any]], gated: Dict[str, List[str]
       ``min_slice_size`` are exempt as for thresholds;
     - constant predictions on the eval split (spread ≤ 1e-6 of the mean's magnitude, at least 1e-6);
     - a model no better than the trivial baseline computed on the same eval rows: the mean predictor's MSE
-      (regression, i.e. r² ≤ 0) or the prior's AUC of 0.5 (binary classification).
+      (regression, i.e. r² ≤ 0), the prior's AUC of 0.5 (binary classification) or the class prior's log
+      loss (multi-class: predicting each class's frequency).
 
     Guard values come from ``evaluation_metrics.Guards`` (``task`` names the task it was configured for;
     empty when it was not configured — an evaluation written by plain TFX — which is judged on the NaN rule
@@ -244,8 +270,16 @@ def guard_failures(slices: Dict[str, Dict[str, Any]], gated: Dict[str, List[str]
     spread, mean = guard.get("prediction_stddev"), guard.get("prediction_mean")
     if spread is not None and mean is not None and spread <= 1e-6 * max(1.0, abs(mean)):
         failures.append(_guard_failure(OVERALL, "prediction_stddev", spread, size,
+                                       "the model predicts the same class probabilities for every eval row"
+                                       if task == MULTICLASS else
                                        f"the model predicts the same value ({mean:.6g}) for every eval row"))
-    if task == BINARY and "auc" in guard:
+    if task == MULTICLASS:
+        model, prior = guard.get("model_log_loss"), guard.get("prior_log_loss")
+        if model is not None and prior is not None and not (model < prior * (1 - 1e-9)):  # the prior itself, rounded
+            failures.append(_guard_failure(OVERALL, "trivial_baseline", model, size,
+                                           f"no better than predicting the class frequencies: log loss {model:.4g}, "
+                                           f"the class prior's {prior:.4g} on the same eval rows"))
+    elif task == BINARY and "auc" in guard:
         auc = guard["auc"]
         if not (auc > 0.5):
             failures.append(_guard_failure(OVERALL, "trivial_baseline", auc, size,

@@ -1,4 +1,4 @@
-"""sluice's regression metrics as native TFMA metrics, so the Evaluator reports (and can gate on) the same
+"""sluice's regression metrics and the blessing's sanity guards as native TFMA metrics, so the Evaluator reports (and can gate on) the same
 numbers the Trainer logs.
 
 TFMA 0.47 wraps only ``tf_keras`` metrics; the Trainer's ``StreamingHuber`` / ``RSquared`` are Keras 3
@@ -207,24 +207,74 @@ def histogram_auc(negatives: np.ndarray, positives: np.ndarray) -> float:
     return float((pos * (below + 0.5 * neg)).sum() / (pos.sum() * neg.sum()))
 
 
+class _MultiClassGuardCombiner(_Additive):
+    """The guards for K-class probabilities and a class-id label, one pass: the spread of the predicted
+    probabilities (a constant model gives every row the same vector), and the model's log loss next to the
+    class prior's (predicting the label frequencies of the same rows: their entropy) — the proper-scoring
+    counterpart of "beat the mean predictor", which does not punish a useful model of an imbalanced label as
+    "beat the majority class's accuracy" would. Rows whose label is no class id are skipped (the DataGate
+    refuses such data)."""
+
+    def __init__(self, keys: Dict[str, metric_types.MetricKey], eval_config: Any, classes: int) -> None:
+        self._keys, self._eval_config, self._k = keys, eval_config, int(classes)
+
+    def create_accumulator(self) -> _Sums:
+        # n, Σ -log p(true class), then K label counts, K Σp_k and K Σp_k²
+        return _Sums(2 + 3 * self._k)
+
+    def add_input(self, acc: _Sums, element: metric_types.StandardMetricInputs) -> _Sums:
+        key, k = next(iter(self._keys.values())), self._k
+        for label, prediction, _ in metric_util.to_label_prediction_example_weight(
+            element, eval_config=self._eval_config, model_name=key.model_name, output_name=key.output_name,
+            example_weighted=False, flatten=False, allow_none=True, require_single_example_weight=False,
+        ):
+            p = np.asarray(prediction, np.float64).reshape(-1)
+            y = int(np.asarray(label).reshape(-1)[0]) if label is not None and np.size(label) else -1
+            if p.size != k or not 0 <= y < k:
+                continue
+            acc.values[0] += 1.0
+            acc.values[1] += -np.log(min(max(p[y], 1e-15), 1.0)) if np.isfinite(p[y]) else np.inf
+            acc.values[2 + y] += 1.0
+            acc.values[2 + k:2 + 2 * k] += p
+            acc.values[2 + 2 * k:] += p * p
+        return acc
+
+    def extract_output(self, acc: _Sums) -> Dict[metric_types.MetricKey, float]:
+        n, k = acc.values[0], self._k
+        if n == 0:
+            return {}
+        counts, sp, sp2 = acc.values[2:2 + k], acc.values[2 + k:2 + 2 * k], acc.values[2 + 2 * k:]
+        prior = counts[counts > 0] / n
+        out = {"prediction_stddev": float(np.sqrt(max(0.0, float(np.mean(sp2 / n - (sp / n) ** 2))))),
+               "prediction_mean": float(np.mean(sp / n)),
+               "model_log_loss": float(acc.values[1] / n),
+               "prior_log_loss": float(-(prior * np.log(prior)).sum())}
+        return {self._keys[name]: value for name, value in out.items() if name in self._keys}
+
+
 class Guards(metric_types.Metric):
     """The blessing's sanity guards (see ``_GuardCombiner``): ``guard_prediction_stddev``,
-    ``guard_prediction_mean`` and ``guard_model_mse`` + ``guard_mean_predictor_mse`` (regression) or
-    ``guard_auc`` (binary). Read by ``evaluation.guard_failures``, kept out of the metric tables."""
+    ``guard_prediction_mean`` and ``guard_model_mse`` + ``guard_mean_predictor_mse`` (regression),
+    ``guard_auc`` (binary) or ``guard_model_log_loss`` + ``guard_prior_log_loss`` (multi-class, ``classes``
+    outputs: ``_MultiClassGuardCombiner``). Read by ``evaluation.guard_failures``, kept out of the metric
+    tables."""
 
-    def __init__(self, task: str = "regression", beat_mean: bool = True, name: str = "guards") -> None:
+    def __init__(self, task: str = "regression", beat_mean: bool = True, classes: int = 0,
+                 name: str = "guards") -> None:
         def computations(name: Optional[str] = None, eval_config: Any = None, model_name: str = "",
                          output_name: str = "", example_weighted: bool = False, **_: Any):
             names = ["prediction_stddev", "prediction_mean"] + (
+                ["model_log_loss", "prior_log_loss"] if classes else
                 ["auc"] if task == "binary_classification" else ["model_mse", "mean_predictor_mse"] if beat_mean else [])
             keys = {n: metric_types.MetricKey(name=GUARD_PREFIX + n, model_name=model_name,
                                               output_name=output_name, example_weighted=example_weighted)
                     for n in names}
-            return [metric_types.MetricComputation(keys=list(keys.values()), preprocessors=None,
-                                                   combiner=_GuardCombiner(keys, eval_config, example_weighted, task))]
+            combiner = (_MultiClassGuardCombiner(keys, eval_config, classes) if classes
+                        else _GuardCombiner(keys, eval_config, example_weighted, task))
+            return [metric_types.MetricComputation(keys=list(keys.values()), preprocessors=None, combiner=combiner)]
 
         super().__init__(metric_util.merge_per_key_computations(computations), task=task, beat_mean=beat_mean,
-                         name=name)
+                         classes=classes, name=name)
 
 
 metric_types.register_metric(Guards)

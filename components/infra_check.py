@@ -107,7 +107,9 @@ def check(model_dir: str, model_name: str, requests: List[Any], work: str, rtol:
                 failures.append(f"request {i} ({signature}) over gRPC: {e.code().name}: {e.details()}")
             try:
                 response = rest._call(f"/v1/models/{model_name}:predict", _rest_body(request))
-                answers["rest"] = np.asarray(response["outputs"], dtype=np.float64)
+                outputs = response["outputs"]  # several outputs (multi-class: + "classes") come by name
+                answers["rest"] = np.asarray(outputs["outputs"] if isinstance(outputs, dict) else outputs,
+                                             dtype=np.float64)
             except Exception as e:
                 failures.append(f"request {i} ({signature}) over REST: {e}")
             for how, got in answers.items():

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 REGRESSION = "regression"
 BINARY = "binary_classification"
+MULTICLASS = "multiclass_classification"
 
 # Evaluation metric names users write -> TFMA class names (``huber`` and ``r_squared`` are sluice's own TFMA
 # metrics, the same formulas as the Trainer's streaming metrics). The same names are used in thresholds.
@@ -42,13 +43,28 @@ BINARY_METRICS = {
     "mean_prediction": "MeanPrediction",
     "example_count": "ExampleCount",
 }
+# Multi-class: the label is a class id (Transform maps ``task.classes`` to 0..K-1), the prediction K
+# probabilities. ``accuracy`` and ``log_loss`` are TFMA's wrapped Keras metrics (what TFMA's own multi-class
+# defaults use); the ``macro_*`` metrics are TFMA's binary metrics per class (one-vs-rest), macro-averaged by
+# TFMA's aggregation (evaluation.build_eval_config), and also reported per class.
+MULTICLASS_METRICS = {
+    "accuracy": "SparseCategoricalAccuracy",
+    "log_loss": "SparseCategoricalCrossentropy",
+    "macro_auc": "AUC",
+    "macro_precision": "Precision",
+    "macro_recall": "Recall",
+    "example_count": "ExampleCount",
+}
+MACRO_METRICS = {"macro_auc", "macro_precision", "macro_recall"}
+TASK_METRICS = {"regression": REGRESSION_METRICS, BINARY: BINARY_METRICS, MULTICLASS: MULTICLASS_METRICS}
 SLUICE_TFMA_METRICS = {"Huber", "RSquared"}
 # Metrics where a smaller value is better (decides the direction of change thresholds).
-LOWER_IS_BETTER = {"mean_absolute_error", "root_mean_squared_error", "mean_squared_error", "huber"}
+LOWER_IS_BETTER = {"mean_absolute_error", "root_mean_squared_error", "mean_squared_error", "huber", "log_loss"}
 
 LOSSES = {
     REGRESSION: ("huber", "log_cosh", "quantile", "mse", "mae"),
     BINARY: ("binary_crossentropy", "focal"),
+    MULTICLASS: ("sparse_categorical_crossentropy", "sparse_focal"),
 }
 
 
@@ -168,15 +184,34 @@ class DerivedLabel(_Strict):
 
 
 class Task(_Strict):
-    type: Literal["regression", "binary_classification"]
+    type: Literal["regression", "binary_classification", "multiclass_classification"]
     label: str = Field(min_length=1)
     """The raw label column, or the name given to a derived label."""
     derive: Optional[DerivedLabel] = None
+    classes: Optional[List[str]] = None
+    """Multi-class: the label's values (int or string cells, written as text), in the order of the model's
+    outputs; Transform maps them to class ids 0..K-1 and the DataGate refuses any other label value."""
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _short_names(cls, v: Any) -> Any:
+        return {"multiclass": MULTICLASS, "binary": BINARY}.get(v, v)
 
     @model_validator(mode="after")
-    def _derive_only_for_binary(self) -> "Task":
+    def _task_fields(self) -> "Task":
         if self.derive is not None and self.type != BINARY:
             raise ValueError("derive: only supported when task.type is binary_classification")
+        if self.type != MULTICLASS:
+            if self.classes is not None:
+                raise ValueError("classes: only for task.type multiclass_classification")
+            return self
+        classes = self.classes or []
+        if len(classes) < 2:
+            raise ValueError("classes: multiclass_classification needs the label's values (at least 2), in the "
+                             "order of the model's outputs")
+        repeated = sorted({c for c in classes if classes.count(c) > 1})
+        if repeated or any(not c for c in classes):
+            raise ValueError(f"classes: each value once and non-empty (repeated: {repeated})")
         return self
 
     def raw_label_columns(self) -> List[str]:
@@ -208,7 +243,8 @@ class ModelConfig(_Strict):
     batch_size: int = Field(default=128, ge=1)
     train_steps: int = Field(default=1000, ge=1)
     eval_steps: int = Field(default=50, ge=1)
-    loss: Literal["huber", "log_cosh", "quantile", "mse", "mae", "binary_crossentropy", "focal"]
+    loss: Literal["huber", "log_cosh", "quantile", "mse", "mae", "binary_crossentropy", "focal",
+                  "sparse_categorical_crossentropy", "sparse_focal"]
     huber_delta: float = Field(default=1.0, gt=0.0)
     quantile: float = Field(default=0.5, gt=0.0, lt=1.0)
     """The quantile ``loss: quantile`` fits (0.5 = median)."""

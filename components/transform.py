@@ -25,7 +25,7 @@ import tensorflow_transform as tft
 from sluice.components.contracts import TransformContract
 from sluice.components.features import (internal_name, label_key, missing_indicator_name, transformed_name,
                                         vocabulary_name)
-from sluice.components.settings import BINARY
+from sluice.components.settings import BINARY, MULTICLASS
 
 if TYPE_CHECKING:
     from sluice.components.settings import (
@@ -147,10 +147,30 @@ def _vocabulary_ids(x: Any, feature: "CategoricalStringFeature") -> tf.Tensor:
 _OPS = {">": tf.greater, ">=": tf.greater_equal, "<": tf.less, "<=": tf.less_equal}
 
 
+def class_ids(raw: Any, classes: "list") -> tf.Tensor:
+    """A multi-class label column (int or string cells) -> ``[batch, 1]`` int64 class ids: the position of the
+    cell's text in ``classes``; -1 for an empty cell or any other value (the DataGate refuses such data before
+    Transform runs: ``data_gate.label_problems``). Elementwise comparisons, no lookup table: K is small and
+    this stays builtin-op TFLite-convertible like the rest of the graph."""
+    def as_text(values: tf.Tensor) -> tf.Tensor:
+        return values if values.dtype == tf.string else tf.strings.as_string(values)
+
+    if isinstance(raw, tf.sparse.SparseTensor):
+        column = _dense(tf.SparseTensor(raw.indices, as_text(raw.values), raw.dense_shape), "")
+    else:
+        column = as_text(_dense(raw, 0))
+    matches = tf.equal(column, tf.constant(classes, tf.string)[tf.newaxis, :])
+    found = tf.reduce_any(matches, axis=1, keepdims=True)
+    ids = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int64)[:, tf.newaxis]
+    return tf.where(found, ids, tf.constant(-1, tf.int64))
+
+
 def _label(inputs: Mapping[str, Any], task: "Task") -> tf.Tensor:
     derive = task.derive
     if derive is None:
         raw = inputs[task.label]
+        if task.type == MULTICLASS:
+            return class_ids(raw, list(task.classes or []))
         if task.type == BINARY:
             return tf.cast(_dense(raw, 0), tf.int64)
         return tf.cast(_dense(raw, 0.0), tf.float32)

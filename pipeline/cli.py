@@ -48,8 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="write a first config and schema for a new CSV (then `sluice run`)")
     init.add_argument("--data", required=True, help="the CSV (header row, one example per line)")
     init.add_argument("--label", help="the label column (default: guessed, and the guess printed)")
-    init.add_argument("--task", choices=["regression", "binary_classification"],
-                      help="default: binary for a 0/1 label, else regression")
+    init.add_argument("--task", choices=["regression", "binary_classification", "multiclass_classification"],
+                      help="default: binary for a 0/1 label, multi-class for a string label, else regression")
     init.add_argument("--out", help="folder for <name>.yaml and schema.pbtxt (default: ./<name of the CSV>)")
     init.add_argument("--force", action="store_true", help="overwrite an existing config/schema there")
     schema = sub.add_parser("schema", help="infer a schema from data, or diff the curated one against it")
@@ -468,14 +468,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if absent and args.signature == client.SIGNATURE:
             print(f"sluice: not in {args.input}, sent as the fill value (0 / \"\"): {', '.join(absent)}",
                   file=sys.stderr)
-        predictions = service.predict(client.fill_rows(requests, inputs), args.signature)
+        answers = service.predict(client.fill_rows(requests, inputs), args.signature)
     except ServingError as e:
         raise SluiceError(f"{args.endpoint} ({args.model})", f"{e.code}: {e.message}",
                           "check the model name and that `sluice serve` (or TF Serving) is running")
     except OSError as e:
         raise SluiceError(args.endpoint, f"cannot connect: {e}", "start `sluice serve` or pass --endpoint")
-    for row, value in zip(rows, predictions.reshape(len(rows), -1)):
-        print(json.dumps({"prediction": value.tolist() if value.size > 1 else float(value[0]), "input": row}))
+    import numpy as np
+
+    classes = answers.get("classes")
+    for i, (row, value) in enumerate(zip(rows, np.asarray(answers["outputs"], np.float64).reshape(len(rows), -1))):
+        line: dict = {"prediction": value.tolist() if value.size > 1 else float(value[0])}
+        if classes is not None:  # multi-class: the most probable class's name (``prediction``: every class's)
+            name = classes[i]
+            line["class"] = name.decode() if isinstance(name, bytes) else str(name)
+        print(json.dumps({**line, "input": row}))
     return EXIT_OK
 
 

@@ -36,9 +36,7 @@ from sluice.components.features import name_clashes
 from sluice.components.settings import (
     UserCode,
     LOSSES,
-    REGRESSION,
-    BINARY_METRICS,
-    REGRESSION_METRICS,
+    TASK_METRICS,
     CategoricalStringFeature,
     EvaluationConfig,
     Feature,
@@ -219,7 +217,7 @@ class PipelineConfig(_Strict):
 
     # ---------------------------------------------------------------------------------- derived values
     def task_metrics(self) -> Dict[str, str]:
-        return REGRESSION_METRICS if self.task.type == REGRESSION else BINARY_METRICS
+        return TASK_METRICS[self.task.type]
 
     def metric_names(self) -> List[str]:
         """Metrics the Evaluator computes: configured ones, the defaults, and any with a threshold."""
@@ -277,7 +275,7 @@ class PipelineConfig(_Strict):
         for col in self.task.raw_label_columns():
             kinds.setdefault(col, "numeric")
         return GateContract(validation=self.validation, columns=kinds,
-                            label=None if self.task.derive else self.task.label)
+                            label=None if self.task.derive else self.task.label, label_classes=self.task.classes)
 
     def transform_contract(self) -> TransformContract:
         return TransformContract(task=self.task, features=data_features(self.features),

@@ -4,7 +4,9 @@ network), written from the Evaluator's artifact by the runner after every run th
 It answers "why was this model (not) blessed": the verdict, each failed threshold with candidate and
 baseline values, then per slicing spec a table of the largest ``report_top_k`` slices (size, every metric,
 candidate vs baseline and the change, pass / fail / not gated) and a bar chart of the gated metric, and the
-calibration plot (mean label vs mean prediction per prediction bucket) from TFMA's CalibrationPlot.
+calibration plot (mean label vs mean prediction per prediction bucket) from TFMA's CalibrationPlot; for
+multi-class, each class's precision / recall / AUC and the confusion matrix (TFMA's
+MultiClassConfusionMatrixPlot), by class name.
 """
 
 from __future__ import annotations
@@ -55,6 +57,48 @@ def calibration_points(evaluation_uri: str) -> List[Tuple[float, float, float]]:
     return []
 
 
+def confusion_matrix(evaluation_uri: str) -> Dict[Tuple[int, int], float]:
+    """(actual class id, predicted class id) -> examples, from the overall slice's TFMA
+    ``MultiClassConfusionMatrixPlot`` (the prediction is the most probable class); empty when not computed."""
+    import tensorflow_model_analysis as tfma
+
+    from sluice.components.evaluation import slice_name
+
+    for plots in tfma.load_plots(evaluation_uri):
+        if slice_name(plots.slice_key) != OVERALL:
+            continue
+        for kv in plots.plot_keys_and_values:
+            if kv.key.model_name == "baseline" or not kv.value.HasField("multi_class_confusion_matrix_at_thresholds"):
+                continue
+            matrices = kv.value.multi_class_confusion_matrix_at_thresholds.matrices
+            if matrices:
+                return {(e.actual_class_id, e.predicted_class_id): e.num_weighted_examples
+                        for e in matrices[0].entries}
+    return {}
+
+
+def _per_class(slices: Dict[str, Dict[str, Any]], classes: List[str],
+               matrix: Dict[Tuple[int, int], float]) -> List[str]:
+    """Multi-class: each class's one-vs-rest metrics (overall slice) and the confusion matrix."""
+    overall = slices.get(OVERALL, {}).get("candidate", {})
+    names = [m for m in ("precision", "recall", "auc") if f"{m}[0]" in overall]
+    out = ["<h2>Per class (overall)</h2><table><tr><th>class</th>"
+           + "".join(f"<th>{m}</th>" for m in names) + "</tr>"]
+    for i, c in enumerate(classes):
+        out.append(f"<tr><td>{html.escape(c)}</td>" + "".join(f"<td>{_fmt(overall.get(f'{m}[{i}]'))}</td>"
+                                                             for m in names) + "</tr>")
+    out.append("</table>")
+    if matrix:
+        out.append('<h2>Confusion matrix (overall)</h2><p class="muted">Rows: the actual class; columns: the '
+                   "most probable class the model predicts.</p><table><tr><th>actual \\ predicted</th>"
+                   + "".join(f"<th>{html.escape(c)}</th>" for c in classes) + "</tr>")
+        for i, actual in enumerate(classes):
+            out.append(f"<tr><td>{html.escape(actual)}</td>"
+                       + "".join(f"<td>{matrix.get((i, j), 0):.0f}</td>" for j in range(len(classes))) + "</tr>")
+        out.append("</table>")
+    return out
+
+
 def _status(name: str, metric: str, failed: Dict[Tuple[str, str], str]) -> str:
     state = failed.get((name, metric))
     if state == "gating":
@@ -64,8 +108,10 @@ def _status(name: str, metric: str, failed: Dict[Tuple[str, str], str]) -> str:
     return ""
 
 
-def render(verdict: Dict[str, Any], evaluation: Dict[str, Any], calibration: List[Tuple[float, float, float]]) -> str:
-    """The page. ``verdict``: ``components.evaluation.read_verdict``; ``evaluation``: the config section."""
+def render(verdict: Dict[str, Any], evaluation: Dict[str, Any], calibration: List[Tuple[float, float, float]],
+           matrix: Optional[Dict[Tuple[int, int], float]] = None) -> str:
+    """The page. ``verdict``: ``components.evaluation.read_verdict``; ``evaluation``: the config section (plus
+    ``classes``, the task's, for multi-class); ``matrix``: ``confusion_matrix``."""
     slices: Dict[str, Dict[str, Any]] = verdict.get("slices", {})
     blessed = verdict.get("blessed")
     failed: Dict[Tuple[str, str], str] = {}
@@ -74,7 +120,7 @@ def render(verdict: Dict[str, Any], evaluation: Dict[str, Any], calibration: Lis
     for f in verdict.get("exempt_failures", []):
         failed.setdefault((f["slice"], f["metric"]), "exempt")
     gated_metrics = sorted({t["metric"] for t in evaluation.get("thresholds", [])})
-    metrics = sorted({m for s in slices.values() for m in s["candidate"] if m != "example_count"})
+    metrics = sorted({m for s in slices.values() for m in s["candidate"] if m != "example_count" and "[" not in m})
     has_baseline = any(s["baseline"] for s in slices.values())
     out = ['<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Evaluation</title>',
            f"<style>{_CSS}</style></head><body><h1>Model evaluation</h1>"]
@@ -122,6 +168,8 @@ def render(verdict: Dict[str, Any], evaluation: Dict[str, Any], calibration: Lis
             chart = bar_chart(f"{m} by slice (dark: candidate, light: baseline)",
                                [(n, slices[n]["candidate"].get(m), slices[n]["baseline"].get(m)) for n in shown])
             out.append(chart)
+    if evaluation.get("classes"):
+        out += _per_class(slices, evaluation["classes"], matrix or {})
     if calibration:
         out.append("<h2>Calibration (overall)</h2>")
         out.append(calibration_svg(calibration, "mean label vs mean prediction per bucket"))
@@ -134,9 +182,10 @@ def write_evaluation_report(evaluation_uri: str, verdict: Dict[str, Any], evalua
     """``verdict``: ``components.evaluation.read_verdict(evaluation_uri)``, which the caller already has."""
     try:
         calibration = calibration_points(evaluation_uri)
-    except Exception:  # the plot is a nicety; the tables carry the verdict
-        calibration = []
+        matrix = confusion_matrix(evaluation_uri) if evaluation_config.get("classes") else {}
+    except Exception:  # the plots are a nicety; the tables carry the verdict
+        calibration, matrix = [], {}
     report_dir.mkdir(parents=True, exist_ok=True)
     path = report_dir / "evaluation.html"
-    path.write_text(render(verdict, evaluation_config, calibration))
+    path.write_text(render(verdict, evaluation_config, calibration, matrix))
     return path

@@ -4,14 +4,17 @@ It reads the CSV once (Python's csv module, no TensorFlow), profiles every colum
 distinct values, the label's distribution) and decides, each decision with its reason:
 
 - the label (``--label``, else a column named like one, else the last column) and the task (a 0/1 label:
-  binary classification; another numeric label: regression);
-- each column's feature kind, or why it is left out: identifiers and near-unique strings (they do not
+  binary classification; a string label with 2 to ``MAX_CLASSES`` values, or ``--task
+  multiclass_classification`` on integers: multi-class; another numeric label: regression);
+- each column's feature kind (numeric z-score; long-tailed numbers bucketized by quantiles; integer and
+  string categories), or why it is left out: identifiers and near-unique strings (they do not
   generalize), constant and empty columns (nothing to learn), columns that leak the label (near-perfect
   correlation: usually computed from it);
 - split shares that leave the eval split at least ``runner.MIN_EVAL_ROWS`` rows where the data allows it;
 - the model's size, batch and steps from the train split's size (a batch never larger than the split);
 - slices from low-cardinality columns, and a threshold relative to the trivial baseline measured on the
-  data: the mean predictor's MAE for regression, the prior's AUC of 0.5 for binary labels;
+  data: the mean predictor's MAE for regression, the prior's AUC of 0.5 for binary labels, the majority
+  class's accuracy for multi-class;
 - TFLite variants that keep parity on ordinary data (float32, dynamic_range; int8 only on request).
 
 The schema draft is ``schema infer``'s (``pipeline/schema.py``), so the gate accepts the CSV it came from.
@@ -31,7 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
-from sluice.components.settings import BINARY, REGRESSION
+from sluice.components.settings import BINARY, MULTICLASS, REGRESSION
 
 LABEL_NAMES = ["label", "target", "y", "outcome", "class", "price", "fare", "quality"]
 """Names (lower case, letters only) that make a column the guessed label, first match in this order."""
@@ -42,6 +45,8 @@ ID_NAMES = re.compile(r"(^|[^a-z])(id|key|index|uuid)$|^(row|record)(_?(num|numb
 CATEGORICAL_INT_MAX = 30   # an integer column with at most this many values, all in [0, 1000), is an id
 SLICE_MAX_VALUES = 12
 LEAK_CORRELATION = 0.98
+SKEWED = 3.0  # |skewness| beyond which a numeric column is bucketized (quantiles) rather than z-scored
+MAX_CLASSES = 50  # a string label with more distinct values is not a class label sluice should guess
 
 
 @dataclass
@@ -143,6 +148,7 @@ class Plan:
     slices: List[List[str]]
     baseline: str
     notes: List[str]
+    classes: Optional[List[str]] = None
 
     def features(self) -> List[Dict[str, Any]]:
         return [d.feature for d in self.decisions if d.feature is not None]
@@ -155,12 +161,9 @@ def guess_label(columns: Sequence[Column]) -> Column:
 
 
 def choose_task(label: Column, task: Optional[str] = None) -> str:
-    """Binary classification for a 0/1 label, else regression; a label neither can train on is refused."""
+    """Binary classification for a 0/1 label, multi-class for a string label with a few values (or integers
+    with ``--task multiclass_classification``), else regression; a label none can train on is refused."""
     name = repr(label.name)
-    if label.kind == "string":
-        raise ValueError(f"label {name} holds strings ({', '.join(list(label.values)[:3])}…): sluice trains "
-                         "regression and binary classification on numeric labels (multi-class is not supported "
-                         "yet); map the classes to 0/1 in the CSV, or pass --label for another column")
     if label.kind == "empty":
         raise ValueError(f"label {name} is empty in every row")
     if label.empty:
@@ -168,6 +171,16 @@ def choose_task(label: Column, task: Optional[str] = None) -> str:
                          "them as 0: remove those rows (or fill them) first")
     if label.distinct == 1 and not label.many:
         raise ValueError(f"label {name} has one value ({next(iter(label.values))}) in every row: nothing to learn")
+    if label.kind == "string" or task == MULTICLASS:
+        if label.many or label.distinct > MAX_CLASSES:
+            raise ValueError(f"label {name} has {_count(label)} distinct values ({', '.join(list(label.values)[:3])}…):"
+                             f" too many to be classes (at most {MAX_CLASSES}); pass --label for another column")
+        if label.kind == "float":
+            raise ValueError(f"--task {MULTICLASS} needs integer or string classes; {name} holds fractions")
+        if task not in (None, MULTICLASS):
+            raise ValueError(f"--task {task} needs numbers; label {name} holds strings "
+                             f"({', '.join(list(label.values)[:3])}…): use --task {MULTICLASS}")
+        return MULTICLASS
     binary = set(label.values) == {"0", "1"}
     if task == BINARY and not binary:
         raise ValueError(f"--task {BINARY} needs a label of 0 and 1; {name} has "
@@ -175,6 +188,12 @@ def choose_task(label: Column, task: Optional[str] = None) -> str:
     if task is not None:
         return task
     return BINARY if binary else REGRESSION
+
+
+def class_names(label: Column) -> List[str]:
+    """The label's values as ``task.classes``: integers in numeric order, strings alphabetically."""
+    values = list(label.values)
+    return sorted(values, key=int) if label.kind == "int" else sorted(values)
 
 
 def _pearson(xs: "array[float]", ys: "array[float]") -> float:
@@ -218,7 +237,21 @@ def decide_feature(column: Column, label: Column) -> Decision:
         if low >= 0 and high < 1000:
             return Decision(name, {"name": name, "kind": "categorical_int", "num_buckets": high + 1, **optional},
                             f"{distinct} integer values in [{low}, {high}]: categories")
+    skew = skewness(column.numbers)
+    if abs(skew) > SKEWED and (column.many or distinct >= 20):
+        return Decision(name, {"name": name, "kind": "bucketized", "buckets": 10, **optional},
+                        f"numbers with a long tail (skewness {skew:+.1f}): 10 quantile buckets, which a few huge "
+                        "values cannot squeeze as they would a z-score")
     return Decision(name, {"name": name, "kind": "numeric", **optional}, f"numbers ({_count(column)} distinct)")
+
+
+def skewness(values: "array[float]") -> float:
+    """Sample skewness of the finite values (0 for fewer than 3 or no spread)."""
+    x = np.frombuffer(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) < 3 or not x.std():
+        return 0.0
+    return float(np.mean(((x - x.mean()) / x.std()) ** 3))
 
 
 def _consecutive(column: Column) -> bool:
@@ -283,6 +316,16 @@ def plan(columns: Sequence[Column], name: str, label: Optional[str] = None, task
         thresholds = [{"metric": "mean_absolute_error", "upper_bound": bound}]
         baseline = (f"always predicting the mean scores MAE {baseline_mae:.4g} on this data; the model must reach "
                     f"{bound:g} (80 % of it)")
+    elif task == MULTICLASS:
+        model["loss"] = "sparse_categorical_crossentropy"
+        classes = class_names(target)
+        majority, share = max(target.values.items(), key=lambda kv: kv[1])
+        share /= max(1, target.present)
+        bound = float(f"{share + 0.25 * (1 - share):.3g}")
+        metrics = ["accuracy", "log_loss", "macro_auc", "macro_precision", "macro_recall", "example_count"]
+        thresholds = [{"metric": "accuracy", "lower_bound": bound}]
+        baseline = (f"always predicting the most common class ({majority}) is right for {share:.1%} of the rows; "
+                    f"the gate asks for accuracy {bound:g} (a quarter of the way from there to 1)")
     else:
         model["loss"] = "binary_crossentropy"
         positives = target.values.get("1", 0) / max(1, target.present)
@@ -296,11 +339,13 @@ def plan(columns: Sequence[Column], name: str, label: Optional[str] = None, task
         thresholds.append({**thresholds[0], "slices": True})
         if task == REGRESSION:
             thresholds[-1]["upper_bound"] = float(f"{1.5 * thresholds[0]['upper_bound']:.3g}")
+        elif task == MULTICLASS:
+            thresholds[-1]["lower_bound"] = float(f"{share:.3g}")
         else:
             thresholds[-1]["lower_bound"] = 0.55
     return Plan(name=name, label=target.name, label_guessed=label is None, task=task, decisions=decisions,
                 splits=splits, model=model, metrics=metrics, thresholds=thresholds, slices=slices,
-                baseline=baseline, notes=notes)
+                baseline=baseline, notes=notes, classes=classes if task == MULTICLASS else None)
 
 
 def _flow(value: Any) -> str:
@@ -325,6 +370,8 @@ def config_text(p: Plan, data: str, schema: str) -> str:
         "task:",
         f"  type: {p.task}",
         f"  label: {_flow(p.label)}" + ("  # guessed: pass --label to choose" if p.label_guessed else ""),
+    ] + ([f"  classes: {_flow(p.classes)}  # the label's values; the model's outputs come in this order"]
+         if p.classes else []) + [
         "",
         "features:",
     ]

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -53,6 +54,8 @@ class RunResult:
     seconds: float
     components: List[ComponentLine] = field(default_factory=list)
     metrics: Dict[str, float] = field(default_factory=dict)
+    per_class: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    """Multi-class: class name -> its one-vs-rest precision / recall / AUC on the eval split."""
     metric_changes: Dict[str, float] = field(default_factory=dict)
     """Candidate minus baseline (latest blessed model), when there was a baseline."""
     failures: List[Dict[str, Any]] = field(default_factory=list)
@@ -266,14 +269,23 @@ MIN_EVAL_ROWS = 200
 (one row of 100 is 1 % of an accuracy): the run says so next to its verdict."""
 
 
-def evidence_notes(details: Dict[str, Any]) -> List[str]:
-    """Notes on how much the run's verdict rests on: the eval split's size, as the DataGate counted it."""
+def evidence_notes(details: Dict[str, Any], batch_size: int = 0, eval_steps: int = 0) -> List[str]:
+    """Notes on how much the run's verdict rests on, from the eval split's size as the DataGate counted it:
+    a small eval split, and validation steps beyond it (the Trainer then validates on one pass:
+    ``trainer.guards.eval_steps_for``)."""
     rows = ((details or {}).get("data_verdict") or {}).get("rows") or {}
     evaluated = rows.get("eval")
-    if evaluated is None or evaluated >= MIN_EVAL_ROWS:
+    if evaluated is None:
         return []
-    return [f"the eval split has {evaluated} rows (fewer than {MIN_EVAL_ROWS}): its metrics, slices and thresholds "
-            "rest on few rows; give more data, or a larger eval share in data.splits"]
+    notes = []
+    if evaluated < MIN_EVAL_ROWS:
+        notes.append(f"the eval split has {evaluated} rows (fewer than {MIN_EVAL_ROWS}): its metrics, slices and "
+                     "thresholds rest on few rows; give more data, or a larger eval share in data.splits")
+    if evaluated and batch_size * eval_steps > evaluated:
+        notes.append(f"model.eval_steps {eval_steps} x batch_size {batch_size} = {batch_size * eval_steps} rows, "
+                     f"more than the eval split's {evaluated}: the Trainer validated on one pass "
+                     f"({-(-evaluated // batch_size)} steps) instead")
+    return notes
 
 
 def _with_run_id(tfx_pipeline: Any, run_id: str) -> Any:
@@ -389,7 +401,7 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
 
         try:
             verdict = read_verdict(record.evaluation_uri)
-            evaluation = config.evaluation.model_dump(mode="json")
+            evaluation = {**config.evaluation.model_dump(mode="json"), "classes": config.task.classes or []}
             evaluation_report = str(write_evaluation_report(record.evaluation_uri, verdict, evaluation, report_dir))
         except Exception as e:  # the outcome comes from MLMD; only metrics and the page are lost: say so
             logging.getLogger(__name__).exception("reading the evaluation at %s", record.evaluation_uri)
@@ -428,7 +440,8 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
         log_file=str(log_file),
         seconds=round(seconds, 1),
         components=lines,
-        metrics=verdict.get("overall", {}),
+        metrics={k: v for k, v in verdict.get("overall", {}).items() if "[" not in k},
+        per_class=per_class(verdict.get("overall", {}), config.task.classes or []),
         metric_changes=verdict.get("changes", {}),
         failures=verdict.get("failures", []),
         exempt_failures=verdict.get("exempt_failures", []),
@@ -436,7 +449,7 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
         evaluation_report=evaluation_report,
         details=details,
         warnings=warnings,
-        notes=evidence_notes(details),
+        notes=evidence_notes(details, config.model.batch_size, config.model.eval_steps),
     )
 
 
@@ -448,6 +461,17 @@ def _details(record: Any, paths: OutputPaths, config: PipelineConfig) -> Dict[st
     except Exception as e:  # the page must still be written; say what is missing
         logging.getLogger(__name__).exception("run details")
         return {"error": f"could not read run details: {type(e).__name__}: {e}"}
+
+
+def per_class(metrics: Dict[str, float], classes: List[str]) -> Dict[str, Dict[str, float]]:
+    """``{"precision[2]": v}`` (TFMA's per-class-id metrics, as ``evaluation.read_slices`` names them) ->
+    ``{"<class 2's name>": {"precision": v}}``."""
+    out: Dict[str, Dict[str, float]] = {}
+    for key, value in metrics.items():
+        match = re.fullmatch(r"(\w+)\[(\d+)\]", key)
+        if match and not match.group(1).startswith("macro_") and int(match.group(2)) < len(classes):
+            out.setdefault(classes[int(match.group(2))], {})[match.group(1)] = value
+    return out
 
 
 def _slice_summary(config: PipelineConfig, verdict: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -508,6 +532,10 @@ def format_summary(result: RunResult) -> List[str]:
     if result.metrics:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
         lines.append(f"  metrics (eval split): {shown}")
+    if result.per_class:
+        shown = "; ".join(f"{c} " + " ".join(f"{k}={v:.3g}" for k, v in sorted(m.items()))
+                          for c, m in result.per_class.items())
+        lines.append(f"  per class: {shown}")
     if result.metric_changes:
         shown = ", ".join(f"{k} {v:+.4g}" for k, v in sorted(result.metric_changes.items()) if k != "example_count")
         lines.append(f"  vs baseline (latest blessed model): {shown}")

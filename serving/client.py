@@ -100,10 +100,18 @@ class RestClient:
             raise ServingError("INVALID_ARGUMENT", f"the model has no signature {signature!r} (has: {sorted(defs)})")
         return {k: _DTYPES.get(v["dtype"], "float") for k, v in defs[signature]["inputs"].items()}
 
-    def predict(self, rows: Sequence[Mapping[str, Any]], signature: str = SIGNATURE) -> np.ndarray:
+    def predict(self, rows: Sequence[Mapping[str, Any]], signature: str = SIGNATURE) -> Dict[str, np.ndarray]:
+        """Output name -> values per row (``outputs``; multi-class models also answer ``classes``)."""
         response = self._call(f"/v1/models/{self.model}:predict",
                               {"signature_name": signature, "instances": list(rows)})
-        return np.asarray(response["predictions"], dtype=np.float64)
+        return _columns(response["predictions"])
+
+
+def _columns(predictions: List[Any]) -> Dict[str, np.ndarray]:
+    """TF Serving's row-format ``predictions``: one output -> its values; several -> one object per row."""
+    if predictions and isinstance(predictions[0], dict):
+        return {name: np.asarray([row[name] for row in predictions]) for name in predictions[0]}
+    return {"outputs": np.asarray(predictions, dtype=np.float64)}
 
 
 class GrpcClient:
@@ -117,6 +125,11 @@ class GrpcClient:
         self.timeout = timeout
 
     def predict_columns(self, columns: Mapping[str, np.ndarray], signature: str = SIGNATURE) -> np.ndarray:
+        """The ``outputs`` tensor for ``columns`` (name -> ``[rows]`` values)."""
+        return self.predict_all(columns, signature)["outputs"]
+
+    def predict_all(self, columns: Mapping[str, np.ndarray], signature: str = SIGNATURE) -> Dict[str, np.ndarray]:
+        """Every output tensor for ``columns``, by name."""
         import grpc
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
@@ -130,7 +143,7 @@ class GrpcClient:
             response = self.stub.Predict(request, timeout=self.timeout)
         except grpc.RpcError as e:
             raise ServingError(e.code().name, e.details()) from None
-        return tf.make_ndarray(response.outputs["outputs"])
+        return {name: tf.make_ndarray(tensor) for name, tensor in response.outputs.items()}
 
     def input_types(self, signature: str = SIGNATURE) -> Dict[str, str]:
         """Input name -> "string" / "float" / "int64", from ``GetModelMetadata``."""
@@ -151,15 +164,15 @@ class GrpcClient:
         inputs = defs.signature_def[signature].inputs
         return {k: _DTYPES.get(types_pb2.DataType.Name(v.dtype), "float") for k, v in inputs.items()}
 
-    def predict(self, rows: Sequence[Mapping[str, Any]], signature: str = SIGNATURE) -> np.ndarray:
-        """``rows`` as from ``fill_rows`` (every input present)."""
+    def predict(self, rows: Sequence[Mapping[str, Any]], signature: str = SIGNATURE) -> Dict[str, np.ndarray]:
+        """``rows`` as from ``fill_rows`` (every input present); output name -> values per row."""
         types = self.input_types(signature)
         columns = {}
         for name, kind in types.items():
             values = [row[name] for row in rows]
             columns[name] = np.array([str(v).encode() for v in values], dtype=object) if kind == "string" \
                 else np.array(values, dtype=_NUMPY[kind])
-        return self.predict_columns(columns, signature)
+        return self.predict_all(columns, signature)
 
     def close(self) -> None:
         self.channel.close()

@@ -171,9 +171,20 @@ def to_inputs(data: Mapping[str, Any], specs: Mapping[str, Any], max_batch: int 
     return "columnar", out
 
 
-def _jsonable(array: np.ndarray) -> Any:
-    if array.dtype == object:
-        return [{"b64": base64.b64encode(v).decode()} if isinstance(v, bytes) else v for v in array.reshape(-1)]
+def _text(value: bytes, name: str) -> Any:
+    """A string output value as TF Serving writes it: a JSON string, or ``{"b64": …}`` when the output's name
+    ends in ``_bytes`` (or the bytes are not UTF-8 text)."""
+    if not name.endswith("_bytes"):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return {"b64": base64.b64encode(value).decode()}
+
+
+def _jsonable(array: np.ndarray, name: str = "") -> Any:
+    if array.dtype == object or array.dtype.kind == "S":
+        return np.vectorize(lambda v: _text(v, name) if isinstance(v, bytes) else v, otypes=[object])(array).tolist()
     return array.tolist()
 
 
@@ -181,9 +192,11 @@ def to_response(fmt: str, outputs: Mapping[str, np.ndarray]) -> Dict[str, Any]:
     """TF Serving's response: one output -> its values; several -> named (per row for the row format)."""
     if fmt == "row":
         if len(outputs) == 1:
-            return {"predictions": _jsonable(next(iter(outputs.values())))}
+            name, values = next(iter(outputs.items()))
+            return {"predictions": _jsonable(values, name)}
         rows = len(next(iter(outputs.values())))
-        return {"predictions": [{k: _jsonable(v[i:i + 1])[0] for k, v in outputs.items()} for i in range(rows)]}
+        return {"predictions": [{k: _jsonable(v[i:i + 1], k)[0] for k, v in outputs.items()} for i in range(rows)]}
     if len(outputs) == 1:
-        return {"outputs": _jsonable(next(iter(outputs.values())))}
-    return {"outputs": {k: _jsonable(v) for k, v in outputs.items()}}
+        name, values = next(iter(outputs.items()))
+        return {"outputs": _jsonable(values, name)}
+    return {"outputs": {k: _jsonable(v, k) for k, v in outputs.items()}}

@@ -50,9 +50,10 @@ def mixed(path: Path, rng: np.random.Generator, rows: int = 2000) -> Path:
     for _ in range(rows):
         region, rooms, area = rng.choice(regions), int(rng.integers(1, 7)), float(rng.gamma(4, 20))
         age = float(rng.uniform(0, 80))
-        price = 20 + 1.2 * area + 6 * rooms + bonus[region] - 0.3 * age + rng.normal(0, 6)
-        out.append([region, rooms, round(area, 1), round(age, 1), round(price, 2)])
-    return _write(path, ["region", "rooms", "area", "age", "price"], out)
+        lot = float(rng.lognormal(6, 1.2))  # long-tailed: `sluice init` bucketizes it
+        price = 20 + 1.2 * area + 6 * rooms + bonus[region] - 0.3 * age + 4 * np.log(lot) + rng.normal(0, 6)
+        out.append([region, rooms, round(area, 1), round(age, 1), round(lot, 1), round(price, 2)])
+    return _write(path, ["region", "rooms", "area", "age", "lot", "price"], out)
 
 
 def heavy_missing(path: Path, rng: np.random.Generator, rows: int = 2000) -> Path:
@@ -91,7 +92,7 @@ def wide(path: Path, rng: np.random.Generator, rows: int = 1500, columns: int = 
 
 
 def multiclass(path: Path, rng: np.random.Generator, rows: int = 1500) -> Path:
-    """Three named classes (sluice does not train multi-class yet: `sluice init` must say so in one line)."""
+    """Three named classes (string labels: `sluice init` picks multi-class and lists them)."""
     x = rng.normal(size=(rows, 3))
     score = np.stack([x[:, 0], x[:, 1], -x[:, 0] - x[:, 1]], axis=1) + rng.normal(0, 0.3, (rows, 3))
     names = np.array(["setosa", "versicolor", "virginica"])[score.argmax(axis=1)]

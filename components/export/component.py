@@ -163,7 +163,8 @@ def export_variants(contract: ExportContract, model_uri: str, transform_dir: str
                 predictions = tflite.predict(model_file, evaluation.inputs())
                 result = parity.compare(variant, contract.task.type, labels, saved, predictions,
                                         os.path.getsize(model_file), budget, slices).to_dict()
-                aio.write_json(os.path.join(local, tflite.IO_SPEC_FILE), tflite.io_spec(model_file))
+                aio.write_json(os.path.join(local, tflite.IO_SPEC_FILE),
+                               tflite.io_spec(model_file, contract.task.classes or ()))
                 aio.copy_tree(local, tflite_dir(out_uri, variant))
             except Exception as e:  # a converter crash or an unreadable model fails this variant, with the cause
                 logging.exception("TFLite variant %s failed", variant)

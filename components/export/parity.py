@@ -4,7 +4,7 @@ that is inside the budget. Pure numpy, so the rules are unit-tested without Tens
 - ``float32`` must answer like the SavedModel row by row: ``|tflite - saved| <= atol + rtol * |saved|`` for
   every eval row (default rtol 1e-4, atol 1e-5: float32 kernels differ in summation order, nothing else).
 - Quantized variants may differ per row, within limits, and must keep the task metric:
-  - the task metric on the eval split, MAE (regression) or AUC (binary classification), at most
+  - the task metric on the eval split, MAE (regression), AUC (binary) or accuracy (multi-class), at most
     ``metric_budget`` worse (relative) than the SavedModel's;
   - row by row, in units of the standard deviation of the SavedModel's outputs on the same rows: the
     ``row_quantile`` (0.99) of the differences at most ``row_budget`` (0.1), the worst row at most
@@ -81,13 +81,22 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
 
 
-TASK_METRICS = {"regression": ("mean_absolute_error", True), "binary_classification": ("auc", False)}
+def accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Share of rows whose most probable class is the label (class ids); NaN for no rows."""
+    probabilities = probabilities.reshape(len(probabilities), -1)
+    if not len(probabilities):
+        return float("nan")
+    return float(np.mean(np.argmax(probabilities, axis=1) == labels.reshape(-1)))
+
+
+TASK_METRICS = {"regression": ("mean_absolute_error", True), "binary_classification": ("auc", False),
+                "multiclass_classification": ("accuracy", False)}
 """Task type -> (metric, lower is better)."""
+_METRIC_FUNCTIONS = {"mean_absolute_error": mean_absolute_error, "auc": roc_auc, "accuracy": accuracy}
 
 
 def task_metric(task_type: str, labels: np.ndarray, predictions: np.ndarray) -> float:
-    name, _ = TASK_METRICS[task_type]
-    return mean_absolute_error(labels, predictions) if name == "mean_absolute_error" else roc_auc(labels, predictions)
+    return _METRIC_FUNCTIONS[TASK_METRICS[task_type][0]](labels, predictions)
 
 
 def slice_masks(columns: Mapping[str, np.ndarray], specs: List[List[str]], min_size: int) -> Dict[str, np.ndarray]:
@@ -155,7 +164,7 @@ def compare(variant: str, task_type: str, labels: np.ndarray, saved: np.ndarray,
         passed = finite and outside == 0
     else:
         checked, worst_slice, worst_slice_change = _worst_slice(
-            task_type, labels.reshape(-1), saved[:, 0], tflite[:, 0], slices or {})
+            task_type, labels.reshape(-1), saved, tflite, slices or {})
         rule = (f"{metric} at most {budget.metric_budget:.1%} worse than the SavedModel's"
                 + (f" ({budget.slice_metric_budget:.0%} on each gated slice)" if slices else "")
                 + f"; {budget.row_quantile:.0%} of rows within {budget.row_budget:g} and every row within "

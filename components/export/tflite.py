@@ -57,7 +57,7 @@ def build_archive(keras_model: str, transform_dir: str, contract: ExportContract
 
     from sluice.components import user_code
     from sluice.components.features import input_keys, transformed_name, vocabulary_name
-    from sluice.components.trainer.signatures import _raw_tensor, model_input_names, serving_columns
+    from sluice.components.trainer.signatures import _raw_tensor, answer, model_input_names, serving_columns
 
     if contract.code.model_fn:  # your model's module registers its custom objects when imported
         user_code.load(contract.code.model_fn, "code.model_fn")
@@ -82,7 +82,7 @@ def build_archive(keras_model: str, transform_dir: str, contract: ExportContract
         transformed = dict(layer({name: _raw_tensor(value, spec[name]) for name, value in given.items()}))
         for name, table in tables.items():
             transformed[transformed_name(name)] = tf.reshape(table.lookup(given[name]), [-1, 1])
-        return {OUTPUT: model({k: transformed[k] for k in names}, training=False)}
+        return answer(model({k: transformed[k] for k in names}, training=False), list(contract.task.classes or []))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -196,8 +196,9 @@ def run_step(job: Dict[str, Any], workdir: str, name: str, log_home: Optional[st
         raise ExportFailed(f"TFLite {name} failed ({how}): {cause[:400]} (full log: {kept})")
 
 
-def io_spec(model_path: str) -> Dict[str, Any]:
-    """What a mobile developer needs to call the model: the signature's inputs and outputs."""
+def io_spec(model_path: str, classes: Sequence[str] = ()) -> Dict[str, Any]:
+    """What a mobile developer needs to call the model: the signature's inputs and outputs (multi-class: the
+    class names in the order of the probabilities, also answered per row as ``classes``)."""
     interpreter = _interpreter(model_path)
     runner = interpreter.get_signature_runner(ENDPOINT)
     details = runner.get_input_details()
@@ -213,6 +214,7 @@ def io_spec(model_path: str) -> Dict[str, Any]:
         "signature": ENDPOINT,
         "inputs": {name: describe(d) for name, d in sorted(details.items())},
         "outputs": {name: describe(d) for name, d in sorted(outputs.items())},
+        **({"classes": list(classes)} if classes else {}),
         "notes": "One value per row and input, every input present (send the configured default for an empty "
                  "optional column); raw values, not transformed ones: the Transform graph is inside.",
     }

@@ -1,15 +1,21 @@
 """Small-data guards of the Trainer: a model that could not train is refused, never exported as if it had.
 
-Two ways a run used to "train" without learning anything, both silent (a Keras warning in the log at most):
+Two ways a run used to "train" without learning anything, both silent (a Keras warning in the log at most),
+and one way validation read rows twice:
 - ``model.batch_size`` larger than the train split: the cached input drops its only, partial batch, so no
   training step runs and every validation round is the same;
 - no weight moved (zero steps, a zero learning rate, every gradient clipped or masked away).
-Either stops the Trainer with a ``Refused`` naming the setting, the numbers and the fix; nothing downstream
-(Evaluator, blessing, push) runs.
+- ``model.eval_steps`` batches of ``batch_size`` rows beyond the eval split: the endless eval input wraps
+  around and each validation round weighs some rows twice. The Trainer validates on one pass instead
+  (``eval_steps_for``; the run's console notes it, ``runner.evidence_notes``).
+The first two stop the Trainer with a ``Refused`` naming the setting, the numbers and the fix; nothing
+downstream (Evaluator, blessing, push) runs.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import List, Sequence
 
 import numpy as np
@@ -43,6 +49,22 @@ def check_batch_fits(train_patterns: Sequence[str], batch_size: int, cached: boo
                       f"{batch_size} is larger than the train split ({rows} rows): not one full batch, so no "
                       "training step could run",
                       f"set model.batch_size to at most {rows} (e.g. {suggestion}), or give the pipeline more rows")
+
+
+def eval_steps_for(eval_patterns: Sequence[str], batch_size: int, eval_steps: int) -> int:
+    """The validation steps to run: ``eval_steps``, or one pass over a smaller eval split (its last batch
+    partial); an empty eval split is refused."""
+    wanted = batch_size * eval_steps
+    rows = count_rows(eval_patterns, wanted)
+    if rows == 0:
+        raise Refused("data.splits", "the eval split has no rows: there is nothing to validate or evaluate on",
+                      "give the eval split a larger share in data.splits, or the pipeline more rows")
+    if rows >= wanted:
+        return eval_steps
+    steps = max(1, math.ceil(rows / batch_size))
+    logging.warning("model.eval_steps %d x batch %d = %d rows > the eval split's %d: validating on %d step(s), "
+                    "one pass", eval_steps, batch_size, wanted, rows, steps)
+    return steps
 
 
 def snapshot(model: tf.keras.Model) -> List[np.ndarray]:

@@ -9,6 +9,10 @@
 - ``focal`` (classification; Keras' ``BinaryFocalCrossentropy`` with class balancing): cross-entropy
   down-weighted by ``(1 - p_t)^gamma`` so the many easy examples stop dominating an imbalanced label
   (Lin et al. 2017), positives weighted ``alpha``; ``gamma = 0`` is (weighted) cross-entropy.
+- ``sparse_categorical_crossentropy`` (multi-class; Keras'): the label is the class id, the prediction K
+  softmax probabilities.
+- ``sparse_focal`` (multi-class; ``SparseFocal`` here: Keras' ``CategoricalFocalCrossentropy`` takes one-hot
+  labels): the focal down-weighting for class ids, each class weighted ``alpha``.
 
 Every loss returns one value per example (``reduction`` decides how Keras combines them), so the custom
 training loop can scale by the *global* batch size with ``tf.nn.compute_average_loss``.
@@ -59,6 +63,27 @@ class Quantile(keras.losses.Loss):
         return {**super().get_config(), "quantile": self.quantile}
 
 
+@keras.saving.register_keras_serializable(package="sluice")
+class SparseFocal(keras.losses.Loss):
+    """Focal cross-entropy on class ids: ``-alpha (1 - p_y)^gamma log p_y`` where ``p_y`` is the predicted
+    probability of the true class; Keras' ``CategoricalFocalCrossentropy`` on the one-hot label (equal, by
+    tests/unit/test_losses.py), without materializing the one-hot in the input pipeline."""
+
+    def __init__(self, gamma: float = 2.0, alpha: float = 0.25, name: str = "sparse_focal",
+                 reduction: str = "sum_over_batch_size") -> None:
+        super().__init__(name=name, reduction=reduction)
+        self.gamma, self.alpha = float(gamma), float(alpha)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        ids = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        p = ops.clip(y_pred, keras.backend.epsilon(), 1.0 - keras.backend.epsilon())
+        p_true = ops.sum(ops.one_hot(ids, ops.shape(y_pred)[-1], dtype=p.dtype) * p, axis=-1)
+        return -self.alpha * ops.power(1.0 - p_true, self.gamma) * ops.log(p_true)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**super().get_config(), "gamma": self.gamma, "alpha": self.alpha}
+
+
 # ``model.loss`` -> the Keras loss, built from the model settings: Keras' own where tests/unit/test_losses.py
 # proves it the loss we mean; ``Quantile`` (Keras has none) and ``Huber`` (its config) are ours.
 LOSSES: Dict[str, Callable[["ModelConfig", str], keras.losses.Loss]] = {
@@ -70,6 +95,8 @@ LOSSES: Dict[str, Callable[["ModelConfig", str], keras.losses.Loss]] = {
     "binary_crossentropy": lambda m, r: keras.losses.BinaryCrossentropy(reduction=r),
     "focal": lambda m, r: keras.losses.BinaryFocalCrossentropy(
         apply_class_balancing=True, alpha=m.focal_alpha, gamma=m.focal_gamma, reduction=r),
+    "sparse_categorical_crossentropy": lambda m, r: keras.losses.SparseCategoricalCrossentropy(reduction=r),
+    "sparse_focal": lambda m, r: SparseFocal(gamma=m.focal_gamma, alpha=m.focal_alpha, reduction=r),
 }
 
 

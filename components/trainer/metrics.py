@@ -7,7 +7,8 @@ value over the whole data at once (a mean of per-batch values would not, with a 
   labels, unknown until the end, so it keeps ``Σy``, ``Σy²`` and ``n`` and expands
   ``Σ(y - ȳ)² = Σy² - (Σy)²/n`` in ``result()`` (float64 state: the expansion cancels badly in float32).
 
-``task_metrics`` is the list both training loops track; classification uses Keras' own AUC (ROC and PR).
+``task_metrics`` is the list both training loops track; classification uses Keras' own AUC (ROC and PR),
+multi-class Keras' sparse (top-k) accuracy.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Dict, List
 import keras
 from keras import ops
 
-from sluice.components.settings import BINARY
+from sluice.components.settings import BINARY, MULTICLASS
 
 if TYPE_CHECKING:
     from sluice.components.contracts import TrainerContract
@@ -82,6 +83,11 @@ class RSquared(keras.metrics.Metric):
 
 def task_metrics(contract: "TrainerContract") -> List[keras.metrics.Metric]:
     """The metrics both training loops report for the configured task (names as in TensorBoard)."""
+    if contract.task.type == MULTICLASS:
+        return [
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top_2_accuracy"),
+        ]
     if contract.task.type == BINARY:
         return [
             keras.metrics.AUC(name="auc"),

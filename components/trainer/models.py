@@ -8,8 +8,9 @@ vocabulary sizes Transform actually computed.
   optimizers in the custom loop (``training.wide_learning_rate``).
 
 Both put ``Reconstruction`` after the first hidden layer when ``model.reconstruction_weight > 0``: an
-auxiliary loss on model internals, tracked as its own metric. The head is linear for regression and a
-sigmoid probability for binary classification (what TFMA's AUC/calibration expect).
+auxiliary loss on model internals, tracked as its own metric. The head is linear for regression, a
+sigmoid probability for binary classification (what TFMA's AUC/calibration expect) and K softmax
+probabilities for multi-class (the order of ``task.classes``; TFMA's sparse metrics take the class id).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import keras
 from keras import ops
 
 from sluice.components.features import cardinality, model_inputs, vocabulary_name
-from sluice.components.settings import BINARY
+from sluice.components.settings import BINARY, MULTICLASS
 from sluice.components.trainer.layers import (
     ConstrainedDense,
     FeatureEncoder,
@@ -87,11 +88,19 @@ def _build_mlp(contract: "TrainerContract", specs: List[List[Any]]) -> keras.Mod
             x = Reconstruction(hp.reconstruction_weight, seed=seed, name="reconstruction")((x, encoded))
         if hp.dropout:
             x = keras.layers.Dropout(hp.dropout, seed=seed, name=f"dropout_{i}")(x)
-    binary = contract.task.type == BINARY
+    units, head = output_head(contract)
     output = keras.layers.Dense(
-        1, activation="sigmoid" if binary else None, kernel_initializer=seeded_glorot(seed + 99), name="prediction"
+        units, activation=head, kernel_initializer=seeded_glorot(seed + 99), name="prediction"
     )(x)
     return keras.Model(inputs=inputs, outputs=output, name=contract.name)
+
+
+def output_head(contract: "TrainerContract") -> tuple:
+    """``(units, activation)`` of the model's last layer for the task."""
+    task = contract.task
+    if task.type == MULTICLASS:
+        return len(task.classes or []), "softmax"
+    return 1, "sigmoid" if task.type == BINARY else None
 
 
 @keras.saving.register_keras_serializable(package="sluice")
@@ -110,12 +119,15 @@ class WideDeep(keras.Model):
         l2: float = 0.0,
         reconstruction_weight: float = 0.0,
         seed: int = 42,
+        classes: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.specs = [list(s) for s in specs]
         self.hidden_units = list(hidden_units)
         self.binary = bool(binary)
+        self.classes = int(classes)
+        """Multi-class: K softmax outputs (0: one output, a sigmoid probability when ``binary``)."""
         self.activation_name = activation_name
         self.dropout_rate = float(dropout)
         self.noise_stddev = float(noise_stddev)
@@ -125,7 +137,8 @@ class WideDeep(keras.Model):
 
         self.wide_encoder = FeatureEncoder([[n, s, 1] for n, s, _ in self.specs], seed=self.seed + 1,
                                            name="wide_features")
-        self.wide = keras.layers.Dense(1, kernel_initializer=seeded_glorot(self.seed + 2), name="wide_linear")
+        units = max(1, self.classes)
+        self.wide = keras.layers.Dense(units, kernel_initializer=seeded_glorot(self.seed + 2), name="wide_linear")
         self.encoder = FeatureEncoder(self.specs, seed=self.seed + 3, name="deep_features")
         self.noise = TrainingNoise(self.noise_stddev, seed=self.seed, name="noise")
         self.blocks = [
@@ -138,7 +151,7 @@ class WideDeep(keras.Model):
             else None
         )
         self.dropout = keras.layers.Dropout(self.dropout_rate, seed=self.seed) if self.dropout_rate else None
-        self.deep_out = keras.layers.Dense(1, kernel_initializer=seeded_glorot(self.seed + 5), name="deep_linear")
+        self.deep_out = keras.layers.Dense(units, kernel_initializer=seeded_glorot(self.seed + 5), name="deep_linear")
 
     def build(self, input_shape: Any = None) -> None:
         wide_dim = len(self.specs)
@@ -165,6 +178,8 @@ class WideDeep(keras.Model):
             if self.dropout is not None:
                 h = self.dropout(h, training=training)
         logit = logit + self.deep_out(h)
+        if self.classes:
+            return ops.softmax(logit, axis=-1)
         return ops.sigmoid(logit) if self.binary else logit
 
     @property
@@ -188,6 +203,7 @@ class WideDeep(keras.Model):
             "l2": self.l2,
             "reconstruction_weight": self.reconstruction_weight,
             "seed": self.seed,
+            "classes": self.classes,
         }
 
 
@@ -228,6 +244,7 @@ def build_model(contract: "TrainerContract", specs: List[List[Any]]) -> keras.Mo
             l2=hp.l2,
             reconstruction_weight=hp.reconstruction_weight,
             seed=hp.seed,
+            classes=len(contract.task.classes or []) if contract.task.type == MULTICLASS else 0,
             name=contract.name,
         )
         model.build()

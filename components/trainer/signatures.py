@@ -2,7 +2,8 @@
 clients send raw features only:
 
 - ``serving_default``: serialized ``tf.Example`` of the raw feature columns -> ``{"outputs": prediction}``
-  (TF Serving ``:predict``, TFMA);
+  (TF Serving ``:predict``, TFMA); multi-class adds ``"classes"``, the most probable class's name
+  (``outputs`` are the K probabilities in ``task.classes`` order);
 - ``serving_raw``: one named dense tensor per raw feature column (shape ``[batch]``) -> the same outputs; for
   JSON clients and the basis of the TFLite export. Every value must be present (send the configured default
   for an empty optional column; ``serving_default`` accepts absent values). Inputs are named by
@@ -74,6 +75,14 @@ def model_input_names(model: keras.Model, contract: "ModelContract", tft_output:
     return [name for name, _, _ in model_inputs(contract.features)]
 
 
+def answer(predictions: tf.Tensor, classes: list) -> Dict[str, tf.Tensor]:
+    """A signature's outputs: the model's predictions, plus (multi-class) the name of the most probable class."""
+    if not classes:
+        return {"outputs": predictions}
+    best = tf.argmax(predictions, axis=-1)
+    return {"outputs": predictions, "classes": tf.gather(tf.constant(classes, tf.string), best)}
+
+
 class ServingModule(tf.Module):
     """What is saved: the trained model, the Transform layer and the signatures that join them."""
 
@@ -86,13 +95,14 @@ class ServingModule(tf.Module):
         label_columns = [c for c in contract.task.raw_label_columns() if c not in feature_columns]
         self._eval_spec = _raw_spec(tft_output, feature_columns + label_columns)
         input_names = tuple(model_input_names(model, contract, tft_output))
+        classes = list(contract.task.classes or [])
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def serve_examples(examples: tf.Tensor) -> Dict[str, tf.Tensor]:
             raw = tf.io.parse_example(examples, self._serving_spec)
             transformed = self.tft_layer(raw)
             inputs = {k: transformed[k] for k in input_names}
-            return {"outputs": self.model(inputs, training=False)}
+            return answer(self.model(inputs, training=False), classes)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def transform_features(examples: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -108,7 +118,7 @@ class ServingModule(tf.Module):
         def serve_raw(columns: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
             raw = {name: _raw_tensor(columns[keys[name]], spec) for name, spec in self._serving_spec.items()}
             transformed = self.tft_layer(raw)
-            return {"outputs": self.model({k: transformed[k] for k in input_names}, training=False)}
+            return answer(self.model({k: transformed[k] for k in input_names}, training=False), classes)
 
         self.serve_examples = serve_examples
         self.serve_raw = serve_raw

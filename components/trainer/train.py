@@ -96,8 +96,9 @@ def train(job: TrainJob) -> loops.History:
         shard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         train_ds, eval_ds = train_ds.with_options(shard), eval_ds.with_options(shard)
 
-    plan = loops.Plan.from_contract(contract, job.train_steps, job.eval_steps)
     guards.check_batch_fits(job.train_files, contract.model.batch_size, cached=contract.input.cache)
+    eval_steps = guards.eval_steps_for(job.eval_files, contract.model.batch_size, job.eval_steps)
+    plan = loops.Plan.from_contract(contract, job.train_steps, eval_steps)
     chief = is_chief()
     with strategy.scope():
         model = make_model(contract, tft_output)

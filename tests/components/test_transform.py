@@ -103,6 +103,25 @@ def test_derived_label_with_missing_source_is_negative(tmp_path):
     assert [int(np.asarray(r["big_xf"]).reshape(-1)[0]) for r in out] == [1, 0, 0]
 
 
+def test_multiclass_labels_become_class_ids_in_the_order_of_classes(tmp_path):
+    """String or integer cells -> the position in ``task.classes``; anything else (and empty) -> -1, which the
+    DataGate refuses before Transform runs."""
+    import tensorflow as tf
+
+    features = [{"name": "x", "kind": "numeric"}]
+    rows = [{"x": [1.0], "kind": [b"cherry"]}, {"x": [2.0], "kind": [b"apple"]}, {"x": [3.0], "kind": [b"kiwi"]},
+            {"x": [4.0], "kind": []}]
+    task = {"type": "multiclass", "label": "kind", "classes": ["apple", "banana", "cherry"]}
+    spec = {"x": tf.io.FixedLenFeature([1], tf.float32), "kind": tf.io.VarLenFeature(tf.string)}
+    out = _run(rows, spec, _contract(task=task, features=features), tmp_path / "s")
+    assert [int(np.asarray(r["kind_xf"]).reshape(-1)[0]) for r in out] == [2, 0, -1, -1]
+    ints = [{"x": [1.0], "grade": [10]}, {"x": [2.0], "grade": [3]}, {"x": [3.0], "grade": [4]}]
+    task = {"type": "multiclass", "label": "grade", "classes": ["3", "7", "10"]}
+    spec = {"x": tf.io.FixedLenFeature([1], tf.float32), "grade": tf.io.FixedLenFeature([1], tf.int64)}
+    out = _run(ints, spec, _contract(task=task, features=features), tmp_path / "i")
+    assert [int(np.asarray(r["grade_xf"]).reshape(-1)[0]) for r in out] == [2, 0, -1]
+
+
 def test_builtin_op_rewrites_match_tft(tmp_path):
     """The TFLite-friendly forms give TFT's own answers: buckets as tft.bucketize, one OOV id after the
     vocabulary, and optional strings filled with the default (the gather path)."""

@@ -51,6 +51,14 @@ def test_responses_follow_tf_serving():
     assert protocol.to_response("row", two) == {"predictions": [{"a": 1, "b": 3}, {"a": 2, "b": 4}]}
 
 
+def test_string_outputs_are_text_as_tf_serving_writes_them_b64_only_for_bytes_names():
+    answer = {"outputs": np.array([[0.1, 0.9]]), "classes": np.array([b"caf\xc3\xa9"], dtype=object)}
+    assert protocol.to_response("row", answer) == {"predictions": [{"outputs": [0.1, 0.9], "classes": "café"}]}
+    assert protocol.to_response("columnar", answer)["outputs"]["classes"] == ["café"]
+    raw = {"image_bytes": np.array([b"\x00\xff"], dtype=object), "blob": np.array([b"\xff"], dtype=object)}
+    assert protocol.to_response("columnar", raw)["outputs"] == {"image_bytes": [{"b64": "AP8="}], "blob": [{"b64": "/w=="}]}
+
+
 @pytest.mark.parametrize("body,words", [
     (b"{not json", ["JSON Parse error"]),
     (b"[1, 2]", ["JSON object"]),

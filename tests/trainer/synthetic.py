@@ -41,18 +41,24 @@ def contract(**overrides: Any) -> TrainerContract:
     return TrainerContract.model_validate({**real.model_dump(exclude=set(sections)), **sections})
 
 
-def arrays(n: int = 1024, seed: int = 0, binary: bool = False) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+def arrays(n: int = 1024, seed: int = 0, binary: bool = False,
+           classes: int = 0) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """Features and a label: the regression target, or (``binary``) whether it is above its median, or
+    (``classes``) which of ``classes`` equal-count bins it falls in (int64 class ids)."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 3)).astype("float32")
     c = rng.integers(0, 5, size=(n, 1)).astype("int64")
     y = (2.0 * x[:, :1] - x[:, 1:2] + 0.5 * x[:, 2:3] ** 2 + 0.3 * c + rng.normal(scale=0.3, size=(n, 1))).astype("float32")
     if binary:
         y = (y > np.median(y)).astype("float32")
+    if classes:
+        y = np.digitize(y, np.quantile(y, np.linspace(0, 1, classes + 1)[1:-1])).astype("int64")
     features = {"x0_xf": x[:, :1], "x1_xf": x[:, 1:2], "x2_xf": x[:, 2:3], "c_xf": c}
     return features, y
 
 
-def dataset(n: int = 1024, batch: int = 32, seed: int = 0, binary: bool = False, repeat: bool = True) -> tf.data.Dataset:
-    features, y = arrays(n, seed, binary)
+def dataset(n: int = 1024, batch: int = 32, seed: int = 0, binary: bool = False, repeat: bool = True,
+            classes: int = 0) -> tf.data.Dataset:
+    features, y = arrays(n, seed, binary, classes)
     ds = tf.data.Dataset.from_tensor_slices((features, y)).batch(batch, drop_remainder=True)
     return ds.repeat() if repeat else ds

@@ -39,6 +39,27 @@ def test_a_batch_larger_than_the_train_split_is_refused_with_the_numbers(tmp_pat
     guards.check_batch_fits([str(tmp_path / "*.gz")], 128, cached=False)
 
 
+def test_eval_steps_beyond_the_eval_split_become_one_pass_and_an_empty_split_is_refused(tmp_path):
+    _records(tmp_path / "eval.gz", 84)
+    pattern = [str(tmp_path / "*.gz")]
+    assert guards.eval_steps_for(pattern, 16, 5) == 5      # 80 rows of 84: as configured
+    assert guards.eval_steps_for(pattern, 16, 50) == 6     # 800 wanted: one pass, the last batch partial
+    assert guards.eval_steps_for(pattern, 128, 1) == 1
+    with pytest.raises(Refused) as exc:
+        guards.eval_steps_for([str(tmp_path / "none-*")], 16, 5)
+    assert exc.value.where == "data.splits" and "no rows" in exc.value.problem
+
+
+def test_the_console_notes_a_small_eval_split_and_steps_beyond_it():
+    from sluice.pipeline.runner import evidence_notes
+
+    details = {"data_verdict": {"rows": {"train": 94, "eval": 84}}}
+    notes = evidence_notes(details, batch_size=16, eval_steps=50)
+    assert len(notes) == 2 and "84 rows (fewer than 200)" in notes[0]
+    assert "800 rows, more than the eval split's 84" in notes[1] and "(6 steps)" in notes[1]
+    assert evidence_notes({"data_verdict": {"rows": {"eval": 5000}}}, 16, 50) == []
+
+
 def _model():
     inputs = tf.keras.Input(shape=(2,))
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(1)(inputs))

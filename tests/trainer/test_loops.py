@@ -67,6 +67,25 @@ def test_fit_and_custom_loop_agree(overrides):
     assert fit_hist["loss"][-1] < 0.5 * fit_hist["loss"][0]  # and they did learn
 
 
+@pytest.mark.parametrize("architecture,loss", [("mlp", "sparse_categorical_crossentropy"), ("wide_deep", "sparse_focal")])
+def test_multiclass_trains_alike_in_both_loops_and_learns_the_classes(architecture, loss):
+    """K softmax outputs, class-id labels: the same loss in both loops, and the classes are learned."""
+    def multiclass(loop):
+        return contract(training__loop=loop, task__type="multiclass", task__classes=["low", "mid", "high"],
+                        model__loss=loss, model__architecture=architecture)
+
+    data = dict(train_ds=dataset(classes=3), eval_ds=dataset(n=128, seed=1, classes=3))
+    fit_model, fit_hist = _train(multiclass("fit"), **data)
+    custom_model, custom_hist = _train(multiclass("custom"), **data)
+    assert fit_hist["loss"][-1] == pytest.approx(custom_hist["loss"][-1], rel=LOSS_AGREEMENT)
+    features, y = arrays(classes=3)
+    for model in (fit_model, custom_model):
+        probabilities = model(features, training=False).numpy()
+        assert probabilities.shape == (1024, 3) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+        assert np.mean(probabilities.argmax(axis=1) == y[:, 0]) > 0.7  # a third by chance
+    assert "accuracy" in fit_hist and fit_hist["accuracy"][-1] > 0.7
+
+
 def test_custom_loop_clips_with_the_configured_settings(monkeypatch):
     """Guards the agreement test against both loops ignoring clipping (Adam is nearly scale-invariant, so a
     loss comparison would hardly notice)."""

@@ -20,7 +20,7 @@ def fare_raw():
     return yaml.safe_load((CONFIGS / "taxi_fare.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", ["taxi_fare", "taxi_tips"])
+@pytest.mark.parametrize("name", ["taxi_fare", "taxi_tips", "wine"])
 def test_shipped_configs_load(name):
     cfg = load_config(CONFIGS / f"{name}.yaml")
     assert isinstance(cfg, PipelineConfig)
@@ -90,6 +90,14 @@ CASES = [
     ("tflite without float32", lambda r: r["export"].update(tflite_variants=["int8"]), ["export.tflite_variants", "float32"]),
     ("unknown tflite variant", lambda r: r["export"].update(tflite_variants=["float32", "int4"]), ["export.tflite_variants", "'int4'"]),
     ("no saved_model target", lambda r: r["export"].update(targets=["tflite"]), ["export.targets", "saved_model"]),
+    ("multiclass without classes", lambda r: r["task"].update(type="multiclass"), ["task", "classes", "at least 2"]),
+    ("classes repeated", lambda r: r["task"].update(type="multiclass", classes=["a", "b", "a"]), ["classes", "each value once", "'a'"]),
+    ("classes for regression", lambda r: r["task"].update(classes=["a", "b"]), ["classes", "only for task.type multiclass"]),
+    ("binary loss for multiclass", lambda r: r["task"].update(type="multiclass", classes=["a", "b", "c"]),
+     ["huber", "does not fit", "sparse_categorical_crossentropy, sparse_focal"]),
+    ("binary metric for multiclass", lambda r: (r["task"].update(type="multiclass", classes=["a", "b", "c"]),
+                                                r["model"].update(loss="sparse_focal")),
+     ["evaluation.metrics", "mean_absolute_error", "accuracy"]),
 ]
 
 

@@ -214,3 +214,24 @@ def test_statistics_section_is_offline_and_shows_every_split():
     assert "train (200 rows)" in page and "eval (200 rows)" in page
     assert "empty in every row" in page and "one value in every row" in page and "absent" in page
     assert 'class="hist"' in page and "median" in page and "Credit Card" in page
+
+
+@pytest.mark.parametrize("labels,classes,found", [
+    (["a", "b", "c"] * 60, ["a", "b", "c"], None),
+    (["a", "b", "c"] * 59 + ["a", "b", "typo"], ["a", "b", "c"], "typo"),   # one stray value in 180 rows
+    ([0, 1, 2] * 60, ["0", "1", "2"], None),
+    ([0, 1, 2] * 59 + [0, 1, 3], ["0", "1", "2"], "3"),                       # an integer class beyond the last
+    ([0, 1, 2] * 59 + [-1, 1, 2], ["0", "1", "2"], "-1"),
+])
+def test_a_multiclass_label_outside_its_classes_stops_the_gate(labels, classes, found):
+    """Transform would turn such a label into class id -1: the gate names the value instead."""
+    from sluice.components.data_gate import LABEL_UNKNOWN_CLASS, content_findings
+
+    gate = GateContract.model_validate({"validation": {}, "label": "y", "label_classes": classes,
+                                        "columns": {"y": "categorical", "x": "numeric"}})
+    stats = _stats({"y": labels, "x": [0.1 * i for i in range(len(labels))]})
+    findings = [f for f in content_findings(gate, "train", stats) if f.anomaly == LABEL_UNKNOWN_CLASS]
+    if found is None:
+        assert findings == []
+    else:
+        assert len(findings) == 1 and found in findings[0].description and "task.classes" in findings[0].expected

@@ -4,6 +4,7 @@ what the config says, the min-slice-size rule, and the evaluation page and summa
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -84,6 +85,45 @@ def test_classification_gets_pr_auc_calibration_and_confusion_matrices():
     assert "0.3, 0.5, 0.7" in metrics["ConfusionMatrixAtThresholds"].config
     auc = metrics["AUC"].per_slice_thresholds[0].threshold.change_threshold
     assert auc.absolute.value == -0.01  # higher is better: may drop by at most 0.01
+
+
+def test_multiclass_gets_tfma_multiclass_metrics_gated_on_the_macro_average_only():
+    raw = yaml.safe_load((CONFIGS / "wine.yaml").read_text())
+    ec = build_eval_config(parse_config(raw, base_dir=str(CONFIGS)).evaluation_contract())
+    assert ec.model_specs[0].prediction_key == "outputs"  # the probabilities, not the class names
+    main, macro, per_class = ec.metrics_specs
+    names = {m.class_name: m for m in main.metrics}
+    assert {"SparseCategoricalAccuracy", "SparseCategoricalCrossentropy", "MultiClassConfusionMatrixPlot",
+            "Guards"} <= set(names)
+    assert '"classes": 3' in names["Guards"].config
+    assert macro.aggregate.macro_average and dict(macro.aggregate.class_weights) == {0: 1.0, 1: 1.0, 2: 1.0}
+    assert not macro.HasField("binarize")  # else the macro thresholds would gate every class too
+    gated = {json.loads(m.config)["name"]: m for m in macro.metrics}
+    assert gated["macro_auc"].class_name == "AUC" and gated["macro_auc"].per_slice_thresholds
+    assert list(per_class.binarize.class_ids.values) == [0, 1, 2]
+    assert all(not m.per_slice_thresholds for m in per_class.metrics)
+
+
+def test_multiclass_guards_equal_numpy_and_catch_the_class_prior():
+    from sluice.components.evaluation import guard_failures
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, 300)
+    logits = rng.normal(size=(300, 3)) + 2.0 * np.eye(3)[labels]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    guard = _guards("multiclass_classification", labels, probs, classes=3)
+    assert guard["model_log_loss"] == pytest.approx(-np.mean(np.log(probs[np.arange(300), labels])), rel=1e-9)
+    prior = np.bincount(labels) / 300
+    assert guard["prior_log_loss"] == pytest.approx(-(prior * np.log(prior)).sum(), rel=1e-9)
+    assert guard_failures(_slices({}, guard), {}, 50, "multiclass_classification") == []
+    constant = _guards("multiclass_classification", labels, np.tile(prior, (300, 1)), classes=3)
+    failed = {f["metric"] for f in guard_failures(_slices({}, constant), {}, 50, "multiclass_classification")}
+    assert failed == {"prediction_stddev", "trivial_baseline"}  # the prior itself beats nothing
+    shuffled = _guards("multiclass_classification", labels, probs[rng.permutation(300)], classes=3)
+    failed = guard_failures(_slices({}, shuffled), {}, 50, "multiclass_classification")
+    assert [f["metric"] for f in failed] == ["trivial_baseline"] and "class frequencies" in failed[0]["message"]
+    outside = _guards("multiclass_classification", np.array([0, 1, 7, -1]), np.tile([0.2, 0.3, 0.5], (4, 1)), classes=3)
+    assert outside["model_log_loss"] == pytest.approx(-np.log([0.2, 0.3]).mean())  # ids outside 0..K-1 skipped
 
 
 def test_config_rejects_slice_thresholds_without_slices(fare_raw):
@@ -258,7 +298,7 @@ def test_eval_config_carries_the_guards_and_what_is_gated(fare_raw):
 
     eval_config = build_eval_config(_cfg(fare_raw).evaluation_contract())
     guards = [m for s in eval_config.metrics_specs for m in s.metrics if m.class_name == "Guards"]
-    assert len(guards) == 1 and json.loads(guards[0].config) == {"task": "regression", "beat_mean": True}
+    assert len(guards) == 1 and json.loads(guards[0].config) == {"task": "regression", "beat_mean": True, "classes": 0}
     gated = gated_metrics(eval_config)
     assert OVERALL in gated["mean_absolute_error"] and "payment_type" in gated["mean_absolute_error"]
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import math
 
+import numpy as np
 import pytest
+import yaml
 
 from sluice.pipeline import init
 from sluice.pipeline.config import load_config
@@ -63,9 +65,10 @@ def test_label_guess_task_and_unusable_labels(tmp_path):
     assert plan.thresholds[0] == {"metric": "auc", "lower_bound": 0.6} and plan.model["loss"] == "binary_crossentropy"
     last = _csv(tmp_path / "l.csv", ["x", "w"], [[(i * 37 % 101) / 10, i * 1.5] for i in range(300)])
     assert init.plan(last, "l").label == "w"  # no label-like name: the last column
-    strings = _csv(tmp_path / "s.csv", ["x", "label"], [[i, "yes" if i % 2 else "no"] for i in range(300)])
+    strings = _csv(tmp_path / "s.csv", ["x", "label"], [[i * 0.3, "yes" if i % 2 else "no"] for i in range(300)])
+    assert (init.plan(strings, "s").task, init.plan(strings, "s").classes) == ("multiclass_classification", ["no", "yes"])
     with pytest.raises(ValueError, match="holds strings"):
-        init.plan(strings, "s")
+        init.plan(strings, "s", task="regression")
     with pytest.raises(ValueError, match="not a column"):
         init.plan(strings, "s", label="nope")
     constant = _csv(tmp_path / "c.csv", ["x", "y"], [[i * 0.3, 7] for i in range(300)])
@@ -76,6 +79,40 @@ def test_label_guess_task_and_unusable_labels(tmp_path):
         init.plan(holes, "h")
     with pytest.raises(ValueError, match="needs a label of 0 and 1"):
         init.plan(last, "l", task="binary_classification")
+
+
+def test_multiclass_labels_classes_and_a_threshold_above_the_majority_class(tmp_path):
+    names = ["setosa"] * 5 + ["versicolor"] * 3 + ["virginica"] * 2
+    columns = _csv(tmp_path / "m.csv", ["p", "q", "species"], [[i * 0.3, (i * 7) % 11, names[i % 10]] for i in range(400)])
+    plan = init.plan(columns, "m")
+    assert (plan.task, plan.classes, plan.model["loss"]) == (
+        "multiclass_classification", ["setosa", "versicolor", "virginica"], "sparse_categorical_crossentropy")
+    assert plan.thresholds[0] == {"metric": "accuracy", "lower_bound": 0.625}  # majority 0.5, a quarter of the way
+    assert "setosa" in plan.baseline and "50.0%" in plan.baseline
+    config = yaml.safe_load(init.config_text(plan, "m.csv", "schema.pbtxt"))
+    assert config["task"] == {"type": "multiclass_classification", "label": "species",
+                              "classes": ["setosa", "versicolor", "virginica"]}
+    ints = _csv(tmp_path / "i.csv", ["p", "grade"], [[i * 0.3, [3, 10, 7][i % 3]] for i in range(300)])
+    assert init.plan(ints, "i").task == "regression"  # ordered numbers stay regression unless asked
+    asked = init.plan(ints, "i", task="multiclass_classification")
+    assert asked.classes == ["3", "7", "10"]  # numeric order: the model's outputs in the label's own order
+    fractions = _csv(tmp_path / "f.csv", ["p", "y"], [[i * 0.3, [0.5, 1.5, 2.5][i % 3]] for i in range(300)])
+    with pytest.raises(ValueError, match="holds fractions"):
+        init.plan(fractions, "f", task="multiclass_classification")
+    many = _csv(tmp_path / "n.csv", ["p", "y"], [[i * 0.3, f"c{i % 60}"] for i in range(300)])
+    with pytest.raises(ValueError, match="60 distinct values.*at most 50"):
+        init.plan(many, "n")
+
+
+def test_long_tailed_numbers_are_bucketized_and_symmetric_ones_z_scored(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [[float(np.round(rng.lognormal(0, 1.5), 3)), float(np.round(rng.normal(), 3)), i % 7 * 0.5]
+            for i in range(500)]
+    plan = init.plan(_csv(tmp_path / "t.csv", ["income", "score", "y"], rows), "t")
+    by = {d.column: d for d in plan.decisions}
+    assert by["income"].feature == {"name": "income", "kind": "bucketized", "buckets": 10}
+    assert "skewness" in by["income"].why
+    assert by["score"].feature == {"name": "score", "kind": "numeric"}
 
 
 def test_types_follow_csv_example_gens_inference(tmp_path):

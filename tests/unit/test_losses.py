@@ -71,3 +71,31 @@ def test_losses_round_trip_through_their_config():
     assert isinstance(quantile, Quantile) and quantile.quantile == 0.9
     with pytest.raises(ValueError):
         Quantile(1.0)
+
+
+def _multiclass(**model):
+    return contract(task__type="multiclass", task__classes=["a", "b", "c", "d"], **model)
+
+
+@pytest.mark.parametrize("gamma,alpha", [(2.0, 0.25), (0.0, 1.0), (1.0, 0.8)])
+def test_sparse_focal_is_focal_cross_entropy_on_class_ids(gamma, alpha):
+    ids = RNG.integers(0, 4, size=(200, 1))
+    logits = RNG.normal(size=(200, 4)) * 2
+    probs = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype("float32")
+    p_true = probs.astype("float64")[np.arange(200), ids[:, 0]]
+    expected = -alpha * (1 - p_true) ** gamma * np.log(p_true)
+    loss = make_loss(_multiclass(model__loss="sparse_focal", model__focal_gamma=gamma, model__focal_alpha=min(alpha, 0.99)),
+                     reduction="none")
+    got = loss(ids, probs).numpy()
+    assert got == pytest.approx(expected * min(alpha, 0.99) / alpha, rel=1e-4)
+    keras_focal = keras.losses.CategoricalFocalCrossentropy(alpha=min(alpha, 0.99), gamma=gamma, reduction="none")
+    assert got == pytest.approx(keras_focal(np.eye(4)[ids[:, 0]], probs).numpy(), rel=1e-4)
+    again = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert (again.gamma, again.alpha) == (gamma, min(alpha, 0.99))
+
+
+def test_sparse_categorical_crossentropy_is_minus_log_of_the_true_class():
+    ids = RNG.integers(0, 4, size=(50, 1))
+    probs = RNG.dirichlet(np.ones(4), size=50).astype("float32")
+    got = make_loss(_multiclass(model__loss="sparse_categorical_crossentropy"), reduction="none")(ids, probs).numpy()
+    assert got == pytest.approx(-np.log(probs.astype("float64")[np.arange(50), ids[:, 0]]), rel=1e-4)
