@@ -27,8 +27,9 @@ from sluice.components.settings import (BINARY, LOWER_IS_BETTER, MACRO_METRICS, 
                                        Threshold)
 
 OVERALL = "overall"
-PER_CLASS = {"precision": "Precision", "recall": "Recall", "auc": "AUC"}
-"""Multi-class: the one-vs-rest metrics reported per class (``precision[2]`` = class id 2's precision)."""
+PER_CLASS = {"auc": "AUC"}
+"""Multi-class: TFMA's one-vs-rest metrics reported per class (``auc[2]`` = class id 2's AUC); precision and
+recall per class come from ``evaluation_metrics.PerClassTopOne`` (most probable class)."""
 METRICS_MODULE = "sluice.components.evaluation_metrics"
 
 
@@ -59,6 +60,9 @@ def _metric_config(contract: EvaluationContract, name: str, class_name: str) -> 
     if class_name == "Huber":
         return tfma.MetricConfig(class_name="Huber", module=METRICS_MODULE,
                                  config=json.dumps({"delta": contract.huber_delta, "name": name}))
+    if class_name in ("MacroPrecision", "MacroRecall"):
+        return tfma.MetricConfig(class_name=class_name, module=METRICS_MODULE,
+                                 config=json.dumps({"name": name, "classes": len(contract.task.classes or [])}))
     if class_name in SLUICE_TFMA_METRICS:
         return tfma.MetricConfig(class_name=class_name, module=METRICS_MODULE, config=json.dumps({"name": name}))
     return tfma.MetricConfig(class_name=class_name, config=json.dumps({"name": name}))
@@ -67,10 +71,11 @@ def _metric_config(contract: EvaluationContract, name: str, class_name: str) -> 
 def build_eval_config(contract: EvaluationContract) -> tfma.EvalConfig:
     """The Evaluator's EvalConfig (its typed contract, an execution property: thresholds are in its cache key).
 
-    Multi-class: the label is the class id, the prediction ``outputs`` (K probabilities). ``macro_*`` metrics
-    are TFMA's binary metrics one-vs-rest per class, macro-averaged by TFMA (a spec of their own: its
-    thresholds gate the average only); a second spec binarizes by class id for the per-class values the
-    report shows (no thresholds); the confusion matrix is TFMA's ``MultiClassConfusionMatrixPlot``."""
+    Multi-class: the label is the class id, the prediction ``outputs`` (K probabilities). ``macro_auc`` is
+    TFMA's AUC one-vs-rest per class, macro-averaged by TFMA (a spec of its own: its thresholds gate the
+    average only); a second spec binarizes by class id for the per-class AUCs the report shows (no
+    thresholds). Precision and recall, macro and per class, are sluice's metrics on the most probable class
+    (``evaluation_metrics.MacroPrecision`` …); the confusion matrix is TFMA's ``MultiClassConfusionMatrixPlot``."""
     feature_specs = [tfma.SlicingSpec(feature_keys=list(s)) for s in contract.slices]
     metrics: List[tfma.MetricConfig] = []
     macro: List[tfma.MetricConfig] = []
@@ -92,6 +97,8 @@ def build_eval_config(contract: EvaluationContract) -> tfma.EvalConfig:
                                          config=json.dumps({"thresholds": contract.confusion_thresholds})))
     elif classes:
         metrics.append(tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"))
+        metrics.append(tfma.MetricConfig(class_name="PerClassTopOne", module=METRICS_MODULE,
+                                         config=json.dumps({"name": "per_class", "classes": classes})))
         ids = list(range(classes))
         if macro:
             specs.append(tfma.MetricsSpec(metrics=macro, aggregate=tfma.AggregationOptions(

@@ -135,6 +135,98 @@ metric_types.register_metric(Huber)
 metric_types.register_metric(RSquared)
 
 
+# ------------------------------------------------------------------------------------ multi-class, top one
+def top_one_scores(matrix: np.ndarray) -> Dict[str, Any]:
+    """Per-class precision and recall of the most probable class, from a ``K x K`` confusion matrix (rows:
+    actual, columns: predicted), and their macro averages over the classes present in these rows (a class
+    with no row here has no recall, and its precision is not judged either: a slice without a class is not a
+    failure of it). A present class never predicted has precision 0."""
+    matrix = np.asarray(matrix, np.float64)
+    support, predicted, hits = matrix.sum(axis=1), matrix.sum(axis=0), np.diag(matrix)
+    present = support > 0
+    recall = np.where(present, hits / np.maximum(support, 1), np.nan)
+    precision = np.where(predicted > 0, hits / np.maximum(predicted, 1), np.where(present, 0.0, np.nan))
+    return {"precision": precision, "recall": recall,
+            "macro_precision": float(precision[present].mean()) if present.any() else float("nan"),
+            "macro_recall": float(recall[present].mean()) if present.any() else float("nan")}
+
+
+class _TopOneCombiner(_Additive):
+    """The K x K confusion matrix of label id vs most probable class, one pass; ``keys`` says what to emit
+    from it (``top_one_scores``)."""
+
+    def __init__(self, keys: Dict[Any, metric_types.MetricKey], eval_config: Any, classes: int) -> None:
+        self._keys, self._eval_config, self._k = keys, eval_config, int(classes)
+
+    def create_accumulator(self) -> _Sums:
+        return _Sums(self._k * self._k)
+
+    def add_input(self, acc: _Sums, element: metric_types.StandardMetricInputs) -> _Sums:
+        key = next(iter(self._keys.values()))
+        for label, prediction, _ in metric_util.to_label_prediction_example_weight(
+            element, eval_config=self._eval_config, model_name=key.model_name, output_name=key.output_name,
+            example_weighted=False, flatten=False, allow_none=True, require_single_example_weight=False,
+        ):
+            p = np.asarray(prediction, np.float64).reshape(-1)
+            y = int(np.asarray(label).reshape(-1)[0]) if label is not None and np.size(label) else -1
+            if p.size == self._k and 0 <= y < self._k and np.all(np.isfinite(p)):
+                acc.values[y * self._k + int(np.argmax(p))] += 1.0
+        return acc
+
+    def extract_output(self, acc: _Sums) -> Dict[metric_types.MetricKey, float]:
+        scores = top_one_scores(acc.values.reshape(self._k, self._k))
+        out = {}
+        for what, key in self._keys.items():
+            out[key] = scores[what[0]][what[1]] if isinstance(what, tuple) else scores[what]
+        return {k: float(v) for k, v in out.items()}
+
+
+def _top_one_metric(what: str, classes: int, name: str, per_class: bool):
+    def computations(name: Optional[str] = None, eval_config: Any = None, model_name: str = "",
+                     output_name: str = "", example_weighted: bool = False, **_: Any):
+        def key(metric: str, class_id: Optional[int] = None) -> metric_types.MetricKey:
+            return metric_types.MetricKey(name=metric, model_name=model_name, output_name=output_name,
+                                          example_weighted=example_weighted,
+                                          sub_key=None if class_id is None else metric_types.SubKey(class_id=class_id))
+
+        if per_class:  # per-class precision[i] / recall[i] (report only: no threshold names these keys)
+            keys = {(m, i): key(m, i) for m in ("precision", "recall") for i in range(classes)}
+        else:
+            keys = {what: key(name)}
+        return [metric_types.MetricComputation(keys=list(keys.values()), preprocessors=None,
+                                               combiner=_TopOneCombiner(keys, eval_config, classes))]
+
+    return metric_util.merge_per_key_computations(computations)
+
+
+class MacroPrecision(metric_types.Metric):
+    """Multi-class: the mean over the classes present of each class's precision, the most probable class
+    being the prediction (as the confusion matrix counts it; TFMA's own ``Precision`` per class cuts
+    one-vs-rest probabilities at 0.5, which calls a right top class at 0.45 a miss)."""
+
+    def __init__(self, classes: int = 2, name: str = "macro_precision") -> None:
+        super().__init__(_top_one_metric("macro_precision", classes, name, False), classes=classes, name=name)
+
+
+class MacroRecall(metric_types.Metric):
+    """Multi-class: the mean over the classes present of each class's recall (most probable class)."""
+
+    def __init__(self, classes: int = 2, name: str = "macro_recall") -> None:
+        super().__init__(_top_one_metric("macro_recall", classes, name, False), classes=classes, name=name)
+
+
+class PerClassTopOne(metric_types.Metric):
+    """Multi-class: ``precision`` and ``recall`` of each class (sub-key ``class_id``), most probable class."""
+
+    def __init__(self, classes: int = 2, name: str = "per_class") -> None:
+        super().__init__(_top_one_metric("", classes, name, True), classes=classes, name=name)
+
+
+metric_types.register_metric(MacroPrecision)
+metric_types.register_metric(MacroRecall)
+metric_types.register_metric(PerClassTopOne)
+
+
 # ------------------------------------------------------------------------------------------------- guards
 GUARD_PREFIX = "guard_"
 AUC_BINS = 4000
@@ -233,7 +325,8 @@ class _MultiClassGuardCombiner(_Additive):
             if p.size != k or not 0 <= y < k:
                 continue
             acc.values[0] += 1.0
-            acc.values[1] += -np.log(min(max(p[y], 1e-15), 1.0)) if np.isfinite(p[y]) else np.inf
+            # clipped at 1e-7 like TFMA's (Keras') log loss, so the guard and the report show one number
+            acc.values[1] += -np.log(min(max(p[y], 1e-7), 1.0)) if np.isfinite(p[y]) else np.inf
             acc.values[2 + y] += 1.0
             acc.values[2 + k:2 + 2 * k] += p
             acc.values[2 + 2 * k:] += p * p

@@ -45,19 +45,21 @@ BINARY_METRICS = {
 }
 # Multi-class: the label is a class id (Transform maps ``task.classes`` to 0..K-1), the prediction K
 # probabilities. ``accuracy`` and ``log_loss`` are TFMA's wrapped Keras metrics (what TFMA's own multi-class
-# defaults use); the ``macro_*`` metrics are TFMA's binary metrics per class (one-vs-rest), macro-averaged by
-# TFMA's aggregation (evaluation.build_eval_config), and also reported per class.
+# defaults use); ``macro_auc`` is TFMA's one-vs-rest AUC per class, macro-averaged by TFMA's aggregation
+# (evaluation.build_eval_config); ``macro_precision`` / ``macro_recall`` are sluice's TFMA metrics on the most
+# probable class (evaluation_metrics.MacroPrecision), as the confusion matrix counts.
 MULTICLASS_METRICS = {
     "accuracy": "SparseCategoricalAccuracy",
     "log_loss": "SparseCategoricalCrossentropy",
     "macro_auc": "AUC",
-    "macro_precision": "Precision",
-    "macro_recall": "Recall",
+    "macro_precision": "MacroPrecision",
+    "macro_recall": "MacroRecall",
     "example_count": "ExampleCount",
 }
-MACRO_METRICS = {"macro_auc", "macro_precision", "macro_recall"}
+MACRO_METRICS = {"macro_auc"}
+"""Metrics TFMA macro-averages over the classes (a spec of their own in the EvalConfig)."""
 TASK_METRICS = {"regression": REGRESSION_METRICS, BINARY: BINARY_METRICS, MULTICLASS: MULTICLASS_METRICS}
-SLUICE_TFMA_METRICS = {"Huber", "RSquared"}
+SLUICE_TFMA_METRICS = {"Huber", "RSquared", "MacroPrecision", "MacroRecall"}
 # Metrics where a smaller value is better (decides the direction of change thresholds).
 LOWER_IS_BETTER = {"mean_absolute_error", "root_mean_squared_error", "mean_squared_error", "huber", "log_loss"}
 
@@ -196,6 +198,16 @@ class Task(_Strict):
     @classmethod
     def _short_names(cls, v: Any) -> Any:
         return {"multiclass": MULTICLASS, "binary": BINARY}.get(v, v)
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes_as_text(cls, v: Any) -> Any:
+        """``[0, 1, 2]`` in YAML means the label values 0, 1, 2; ``[yes, no]`` is YAML for booleans."""
+        if not isinstance(v, list):
+            return v
+        if any(isinstance(c, bool) for c in v):
+            raise ValueError("yes/no/true/false are YAML booleans: quote the class names ('yes', 'no')")
+        return [str(c) if isinstance(c, int) else c for c in v]
 
     @model_validator(mode="after")
     def _task_fields(self) -> "Task":

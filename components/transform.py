@@ -148,21 +148,32 @@ _OPS = {">": tf.greater, ">=": tf.greater_equal, "<": tf.less, "<=": tf.less_equ
 
 
 def class_ids(raw: Any, classes: "list") -> tf.Tensor:
-    """A multi-class label column (int or string cells) -> ``[batch, 1]`` int64 class ids: the position of the
-    cell's text in ``classes``; -1 for an empty cell or any other value (the DataGate refuses such data before
-    Transform runs: ``data_gate.label_problems``). Elementwise comparisons, no lookup table: K is small and
+    """A multi-class label column -> ``[batch, 1]`` int64 class ids: the position of the cell's value in
+    ``classes``; -1 for an empty cell or any other value (the DataGate refuses such data before Transform
+    runs, and the Trainer counts what the gate's statistics cannot show: ``trainer.guards.check_class_ids``).
+    String cells match the class text; numeric cells match numerically (``1.0`` is class ``"1"``: a CSV of
+    integers with an empty cell is read as floats). Elementwise comparisons, no lookup table: K is small and
     this stays builtin-op TFLite-convertible like the rest of the graph."""
-    def as_text(values: tf.Tensor) -> tf.Tensor:
-        return values if values.dtype == tf.string else tf.strings.as_string(values)
-
     if isinstance(raw, tf.sparse.SparseTensor):
-        column = _dense(tf.SparseTensor(raw.indices, as_text(raw.values), raw.dense_shape), "")
+        column = _dense(raw, "" if raw.dtype == tf.string else float("nan"))
     else:
-        column = as_text(_dense(raw, 0))
-    matches = tf.equal(column, tf.constant(classes, tf.string)[tf.newaxis, :])
+        column = _dense(raw, 0)
+    if column.dtype == tf.string:
+        matches = tf.equal(column, tf.constant(classes, tf.string)[tf.newaxis, :])
+    else:
+        numbers = [_number(c) for c in classes]
+        matches = tf.equal(tf.cast(column, tf.float64), tf.constant(numbers, tf.float64)[tf.newaxis, :])
     found = tf.reduce_any(matches, axis=1, keepdims=True)
     ids = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int64)[:, tf.newaxis]
     return tf.where(found, ids, tf.constant(-1, tf.int64))
+
+
+def _number(text: str) -> float:
+    """A class name as a number (NaN, which equals nothing, for a name that is not one)."""
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
 
 
 def _label(inputs: Mapping[str, Any], task: "Task") -> tf.Tensor:

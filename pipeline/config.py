@@ -160,6 +160,10 @@ class PipelineConfig(_Strict):
                                  f"{'feature slices' if pair[1] else 'the overall slice'}; merge them into one")
         if any(t.slices for t in self.evaluation.thresholds) and not self.evaluation.slices:
             raise ValueError("evaluation.thresholds.slices: true needs evaluation.slices to gate")
+        for t in self.evaluation.thresholds:
+            if t.slices and t.metric == "macro_auc":
+                raise ValueError("evaluation.thresholds: macro_auc on feature slices is undefined wherever a slice "
+                                 "lacks a class (TFMA's average is NaN); gate slices on accuracy or macro_recall")
         for m in self.evaluation.metrics:
             if m not in self.task_metrics():
                 raise ValueError(_not_allowed("evaluation.metrics", m, self.task_metrics()))
@@ -272,8 +276,11 @@ class PipelineConfig(_Strict):
     def gate_contract(self) -> GateContract:
         """DataGate: the validation settings and the kind of every raw column it compares."""
         kinds = {f.name: ("categorical" if f.kind == "categorical_string" else "numeric") for f in self.features}
+        label_kind = "numeric"
+        if self.task.classes and not all(c.lstrip("-").isdigit() for c in self.task.classes):
+            label_kind = "categorical"  # string classes: the class frequencies' L-infinity distance
         for col in self.task.raw_label_columns():
-            kinds.setdefault(col, "numeric")
+            kinds.setdefault(col, label_kind)
         return GateContract(validation=self.validation, columns=kinds,
                             label=None if self.task.derive else self.task.label, label_classes=self.task.classes)
 

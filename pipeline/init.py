@@ -47,6 +47,7 @@ SLICE_MAX_VALUES = 12
 LEAK_CORRELATION = 0.98
 SKEWED = 3.0  # |skewness| beyond which a numeric column is bucketized (quantiles) rather than z-scored
 MAX_CLASSES = 50  # a string label with more distinct values is not a class label sluice should guess
+MIN_ROWS_PER_CLASS = 10  # fewer rows per class on average: an identifier, not classes
 
 
 @dataclass
@@ -149,6 +150,9 @@ class Plan:
     baseline: str
     notes: List[str]
     classes: Optional[List[str]] = None
+    rows: int = 0
+    linf: float = 0.1
+    """The DataGate's L-infinity threshold for categories: the default 0.1, or what chance allows on small data."""
 
     def features(self) -> List[Dict[str, Any]]:
         return [d.feature for d in self.decisions if d.feature is not None]
@@ -177,6 +181,10 @@ def choose_task(label: Column, task: Optional[str] = None) -> str:
                              f" too many to be classes (at most {MAX_CLASSES}); pass --label for another column")
         if label.kind == "float":
             raise ValueError(f"--task {MULTICLASS} needs integer or string classes; {name} holds fractions")
+        if label.present < MIN_ROWS_PER_CLASS * label.distinct:
+            raise ValueError(f"label {name} has {label.distinct} distinct values in {label.present} rows: fewer than "
+                             f"{MIN_ROWS_PER_CLASS} rows per class, an identifier rather than classes; pass --label "
+                             "for another column")
         if task not in (None, MULTICLASS):
             raise ValueError(f"--task {task} needs numbers; label {name} holds strings "
                              f"({', '.join(list(label.values)[:3])}…): use --task {MULTICLASS}")
@@ -191,9 +199,11 @@ def choose_task(label: Column, task: Optional[str] = None) -> str:
 
 
 def class_names(label: Column) -> List[str]:
-    """The label's values as ``task.classes``: integers in numeric order, strings alphabetically."""
-    values = list(label.values)
-    return sorted(values, key=int) if label.kind == "int" else sorted(values)
+    """The label's values as ``task.classes``: integers as CsvExampleGen reads them (``01`` is 1) in numeric
+    order, strings alphabetically."""
+    if label.kind == "int":
+        return [str(v) for v in sorted({int(v) for v in label.values})]
+    return sorted(label.values)
 
 
 def _pearson(xs: "array[float]", ys: "array[float]") -> float:
@@ -286,6 +296,16 @@ def choose_model(train_rows: int) -> Dict[str, Any]:
             "loss": "mse"}
 
 
+def chance_linf(rows: int, splits: Dict[str, int]) -> float:
+    """An L-infinity threshold for category shares between the splits that chance alone stays under: three
+    standard errors of the difference of two shares (at p = 0.5), at least the default 0.1."""
+    total = sum(splits.values())
+    train, evaluation = rows * splits["train"] / total, rows * splits["eval"] / total
+    if train < 1 or evaluation < 1:
+        return 0.1
+    return max(0.1, math.ceil(100 * 3 * math.sqrt(0.25 * (1 / train + 1 / evaluation))) / 100)
+
+
 def mean_predictor_mae(values: "array[float]") -> float:
     present = np.frombuffer(values, dtype=np.float64)
     present = present[np.isfinite(present)]
@@ -345,7 +365,8 @@ def plan(columns: Sequence[Column], name: str, label: Optional[str] = None, task
             thresholds[-1]["lower_bound"] = 0.55
     return Plan(name=name, label=target.name, label_guessed=label is None, task=task, decisions=decisions,
                 splits=splits, model=model, metrics=metrics, thresholds=thresholds, slices=slices,
-                baseline=baseline, notes=notes, classes=classes if task == MULTICLASS else None)
+                baseline=baseline, notes=notes, classes=classes if task == MULTICLASS else None, rows=rows,
+                linf=chance_linf(rows, splits))
 
 
 def _flow(value: Any) -> str:
@@ -381,6 +402,11 @@ def config_text(p: Plan, data: str, schema: str) -> str:
         else:
             lines.append(f"  - {_flow(d.feature)}  # {d.why}")
     lines += ["", "model:"] + [f"  {k}: {_flow(v)}" for k, v in p.model.items()]
+    if p.linf > 0.1:
+        lines += ["", "validation:",
+                  f"  # {p.rows} rows: split shares of a category differ by chance up to ~{p.linf} (3 standard errors)",
+                  f"  skew:  {{categorical_linf: {p.linf}, numeric_jsd: 0.1}}",
+                  f"  drift: {{categorical_linf: {p.linf}, numeric_jsd: 0.1}}"]
     lines += ["", "training:", "  rounds: 5", "  early_stopping_patience: 3", "",
               "evaluation:", f"  metrics: {_flow(p.metrics)}", f"  # {p.baseline}",
               f"  slices: {_flow(p.slices)}", "  min_slice_size: 30", "  thresholds:"]

@@ -442,7 +442,7 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
         components=lines,
         metrics={k: v for k, v in verdict.get("overall", {}).items() if "[" not in k},
         per_class=per_class(verdict.get("overall", {}), config.task.classes or []),
-        metric_changes=verdict.get("changes", {}),
+        metric_changes={k: v for k, v in verdict.get("changes", {}).items() if "[" not in k},
         failures=verdict.get("failures", []),
         exempt_failures=verdict.get("exempt_failures", []),
         slice_summary=_slice_summary(config, verdict),

@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "taxi" / "data.csv"
 SCHEMA = ROOT / "schemas" / "taxi" / "schema.pbtxt"
 CONFIGS = ROOT / "configs"
+WINE_DATA = ROOT / "data" / "wine" / "wine.csv"
+WINE_SCHEMA = ROOT / "schemas" / "wine" / "schema.pbtxt"
 
 
 def sample_csv(dest: Path, rows: int) -> Path:
@@ -28,11 +30,17 @@ def sample_csv(dest: Path, rows: int) -> Path:
     return dest
 
 
-def config_variant(name: str, dest_dir: Path, data: Path, **model_overrides: Any) -> Path:
-    """A copy of ``configs/<name>.yaml`` with absolute paths, ``data`` as source, and model overrides."""
+def config_variant(name: str, dest_dir: Path, data: Path, schema: Path = SCHEMA, tflite: bool = True,
+                   **model_overrides: Any) -> Path:
+    """A copy of ``configs/<name>.yaml`` with absolute paths, ``data`` as source, and model overrides.
+    ``tflite=False``: the SavedModel target only, for tests about something else (the TFLite conversions
+    and their parity gate are a fifth of a run; tests/e2e/test_export.py and the session runs cover them)."""
     raw = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     raw["data"]["path"] = str(data)
-    raw["schema"] = str(SCHEMA)
+    raw["schema"] = str(schema)
+    if not tflite:
+        raw["export"]["targets"] = ["saved_model"]
+        raw["export"].pop("tflite_variants", None)
     raw["model"].update(model_overrides)
     dest = dest_dir / f"{name}.yaml"
     dest.write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -21,9 +21,11 @@ each option contributes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, List
+from typing import TYPE_CHECKING, List, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
@@ -67,6 +69,26 @@ class InputOptions:
 def matching_files(patterns: List[str]) -> List[str]:
     """The files of the Trainer's file patterns (``fn_args.train_files``/``eval_files``), on any filesystem."""
     return [f for pattern in patterns for f in tf.io.gfile.glob(pattern)]
+
+
+def label_moments(patterns: List[str], label_key: str, limit: int = 100_000) -> Tuple[float, float]:
+    """Mean and standard deviation of Transform's label over the first ``limit`` train records (files in
+    sorted order: every worker and the Tuner get the same numbers); ``(0, 1)`` without rows or spread."""
+    files = sorted(matching_files(patterns))
+    if not files:
+        return 0.0, 1.0
+    spec = {label_key: tf.io.VarLenFeature(tf.float32)}
+    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit).batch(4096)
+               .map(lambda records: tf.cast(tf.io.parse_example(records, spec)[label_key].values, tf.float64)))
+    n = total = squares = 0.0
+    for values in dataset.as_numpy_iterator():
+        values = values[np.isfinite(values)]
+        n, total, squares = n + len(values), total + float(values.sum()), squares + float((values ** 2).sum())
+    if not n:
+        return 0.0, 1.0
+    mean = total / n
+    std = math.sqrt(max(0.0, squares / n - mean * mean))
+    return mean, (std if std > 1e-12 * max(1.0, abs(mean)) else 1.0)
 
 
 def input_fn(

@@ -67,6 +67,28 @@ def eval_steps_for(eval_patterns: Sequence[str], batch_size: int, eval_steps: in
     return steps
 
 
+def check_class_ids(patterns_by_split: dict, label_key: str, classes: Sequence[str], limit: int = 2_000_000) -> None:
+    """Refuse multi-class data whose Transform label is -1 (a value outside ``task.classes``, or no label) in
+    any of the first ``limit`` rows of each split: the DataGate sees TFDV's statistics, which list every
+    string value but only min/max of numbers (a stray 2 between classes 1 and 3), and a -1 would stop the
+    loss with a cryptic error or, under a focal loss, train on log(0)."""
+    spec = {label_key: tf.io.VarLenFeature(tf.int64)}
+    for split, patterns in patterns_by_split.items():
+        files = sorted(matching_files(list(patterns)))
+        if not files:
+            continue
+        dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit).batch(8192)
+                   .map(lambda records: tf.io.parse_example(records, spec)[label_key].values))
+        bad = rows = 0
+        for ids in dataset.as_numpy_iterator():
+            rows += len(ids)
+            bad += int(np.sum((ids < 0) | (ids >= len(classes))))
+        if bad:
+            raise Refused("task.classes", f"{bad} of {rows} {split} rows have a label that is none of the classes "
+                          f"({', '.join(classes[:10])}), or no label",
+                          "fix or drop those rows, or add their value to task.classes (and retrain)")
+
+
 def snapshot(model: tf.keras.Model) -> List[np.ndarray]:
     return [np.array(v.numpy(), copy=True) for v in model.trainable_variables]
 

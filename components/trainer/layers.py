@@ -15,7 +15,8 @@ activation     ``leaky_softplus``              ``LeakySoftplus(alpha)``
 
 Layers: ``ConstrainedDense`` (a Dense built from those pieces), ``TrainingNoise`` (Gaussian noise in
 training only), ``ResidualBlock``, ``FeatureEncoder`` (Transform's outputs -> one vector) and
-``Reconstruction`` (a loss on a hidden layer's activations: the "losses and metrics on model internals").
+``Reconstruction`` (a loss on a hidden layer's activations: the "losses and metrics on model internals") and
+``LabelScale`` (a regression head's units: the label's mean and spread).
 """
 
 from __future__ import annotations
@@ -375,3 +376,23 @@ class Reconstruction(keras.layers.Layer):
 
     def get_config(self) -> Dict[str, Any]:
         return {**super().get_config(), "weight": self.weight, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=_PKG)
+class LabelScale(keras.layers.Layer):
+    """``mean + scale * x``: a regression head predicts in the label's own units from a unit-scale output.
+
+    Without it, a label in the hundreds of thousands (house prices) must be reached by weights that start
+    near zero and move about a learning rate per step: the first-try model of such a CSV ended no better
+    than the mean predictor. The constants are the train split's label mean and standard deviation
+    (``trainer.data.label_moments``), fixed, saved in the config; the loss stays in the label's units."""
+
+    def __init__(self, mean: float = 0.0, scale: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mean, self.scale = float(mean), float(scale)
+
+    def call(self, x: Any) -> Any:
+        return x * self.scale + self.mean
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**super().get_config(), "mean": self.mean, "scale": self.scale}

@@ -84,10 +84,9 @@ class RSquared(keras.metrics.Metric):
 def task_metrics(contract: "TrainerContract") -> List[keras.metrics.Metric]:
     """The metrics both training loops report for the configured task (names as in TensorBoard)."""
     if contract.task.type == MULTICLASS:
-        return [
-            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-            keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top_2_accuracy"),
-        ]
+        top_2 = [keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top_2_accuracy")]
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")] + (
+            top_2 if len(contract.task.classes or []) > 2 else [])
     if contract.task.type == BINARY:
         return [
             keras.metrics.AUC(name="auc"),

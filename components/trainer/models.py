@@ -15,17 +15,18 @@ probabilities for multi-class (the order of ``task.classes``; TFMA's sparse metr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import keras
 from keras import ops
 
 from sluice.components.features import cardinality, model_inputs, vocabulary_name
-from sluice.components.settings import BINARY, MULTICLASS
+from sluice.components.settings import BINARY, MULTICLASS, REGRESSION
 from sluice.components.trainer.layers import (
     ConstrainedDense,
     FeatureEncoder,
     L2Regularizer,
+    LabelScale,
     MaxNorm,
     Reconstruction,
     ResidualBlock,
@@ -67,7 +68,8 @@ def _input_layer(name: str, size: int) -> keras.KerasTensor:
     return keras.Input(shape=(1,), name=name, dtype="int64" if size else "float32")
 
 
-def _build_mlp(contract: "TrainerContract", specs: List[List[Any]]) -> keras.Model:
+def _build_mlp(contract: "TrainerContract", specs: List[List[Any]],
+               label_scale: Optional[Tuple[float, float]] = None) -> keras.Model:
     hp = contract.model
     seed = hp.seed
     inputs = {name: _input_layer(name, size) for name, size, _ in specs}
@@ -92,6 +94,8 @@ def _build_mlp(contract: "TrainerContract", specs: List[List[Any]]) -> keras.Mod
     output = keras.layers.Dense(
         units, activation=head, kernel_initializer=seeded_glorot(seed + 99), name="prediction"
     )(x)
+    if label_scale is not None:
+        output = LabelScale(*label_scale, name="label_scale")(output)
     return keras.Model(inputs=inputs, outputs=output, name=contract.name)
 
 
@@ -120,6 +124,8 @@ class WideDeep(keras.Model):
         reconstruction_weight: float = 0.0,
         seed: int = 42,
         classes: int = 0,
+        label_mean: float = 0.0,
+        label_scale: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -128,6 +134,8 @@ class WideDeep(keras.Model):
         self.binary = bool(binary)
         self.classes = int(classes)
         """Multi-class: K softmax outputs (0: one output, a sigmoid probability when ``binary``)."""
+        self.label_mean, self.label_scale = float(label_mean), float(label_scale)
+        """Regression: the output in the label's units, ``label_mean + label_scale * logit`` (``LabelScale``)."""
         self.activation_name = activation_name
         self.dropout_rate = float(dropout)
         self.noise_stddev = float(noise_stddev)
@@ -180,7 +188,7 @@ class WideDeep(keras.Model):
         logit = logit + self.deep_out(h)
         if self.classes:
             return ops.softmax(logit, axis=-1)
-        return ops.sigmoid(logit) if self.binary else logit
+        return ops.sigmoid(logit) if self.binary else logit * self.label_scale + self.label_mean
 
     @property
     def wide_variables(self) -> List[Any]:
@@ -204,13 +212,17 @@ class WideDeep(keras.Model):
             "reconstruction_weight": self.reconstruction_weight,
             "seed": self.seed,
             "classes": self.classes,
+            "label_mean": self.label_mean,
+            "label_scale": self.label_scale,
         }
 
 
-def make_model(contract: "TrainerContract", tft_output: Any) -> keras.Model:
-    """Your ``code.model_fn``'s model when the config names one, else sluice's (``build_model``)."""
+def make_model(contract: "TrainerContract", tft_output: Any,
+               label_scale: Optional[Tuple[float, float]] = None) -> keras.Model:
+    """Your ``code.model_fn``'s model when the config names one, else sluice's (``build_model``; a regression
+    head in the label's units when ``label_scale`` = the train label's (mean, std) is given)."""
     if not contract.code.model_fn:
-        return build_model(contract, feature_specs(contract, vocabulary_sizes(contract, tft_output)))
+        return build_model(contract, feature_specs(contract, vocabulary_sizes(contract, tft_output)), label_scale)
     from sluice.components import user_code
     from sluice.components.features import label_key
     from sluice.components.refusal import Refused
@@ -230,9 +242,13 @@ def make_model(contract: "TrainerContract", tft_output: Any) -> keras.Model:
     return model
 
 
-def build_model(contract: "TrainerContract", specs: List[List[Any]]) -> keras.Model:
-    """The (uncompiled, built) model for ``contract``: the loops compile or drive it."""
+def build_model(contract: "TrainerContract", specs: List[List[Any]],
+                label_scale: Optional[Tuple[float, float]] = None) -> keras.Model:
+    """The (uncompiled, built) model for ``contract``: the loops compile or drive it. ``label_scale``
+    (regression only): the head's ``(mean, std)``, so it predicts in the label's units from unit scale."""
     hp = contract.model
+    if contract.task.type != REGRESSION:
+        label_scale = None
     if hp.architecture == "wide_deep":
         model = WideDeep(
             specs,
@@ -245,11 +261,13 @@ def build_model(contract: "TrainerContract", specs: List[List[Any]]) -> keras.Mo
             reconstruction_weight=hp.reconstruction_weight,
             seed=hp.seed,
             classes=len(contract.task.classes or []) if contract.task.type == MULTICLASS else 0,
+            label_mean=label_scale[0] if label_scale else 0.0,
+            label_scale=label_scale[1] if label_scale else 1.0,
             name=contract.name,
         )
         model.build()
         return model
-    return _build_mlp(contract, specs)
+    return _build_mlp(contract, specs, label_scale)
 
 
 def internal_metrics(model: keras.Model) -> List[keras.metrics.Metric]:

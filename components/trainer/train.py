@@ -26,7 +26,8 @@ from absl import logging
 from sluice.components.contracts import TrainerContract
 from sluice.components.features import label_key
 from sluice.components.trainer import guards, loops
-from sluice.components.trainer.data import InputOptions, input_fn
+from sluice.components.settings import MULTICLASS, REGRESSION
+from sluice.components.trainer.data import InputOptions, input_fn, label_moments
 from sluice.components.trainer.losses import make_loss
 from sluice.components.trainer.metrics import task_metrics
 from sluice.components.trainer.models import make_model
@@ -98,10 +99,13 @@ def train(job: TrainJob) -> loops.History:
 
     guards.check_batch_fits(job.train_files, contract.model.batch_size, cached=contract.input.cache)
     eval_steps = guards.eval_steps_for(job.eval_files, contract.model.batch_size, job.eval_steps)
+    label_scale = label_moments(job.train_files, label) if contract.task.type == REGRESSION else None
+    if contract.task.type == MULTICLASS:
+        guards.check_class_ids({"train": job.train_files, "eval": job.eval_files}, label, contract.task.classes or [])
     plan = loops.Plan.from_contract(contract, job.train_steps, eval_steps)
     chief = is_chief()
     with strategy.scope():
-        model = make_model(contract, tft_output)
+        model = make_model(contract, tft_output, label_scale)
         groups = loops.optimizer_groups(model, contract, plan, with_clipping=training.loop == "fit")
         metrics = task_metrics(contract)
         if training.loop == "fit":

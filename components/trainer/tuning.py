@@ -21,7 +21,8 @@ from tfx.components.tuner.component import TunerFnResult
 from sluice.components.contracts import TunerContract
 from sluice.components.features import label_key
 from sluice.components.trainer import loops
-from sluice.components.trainer.data import InputOptions, input_fn
+from sluice.components.settings import REGRESSION
+from sluice.components.trainer.data import InputOptions, input_fn, label_moments
 from sluice.components.trainer.losses import make_loss
 from sluice.components.trainer.metrics import task_metrics
 from sluice.components.trainer.models import make_model
@@ -53,11 +54,13 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     base = contract.trainer()
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     steps = settings.steps_per_trial
+    label_scale = (label_moments(list(fn_args.train_files), label_key(base.task))
+                   if base.task.type == REGRESSION else None)
 
     def build(hp: keras_tuner.HyperParameters) -> keras.Model:
         trial = base.with_hyperparameters(model_values({k: hp.get(k) for k in settings.search_space}))
         plan = loops.Plan.from_contract(trial, steps, int(fn_args.eval_steps))
-        model = make_model(trial, tft_output)
+        model = make_model(trial, tft_output, label_scale)
         optimizer = loops.make_optimizer(trial.model.learning_rate, trial.training, plan, with_clipping=True)
         model.compile(optimizer=optimizer, loss=make_loss(trial), metrics=task_metrics(trial))
         return model

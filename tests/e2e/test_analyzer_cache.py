@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_rerun_transform_receives_the_previous_cache(tmp_path, sample):
-    cfg = config_variant("taxi_fare", tmp_path, sample, train_steps=50)
+    cfg = config_variant("taxi_fare", tmp_path, sample, tflite=False, train_steps=50)
     raw = yaml.safe_load(cfg.read_text())
     raw["transform"] = {"reuse_analyzer_cache": True}
     cfg.write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -30,11 +30,11 @@ def gated(fare, sample, tmp_path_factory):
     shutil.copytree(fare["out"], out)
     serving = out / "serving" / fare["name"]
     before = _tree_digest(serving)
-    weak_cfg = config_variant("taxi_fare", work, sample, train_steps=3, seed=11)
+    weak_cfg = config_variant("taxi_fare", work, sample, tflite=False, train_steps=3, seed=11)
     weak = run_json("run", "--config", str(weak_cfg), "--output", str(out))
     after_weak = _tree_digest(serving)
     (work / "good").mkdir()
-    good_cfg = config_variant("taxi_fare", work / "good", sample, train_steps=300, seed=12)
+    good_cfg = config_variant("taxi_fare", work / "good", sample, tflite=False, train_steps=300, seed=12)
     good = run_json("run", "--config", str(good_cfg), "--output", str(out))
     return {"weak": weak, "good": good, "before": before, "after_weak": after_weak, "serving": serving}
 

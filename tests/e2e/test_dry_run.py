@@ -1,7 +1,8 @@
 """The compiled Kubeflow pipeline, executed here by ``sluice compile … --dry-run``: every container task through
 TFX's Kubeflow V2 entrypoint in its own process, resolvers against the emulated metadata store (see
 pipeline/dry_run.py). Fare runs twice in one directory (the second must find the first's data verdict and
-blessed model, as on Vertex); tips once. On the session's 3,000-row sample with fewer training steps.
+blessed model, as on Vertex), on the session's 3,000-row sample with fewer training steps; the multi-class
+example (configs/wine.yaml) once.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import config_variant, run_cli
+from tests.helpers import WINE_DATA, WINE_SCHEMA, config_variant, run_cli
 
 pytestmark = pytest.mark.e2e
 
 ROOT_URI = "gs://bucket/sluice/dry"
 
 
-def _dry_run(name: str, work: Path, sample: Path, directory: Path):
+def _dry_run(name: str, work: Path, sample: Path, directory: Path, **variant):
     """Compile as for Vertex and dry-run it; returns (process, compiled JSON, this run's summary.json or None)."""
-    cfg = config_variant(name, work, sample, train_steps=150)
+    cfg = config_variant(name, work, sample, **{"train_steps": 150, **variant})
     compiled = work / f"{name}.json"
     before = set((directory / "reports").glob("*/summary.json"))
     proc = run_cli("compile", "--config", str(cfg), "--image", "europe-docker.pkg.dev/p/sluice/pipeline:1",
@@ -112,9 +113,15 @@ def test_drifted_data_stops_at_the_gate_and_leaves_the_served_model_alone(fare_d
     assert summary["status"] == "data_rejected" and summary["pushed"] is False
 
 
-def test_tips_dry_run_blesses_and_pushes(tmp_path_factory, sample):
-    work = tmp_path_factory.mktemp("dry-tips")
-    proc, body, summary = _dry_run("taxi_tips", work, sample, work / "dry")
+def test_multiclass_dry_run_blesses_and_pushes_with_class_names(tmp_path_factory):
+    """The bundled multi-class example through every Kubeflow container task: blessed on TFMA's multi-class
+    metrics, the pushed model answering the class names (a binary task runs locally in test_pipeline)."""
+    import tensorflow as tf
+
+    work = tmp_path_factory.mktemp("dry-wine")
+    proc, body, summary = _dry_run("wine", work, WINE_DATA, work / "dry", schema=WINE_SCHEMA, train_steps=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert summary["pushed"] is True and "auc" in summary["metrics"]
-    assert (Path(summary["saved_model_path"]) / "saved_model.pb").is_file()
+    assert summary["pushed"] is True and summary["metrics"]["accuracy"] >= 0.85
+    assert set(summary["per_class"]) == {"class_0", "class_1", "class_2"}
+    model = tf.saved_model.load(summary["saved_model_path"])
+    assert set(model.signatures["serving_raw"].structured_outputs) == {"outputs", "classes"}

@@ -38,7 +38,7 @@ def _descendants(pid: int):
 
 
 def test_second_run_refused_killed_run_marked_and_cleaned(tmp_path, sample):
-    cfg = config_variant("taxi_fare", tmp_path, sample, train_steps=100)
+    cfg = config_variant("taxi_fare", tmp_path, sample, tflite=False, train_steps=100)
     out = tmp_path / "output"
     exe = Path(sys.executable).parent / "sluice"
     first = subprocess.Popen([str(exe), "run", "--config", str(cfg), "--output", str(out)], cwd=ROOT,

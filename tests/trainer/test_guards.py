@@ -60,6 +60,22 @@ def test_the_console_notes_a_small_eval_split_and_steps_beyond_it():
     assert evidence_notes({"data_verdict": {"rows": {"eval": 5000}}}, 16, 50) == []
 
 
+def test_multiclass_labels_outside_the_classes_are_refused_with_the_count(tmp_path):
+    def ids(path, values):
+        with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+            for v in values:
+                writer.write(tf.train.Example(features=tf.train.Features(feature={
+                    "y_xf": tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))})).SerializeToString())
+
+    ids(tmp_path / "train.gz", [0, 1, 2] * 30)
+    ids(tmp_path / "eval.gz", [0, 1, -1, 2, -1])
+    guards.check_class_ids({"train": [str(tmp_path / "train.gz")]}, "y_xf", ["a", "b", "c"])
+    with pytest.raises(Refused) as exc:
+        guards.check_class_ids({"train": [str(tmp_path / "train.gz")], "eval": [str(tmp_path / "eval.gz")]},
+                               "y_xf", ["a", "b", "c"])
+    assert exc.value.where == "task.classes" and "2 of 5 eval rows" in exc.value.problem
+
+
 def _model():
     inputs = tf.keras.Input(shape=(2,))
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(1)(inputs))

@@ -128,6 +128,45 @@ def test_configured_models_round_trip(arch, tmp_path):
     _check_round_trip(model, tmp_path)
 
 
+@pytest.mark.parametrize("arch", ["mlp", "wide_deep"])
+def test_a_regression_head_in_the_labels_units_starts_at_the_mean_and_learns_a_large_label(arch, tmp_path):
+    """House-price scale: label = 300,000 + 50,000 x (the synthetic target). With the label's (mean, std)
+    the head starts near the mean and 200 steps fit it; the scale survives save/load."""
+    features, y = arrays(1024)
+    big = (300_000 + 50_000 * y).astype("float32")
+    scale = (float(big.mean()), float(big.std()))
+    p = contract(model__architecture=arch, model__loss="mse", model__learning_rate=0.01)
+    model = build_model(p, SPECS, label_scale=scale)
+    start = model.predict(features, verbose=0)
+    assert abs(float(start.mean()) - scale[0]) < scale[1]  # within a standard deviation, not 300,000 away
+    model.compile(optimizer="adam", loss=make_loss(p))
+    model.fit(features, big, epochs=6, batch_size=32, verbose=0)
+    mse = float(np.mean((model.predict(features, verbose=0) - big) ** 2))
+    assert mse < 0.2 * float(big.var())  # far better than the mean predictor
+    unscaled = build_model(p, SPECS)  # what a first try got before: the mean is out of reach
+    unscaled.compile(optimizer="adam", loss=make_loss(p))
+    unscaled.fit(features, big, epochs=6, batch_size=32, verbose=0)
+    assert float(np.mean((unscaled.predict(features, verbose=0) - big) ** 2)) > float(big.var())
+    _check_round_trip(model, tmp_path)
+    assert build_model(contract(task__type="binary_classification", model__loss="binary_crossentropy"), SPECS,
+                       label_scale=scale).predict(features, verbose=0).max() <= 1.0  # classification: ignored
+
+
+def test_label_moments_read_transforms_label_from_the_train_files(tmp_path):
+    from sluice.components.trainer.data import label_moments
+
+    values = np.random.default_rng(1).normal(250_000, 40_000, 700)
+    for part, chunk in enumerate(np.array_split(values, 2)):
+        with tf.io.TFRecordWriter(str(tmp_path / f"train-{part}.gz"), options="GZIP") as writer:
+            for v in chunk:
+                writer.write(tf.train.Example(features=tf.train.Features(feature={
+                    "y_xf": tf.train.Feature(float_list=tf.train.FloatList(value=[v]))})).SerializeToString())
+    mean, std = label_moments([str(tmp_path / "train-*")], "y_xf")
+    assert mean == pytest.approx(values.astype("float32").mean(), rel=1e-6)
+    assert std == pytest.approx(values.astype("float32").std(), rel=1e-4)
+    assert label_moments([str(tmp_path / "none-*")], "y_xf") == (0.0, 1.0)
+
+
 # -------------------------------------------------------------------------------- losses on model internals
 def test_reconstruction_loss_is_added_and_tracked_as_its_own_metric():
     p = contract(model__reconstruction_weight=0.5)

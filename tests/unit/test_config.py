@@ -95,6 +95,13 @@ CASES = [
     ("classes for regression", lambda r: r["task"].update(classes=["a", "b"]), ["classes", "only for task.type multiclass"]),
     ("binary loss for multiclass", lambda r: r["task"].update(type="multiclass", classes=["a", "b", "c"]),
      ["huber", "does not fit", "sparse_categorical_crossentropy, sparse_focal"]),
+    ("yes/no classes unquoted", lambda r: (r["task"].update(type="multiclass", classes=[True, False]),
+                                           r["model"].update(loss="sparse_focal")), ["classes", "quote the class names"]),
+    ("macro_auc on slices", lambda r: (r["task"].update(type="multiclass", classes=["a", "b"]),
+                                       r["model"].update(loss="sparse_focal"),
+                                       r["evaluation"].update(metrics=["accuracy", "macro_auc"], thresholds=[
+                                           {"metric": "macro_auc", "lower_bound": 0.8, "slices": True}])),
+     ["macro_auc on feature slices", "lacks a class"]),
     ("binary metric for multiclass", lambda r: (r["task"].update(type="multiclass", classes=["a", "b", "c"]),
                                                 r["model"].update(loss="sparse_focal")),
      ["evaluation.metrics", "mean_absolute_error", "accuracy"]),
@@ -157,6 +164,17 @@ def test_cli_reports_misspelt_key_in_one_line_without_traceback(tmp_path, fare_r
     assert "model.hiden_units" in lines[0] and "did you mean 'hidden_units'" in lines[0]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists(), "a config error must not create the output directory"
+
+
+def test_multiclass_classes_written_as_numbers_are_the_labels_text_and_string_labels_are_compared_as_categories():
+    raw = yaml.safe_load((CONFIGS / "wine.yaml").read_text())
+    raw["task"]["classes"] = [0, 1, 2]
+    cfg = parse_config(raw, base_dir=str(CONFIGS))
+    assert cfg.task.classes == ["0", "1", "2"]
+    assert cfg.gate_contract().columns["cultivar"] == "numeric"  # integer classes: a numeric label column
+    wine = load_config(CONFIGS / "wine.yaml")
+    assert wine.gate_contract().columns["cultivar"] == "categorical"  # string classes: frequencies compared
+    assert wine.gate_contract().label_classes == ["class_0", "class_1", "class_2"]
 
 
 def test_derive_is_rejected_for_regression(fare_raw):

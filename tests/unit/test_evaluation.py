@@ -99,9 +99,52 @@ def test_multiclass_gets_tfma_multiclass_metrics_gated_on_the_macro_average_only
     assert macro.aggregate.macro_average and dict(macro.aggregate.class_weights) == {0: 1.0, 1: 1.0, 2: 1.0}
     assert not macro.HasField("binarize")  # else the macro thresholds would gate every class too
     gated = {json.loads(m.config)["name"]: m for m in macro.metrics}
-    assert gated["macro_auc"].class_name == "AUC" and gated["macro_auc"].per_slice_thresholds
+    assert set(gated) == {"macro_auc"} and gated["macro_auc"].class_name == "AUC"
+    assert gated["macro_auc"].per_slice_thresholds
+    assert names["MacroRecall"].per_slice_thresholds and '"classes": 3' in names["MacroRecall"].config
+    assert names["PerClassTopOne"].module == "sluice.components.evaluation_metrics"
     assert list(per_class.binarize.class_ids.values) == [0, 1, 2]
     assert all(not m.per_slice_thresholds for m in per_class.metrics)
+
+
+def _top_one(metric, labels, probabilities, **kw):
+    """A top-one metric's combiner run as Beam would (split, merged): its values by read_slices' names."""
+    from tensorflow_model_analysis.metrics import metric_types
+
+    from sluice.components import evaluation_metrics as em
+
+    combiner = getattr(em, metric)(**kw).computations(model_names=[""], output_names=[""])[0].combiner
+    accumulators = []
+    for part in np.array_split(np.arange(len(labels)), 3):
+        acc = combiner.create_accumulator()
+        for i in part:
+            acc = combiner.add_input(acc, metric_types.StandardMetricInputs(
+                labels=np.array([labels[i]]), predictions=np.array([probabilities[i]]), example_weights=np.array([1.0])))
+        accumulators.append(acc)
+    out = combiner.extract_output(combiner.merge_accumulators(accumulators))
+    return {(f"{k.name}[{k.sub_key.class_id}]" if k.sub_key else k.name): v for k, v in out.items()}
+
+
+def test_multiclass_precision_and_recall_are_the_most_probable_classes_as_sklearn_counts():
+    from sklearn.metrics import precision_score, recall_score
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 4, 400)
+    probs = rng.dirichlet(np.ones(4), 400) * 0.6 + 0.4 * np.eye(4)[labels] * (rng.random((400, 1)) > 0.4)
+    probs /= probs.sum(axis=1, keepdims=True)
+    assert (probs.max(axis=1) < 0.5).mean() > 0.2  # many right answers below 0.5: a 0.5 cut-off would miss them
+    top = probs.argmax(axis=1)
+    got = _top_one("PerClassTopOne", labels, probs, classes=4)
+    np.testing.assert_allclose([got[f"precision[{i}]"] for i in range(4)], precision_score(labels, top, average=None))
+    np.testing.assert_allclose([got[f"recall[{i}]"] for i in range(4)], recall_score(labels, top, average=None))
+    assert _top_one("MacroRecall", labels, probs, classes=4)["macro_recall"] == pytest.approx(
+        recall_score(labels, top, average="macro"))
+    assert _top_one("MacroPrecision", labels, probs, classes=4)["macro_precision"] == pytest.approx(
+        precision_score(labels, top, average="macro"))
+    # A slice holding two of the four classes: the macro averages run over those two, not NaN.
+    two = labels < 2
+    sliced = _top_one("MacroRecall", labels[two], probs[two], classes=4)["macro_recall"]
+    assert sliced == pytest.approx(np.mean([np.mean(top[two & (labels == c)] == c) for c in (0, 1)]))
 
 
 def test_multiclass_guards_equal_numpy_and_catch_the_class_prior():

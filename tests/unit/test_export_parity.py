@@ -51,6 +51,21 @@ def test_quantized_variants_are_judged_on_the_task_metric():
     assert not non_finite.passed and non_finite.error == "non-finite outputs"
 
 
+def test_multiclass_variants_are_judged_on_accuracy_with_one_rows_worth_of_slack():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, 89)
+    saved = rng.dirichlet(np.ones(3), 89) * 0.5 + 0.5 * np.eye(3)[labels]
+    budget = ParityBudget(metric_budget=0.01, row_budget=10.0, worst_row_budget=10.0)
+    assert parity.accuracy(labels, saved) == 1.0
+    one = saved.copy()
+    one[0] = np.roll(one[0], 1)  # one row's top class moves: 1.1 % of 89 rows, within one row's step
+    result = parity.compare("dynamic_range", "multiclass_classification", labels, saved, one, 10, budget)
+    assert result.metric == "accuracy" and result.passed, result
+    three = saved.copy()
+    three[:3] = np.roll(three[:3], 1, axis=1)
+    assert not parity.compare("dynamic_range", "multiclass_classification", labels, saved, three, 10, budget).passed
+
+
 def test_export_contract_follows_the_targets():
     import yaml
 

@@ -99,9 +99,24 @@ def test_multiclass_labels_classes_and_a_threshold_above_the_majority_class(tmp_
     fractions = _csv(tmp_path / "f.csv", ["p", "y"], [[i * 0.3, [0.5, 1.5, 2.5][i % 3]] for i in range(300)])
     with pytest.raises(ValueError, match="holds fractions"):
         init.plan(fractions, "f", task="multiclass_classification")
+    padded = _csv(tmp_path / "z.csv", ["p", "grade"], [[i * 0.3, ["01", "02", "03"][i % 3]] for i in range(300)])
+    assert init.plan(padded, "z", task="multiclass_classification").classes == ["1", "2", "3"]  # as CsvExampleGen reads
+    ids = _csv(tmp_path / "u.csv", ["p", "customer"], [[i * 0.3, f"c{i % 40}"] for i in range(60)])
+    with pytest.raises(ValueError, match="fewer than 10 rows per class"):
+        init.plan(ids, "u")
     many = _csv(tmp_path / "n.csv", ["p", "y"], [[i * 0.3, f"c{i % 60}"] for i in range(300)])
     with pytest.raises(ValueError, match="60 distinct values.*at most 50"):
         init.plan(many, "n")
+
+
+def test_small_data_gets_category_thresholds_that_chance_stays_under(tmp_path):
+    names = ["a", "b", "c"]
+    small = init.plan(_csv(tmp_path / "s.csv", ["p", "k"], [[i * 0.3, names[i % 3]] for i in range(180)]), "s")
+    config = yaml.safe_load(init.config_text(small, "s.csv", "schema.pbtxt"))
+    assert config["validation"]["skew"]["categorical_linf"] == small.linf == init.chance_linf(180, small.splits)
+    assert 0.2 < small.linf < 0.3  # 90 vs 90 rows: shares differ by ~0.07 per standard error
+    large = init.plan(_csv(tmp_path / "l.csv", ["p", "k"], [[i * 0.3, names[i % 3]] for i in range(3000)]), "l")
+    assert large.linf == 0.1 and "validation" not in yaml.safe_load(init.config_text(large, "l.csv", "s.pbtxt"))
 
 
 def test_long_tailed_numbers_are_bucketized_and_symmetric_ones_z_scored(tmp_path):
