@@ -214,8 +214,8 @@ def content_findings(gate: GateContract, split: str, stats, baseline=None) -> Li
 def _class_findings(split: str, column: str, feature: Any, classes: List[str]) -> List[Finding]:
     """A multi-class label with a value outside ``task.classes`` (Transform would make it class id -1) or empty
     cells (no class at all). String labels: TFDV's rank histogram lists every value (up to 1,000 distinct, and
-    ``unique`` says when there are more); integer labels: their min and max, which settle it for classes that
-    are a run of integers."""
+    ``unique`` says when there are more); numeric labels: their min and max, which settle it for classes that
+    are a run of integers (the Trainer counts the rest: ``trainer.guards.check_class_ids``)."""
     findings, common = [], _common(feature)
     if common is not None and common.num_missing:
         findings.append(Finding(split, column, LABEL_UNKNOWN_CLASS, "ERROR",
@@ -226,9 +226,14 @@ def _class_findings(split: str, column: str, feature: Any, classes: List[str]) -
         unknown = [v for v in seen if v not in classes]
         if not unknown and feature.string_stats.unique > len(seen):
             unknown = [f"{feature.string_stats.unique - len(seen)} values beyond TFDV's histogram"]
-    elif feature.HasField("num_stats"):
-        lo, hi = feature.num_stats.min, feature.num_stats.max
-        unknown = [f"{v:g}" for v in (lo, hi) if not (float(v).is_integer() and str(int(v)) in classes)]
+    elif feature.HasField("num_stats"):  # numbers match classes numerically, as Transform compares them
+        numbers = set()
+        for c in classes:
+            try:
+                numbers.add(float(c))
+            except ValueError:
+                pass
+        unknown = [f"{v:g}" for v in (feature.num_stats.min, feature.num_stats.max) if float(v) not in numbers]
     if unknown:
         findings.append(Finding(split, column, LABEL_UNKNOWN_CLASS, "ERROR",
                                 f"label values outside task.classes: {', '.join(sorted(set(unknown))[:5])}",

@@ -51,7 +51,7 @@ def mixed(path: Path, rng: np.random.Generator, rows: int = 2000) -> Path:
         region, rooms, area = rng.choice(regions), int(rng.integers(1, 7)), float(rng.gamma(4, 20))
         age = float(rng.uniform(0, 80))
         lot = float(rng.lognormal(6, 1.2))  # long-tailed: `sluice init` bucketizes it
-        price = 20 + 1.2 * area + 6 * rooms + bonus[region] - 0.3 * age + 4 * np.log(lot) + rng.normal(0, 6)
+        price = 20 + 1.2 * area + 6 * rooms + bonus[region] - 0.3 * age + 2 * np.log(lot) + rng.normal(0, 6)
         out.append([region, rooms, round(area, 1), round(age, 1), round(lot, 1), round(price, 2)])
     return _write(path, ["region", "rooms", "area", "age", "lot", "price"], out)
 

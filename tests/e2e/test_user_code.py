@@ -1,6 +1,7 @@
 """Your own code, same gates: a config naming a preprocessing_fn, a model_fn with a custom layer and its custom
-objects (tests/usercode/custom.py) runs through DataGate, Transform, the Trainer, the Evaluator, TFLite parity,
-InfraCheck and the Pusher unchanged; a path that does not import is refused in one screen."""
+objects (tests/usercode/custom.py) runs through DataGate, Transform, the Trainer (custom loop, MirroredStrategy),
+the Evaluator, TFLite parity, InfraCheck and the Pusher unchanged; a path that does not import is refused in
+one screen."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def _config(tmp_path: Path, code: dict) -> Path:
                      {"name": "rooms", "kind": "numeric"}],
         "model": {"hidden_units": [32, 16], "learning_rate": 0.01, "batch_size": 64, "train_steps": 600,
                   "eval_steps": 5, "loss": "mse"},
-        "training": {"rounds": 3},
+        # Your model under the custom GradientTape loop and MirroredStrategy (two logical CPUs), as sluice's.
+        "training": {"rounds": 3, "loop": "custom", "strategy": "mirrored", "cpu_devices": 2},
         "evaluation": {"metrics": ["mean_absolute_error", "example_count"],
                        "thresholds": [{"metric": "mean_absolute_error", "upper_bound": 25.0}]},
         "export": {"targets": ["saved_model", "tflite"], "tflite_variants": ["float32", "dynamic_range"]},
