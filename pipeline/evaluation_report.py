@@ -36,8 +36,8 @@ def _fmt(value: Optional[float]) -> str:
     return f"{value:.4g}"
 
 
-def calibration_points(evaluation_uri: str) -> List[Tuple[float, float, float]]:
-    """(mean prediction, mean label, weight) per bucket of the overall slice's CalibrationPlot."""
+def _overall_plot(evaluation_uri: str, field: str) -> Any:
+    """The candidate's plot value with ``field`` set, on the overall slice (None when not computed)."""
     import tensorflow_model_analysis as tfma
 
     from sluice.components.evaluation import slice_name
@@ -46,35 +46,29 @@ def calibration_points(evaluation_uri: str) -> List[Tuple[float, float, float]]:
         if slice_name(plots.slice_key) != OVERALL:
             continue
         for kv in plots.plot_keys_and_values:
-            if kv.key.model_name == "baseline" or not kv.value.HasField("calibration_histogram_buckets"):
-                continue
-            out = []
-            for b in kv.value.calibration_histogram_buckets.buckets:
-                w = b.num_weighted_examples.value
-                if w > 0:
-                    out.append((b.total_weighted_refined_prediction.value / w, b.total_weighted_label.value / w, w))
-            return out
-    return []
+            if kv.key.model_name != "baseline" and kv.value.HasField(field):
+                return getattr(kv.value, field)
+    return None
+
+
+def calibration_points(evaluation_uri: str) -> List[Tuple[float, float, float]]:
+    """(mean prediction, mean label, weight) per bucket of the overall slice's CalibrationPlot."""
+    plot = _overall_plot(evaluation_uri, "calibration_histogram_buckets")
+    out = []
+    for b in plot.buckets if plot is not None else []:
+        w = b.num_weighted_examples.value
+        if w > 0:
+            out.append((b.total_weighted_refined_prediction.value / w, b.total_weighted_label.value / w, w))
+    return out
 
 
 def confusion_matrix(evaluation_uri: str) -> Dict[Tuple[int, int], float]:
     """(actual class id, predicted class id) -> examples, from the overall slice's TFMA
     ``MultiClassConfusionMatrixPlot`` (the prediction is the most probable class); empty when not computed."""
-    import tensorflow_model_analysis as tfma
-
-    from sluice.components.evaluation import slice_name
-
-    for plots in tfma.load_plots(evaluation_uri):
-        if slice_name(plots.slice_key) != OVERALL:
-            continue
-        for kv in plots.plot_keys_and_values:
-            if kv.key.model_name == "baseline" or not kv.value.HasField("multi_class_confusion_matrix_at_thresholds"):
-                continue
-            matrices = kv.value.multi_class_confusion_matrix_at_thresholds.matrices
-            if matrices:
-                return {(e.actual_class_id, e.predicted_class_id): e.num_weighted_examples
-                        for e in matrices[0].entries}
-    return {}
+    plot = _overall_plot(evaluation_uri, "multi_class_confusion_matrix_at_thresholds")
+    if plot is None or not plot.matrices:
+        return {}
+    return {(e.actual_class_id, e.predicted_class_id): e.num_weighted_examples for e in plot.matrices[0].entries}
 
 
 def _per_class(slices: Dict[str, Dict[str, Any]], classes: List[str],

@@ -107,21 +107,26 @@ def test_multiclass_gets_tfma_multiclass_metrics_gated_on_the_macro_average_only
     assert all(not m.per_slice_thresholds for m in per_class.metrics)
 
 
-def _top_one(metric, labels, probabilities, **kw):
-    """A top-one metric's combiner run as Beam would (split, merged): its values by read_slices' names."""
+def _combine(metric, labels, predictions):
+    """``metric``'s combiner run the way Beam would (split in three, merged): its output by MetricKey."""
     from tensorflow_model_analysis.metrics import metric_types
 
-    from sluice.components import evaluation_metrics as em
-
-    combiner = getattr(em, metric)(**kw).computations(model_names=[""], output_names=[""])[0].combiner
+    combiner = metric.computations(model_names=[""], output_names=[""])[0].combiner
     accumulators = []
     for part in np.array_split(np.arange(len(labels)), 3):
         acc = combiner.create_accumulator()
         for i in part:
             acc = combiner.add_input(acc, metric_types.StandardMetricInputs(
-                labels=np.array([labels[i]]), predictions=np.array([probabilities[i]]), example_weights=np.array([1.0])))
+                labels=np.array([labels[i]]), predictions=np.array([predictions[i]]), example_weights=np.array([1.0])))
         accumulators.append(acc)
-    out = combiner.extract_output(combiner.merge_accumulators(accumulators))
+    return combiner.extract_output(combiner.merge_accumulators(accumulators))
+
+
+def _top_one(metric, labels, probabilities, **kw):
+    """A top-one metric's values by read_slices' names."""
+    from sluice.components import evaluation_metrics as em
+
+    out = _combine(getattr(em, metric)(**kw), labels, probabilities)
     return {(f"{k.name}[{k.sub_key.class_id}]" if k.sub_key else k.name): v for k, v in out.items()}
 
 
@@ -256,20 +261,10 @@ def test_a_baseline_that_is_the_candidate_itself_is_not_evaluated_twice():
 
 # ------------------------------------------------------------------------------- guards behind TFMA's thresholds
 def _guards(task, labels, predictions, **kw):
-    """The Guards combiner run the way Beam would (split, merged), as ``read_slices`` files its values."""
-    from tensorflow_model_analysis.metrics import metric_types
-
+    """The Guards combiner's values as ``read_slices`` files them."""
     from sluice.components.evaluation_metrics import GUARD_PREFIX, Guards
 
-    combiner = Guards(task=task, **kw).computations(model_names=[""], output_names=[""])[0].combiner
-    accumulators = []
-    for part in np.array_split(np.arange(len(labels)), 3):
-        acc = combiner.create_accumulator()
-        for i in part:
-            acc = combiner.add_input(acc, metric_types.StandardMetricInputs(
-                labels=np.array([labels[i]]), predictions=np.array([predictions[i]]), example_weights=np.array([1.0])))
-        accumulators.append(acc)
-    out = combiner.extract_output(combiner.merge_accumulators(accumulators))
+    out = _combine(Guards(task=task, **kw), labels, predictions)
     return {k.name[len(GUARD_PREFIX):]: v for k, v in out.items()}
 
 
