@@ -138,16 +138,17 @@ metric_types.register_metric(RSquared)
 # ------------------------------------------------------------------------------------ multi-class, top one
 def top_one_scores(matrix: np.ndarray) -> Dict[str, Any]:
     """Per-class precision and recall of the most probable class, from a ``K x K`` confusion matrix (rows:
-    actual, columns: predicted), and their macro averages over the classes present in these rows (a class
-    with no row here has no recall, and its precision is not judged either: a slice without a class is not a
-    failure of it). A present class never predicted has precision 0."""
+    actual, columns: predicted), and their macro averages. Recall averages over the classes present in these
+    rows (a slice without a class is not a failure of it); precision over the classes present or predicted,
+    as scikit-learn does (answers of a class the slice lacks are wrong answers: precision 0 for it). A
+    present class never predicted has precision 0."""
     matrix = np.asarray(matrix, np.float64)
     support, predicted, hits = matrix.sum(axis=1), matrix.sum(axis=0), np.diag(matrix)
-    present = support > 0
+    present, seen = support > 0, (support > 0) | (predicted > 0)
     recall = np.where(present, hits / np.maximum(support, 1), np.nan)
     precision = np.where(predicted > 0, hits / np.maximum(predicted, 1), np.where(present, 0.0, np.nan))
     return {"precision": precision, "recall": recall,
-            "macro_precision": float(precision[present].mean()) if present.any() else float("nan"),
+            "macro_precision": float(precision[seen].mean()) if seen.any() else float("nan"),
             "macro_recall": float(recall[present].mean()) if present.any() else float("nan")}
 
 

@@ -224,6 +224,15 @@ class Task(_Strict):
         repeated = sorted({c for c in classes if classes.count(c) > 1})
         if repeated or any(not c for c in classes):
             raise ValueError(f"classes: each value once and non-empty (repeated: {repeated})")
+        numbers: Dict[float, str] = {}
+        for c in classes:  # a numeric label matches classes numerically: "1" and "01" would be one class
+            try:
+                value = float(c)
+            except ValueError:
+                continue
+            if value in numbers:
+                raise ValueError(f"classes: {numbers[value]!r} and {c!r} are the same number")
+            numbers[value] = c
         return self
 
     def raw_label_columns(self) -> List[str]:

@@ -154,16 +154,14 @@ def class_ids(raw: Any, classes: "list") -> tf.Tensor:
     String cells match the class text; numeric cells match numerically (``1.0`` is class ``"1"``: a CSV of
     integers with an empty cell is read as floats). Elementwise comparisons, no lookup table: K is small and
     this stays builtin-op TFLite-convertible like the rest of the graph."""
-    if isinstance(raw, tf.sparse.SparseTensor):
-        column = _dense(raw, "" if raw.dtype == tf.string else float("nan"))
-    else:
-        column = _dense(raw, 0)
+    column = _dense(raw, "" if raw.dtype == tf.string else 0)
     if column.dtype == tf.string:
         matches = tf.equal(column, tf.constant(classes, tf.string)[tf.newaxis, :])
-    else:
-        numbers = [_number(c) for c in classes]
-        matches = tf.equal(tf.cast(column, tf.float64), tf.constant(numbers, tf.float64)[tf.newaxis, :])
-    found = tf.reduce_any(matches, axis=1, keepdims=True)
+    else:  # compared in the column's own float type (0.1 as float32 is not 0.1 as float64); ints exactly
+        kind = column.dtype if column.dtype.is_floating else tf.float64
+        numbers = tf.constant([_number(c) for c in classes], kind)
+        matches = tf.equal(tf.cast(column, kind), numbers[tf.newaxis, :])
+    found = tf.logical_and(tf.reduce_any(matches, axis=1, keepdims=True), tf.logical_not(_is_missing(raw)))
     ids = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int64)[:, tf.newaxis]
     return tf.where(found, ids, tf.constant(-1, tf.int64))
 

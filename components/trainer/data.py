@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, List, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -71,13 +71,15 @@ def matching_files(patterns: List[str]) -> List[str]:
     return [f for pattern in patterns for f in tf.io.gfile.glob(pattern)]
 
 
-def label_moments(patterns: List[str], label_key: str, limit: int = 100_000) -> Tuple[float, float]:
-    """Mean and standard deviation of Transform's label over the first ``limit`` train records (files in
-    sorted order: every worker and the Tuner get the same numbers); ``(0, 1)`` without rows or spread."""
+def label_moments(patterns: List[str], label_key: str, limit: int = 100_000,
+                  dtype: tf.dtypes.DType = tf.float32) -> Tuple[float, float]:
+    """Mean and standard deviation of Transform's label (``dtype``: its type in Transform's output) over the
+    first ``limit`` train records (files in sorted order: every worker and the Tuner get the same numbers);
+    ``(0, 1)`` without rows or spread."""
     files = sorted(matching_files(patterns))
     if not files:
         return 0.0, 1.0
-    spec = {label_key: tf.io.VarLenFeature(tf.float32)}
+    spec = {label_key: tf.io.VarLenFeature(dtype)}
     dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit).batch(4096)
                .map(lambda records: tf.cast(tf.io.parse_example(records, spec)[label_key].values, tf.float64)))
     n = total = squares = 0.0
@@ -89,6 +91,19 @@ def label_moments(patterns: List[str], label_key: str, limit: int = 100_000) -> 
     mean = total / n
     std = math.sqrt(max(0.0, squares / n - mean * mean))
     return mean, (std if std > 1e-12 * max(1.0, abs(mean)) else 1.0)
+
+
+def regression_scale(contract: "TrainerContract", train_files: List[str],
+                     tft_output: tft.TFTransformOutput) -> Optional[Tuple[float, float]]:
+    """The ``(mean, std)`` sluice's regression head works in (``models.LabelScale``); None for
+    classification and for your ``code.model_fn`` (your model decides its own output)."""
+    from sluice.components.features import label_key
+    from sluice.components.settings import REGRESSION
+
+    if contract.task.type != REGRESSION or contract.code.model_fn:
+        return None
+    key = label_key(contract.task)
+    return label_moments(train_files, key, dtype=tft_output.transformed_feature_spec()[key].dtype)
 
 
 def input_fn(

@@ -26,8 +26,8 @@ from absl import logging
 from sluice.components.contracts import TrainerContract
 from sluice.components.features import label_key
 from sluice.components.trainer import guards, loops
-from sluice.components.settings import MULTICLASS, REGRESSION
-from sluice.components.trainer.data import InputOptions, input_fn, label_moments
+from sluice.components.settings import MULTICLASS
+from sluice.components.trainer.data import InputOptions, input_fn, regression_scale
 from sluice.components.trainer.losses import make_loss
 from sluice.components.trainer.metrics import task_metrics
 from sluice.components.trainer.models import make_model
@@ -99,7 +99,7 @@ def train(job: TrainJob) -> loops.History:
 
     guards.check_batch_fits(job.train_files, contract.model.batch_size, cached=contract.input.cache)
     eval_steps = guards.eval_steps_for(job.eval_files, contract.model.batch_size, job.eval_steps)
-    label_scale = label_moments(job.train_files, label) if contract.task.type == REGRESSION else None
+    label_scale = regression_scale(contract, job.train_files, tft_output)
     if contract.task.type == MULTICLASS:
         guards.check_class_ids({"train": job.train_files, "eval": job.eval_files}, label, contract.task.classes or [])
     plan = loops.Plan.from_contract(contract, job.train_steps, eval_steps)

@@ -21,8 +21,9 @@ from tfx.components.tuner.component import TunerFnResult
 from sluice.components.contracts import TunerContract
 from sluice.components.features import label_key
 from sluice.components.trainer import loops
-from sluice.components.settings import REGRESSION
-from sluice.components.trainer.data import InputOptions, input_fn, label_moments
+from sluice.components.settings import MULTICLASS
+from sluice.components.trainer import guards
+from sluice.components.trainer.data import InputOptions, input_fn, regression_scale
 from sluice.components.trainer.losses import make_loss
 from sluice.components.trainer.metrics import task_metrics
 from sluice.components.trainer.models import make_model
@@ -54,8 +55,10 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     base = contract.trainer()
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     steps = settings.steps_per_trial
-    label_scale = (label_moments(list(fn_args.train_files), label_key(base.task))
-                   if base.task.type == REGRESSION else None)
+    label_scale = regression_scale(base, list(fn_args.train_files), tft_output)
+    if base.task.type == MULTICLASS:  # the Tuner trains first: the same refusal as the Trainer's
+        guards.check_class_ids({"train": list(fn_args.train_files), "eval": list(fn_args.eval_files)},
+                               label_key(base.task), base.task.classes or [])
 
     def build(hp: keras_tuner.HyperParameters) -> keras.Model:
         trial = base.with_hyperparameters(model_values({k: hp.get(k) for k in settings.search_space}))

@@ -124,6 +124,11 @@ def test_multiclass_labels_become_class_ids_in_the_order_of_classes(tmp_path):
     spec = {"x": tf.io.FixedLenFeature([1], tf.float32), "grade": tf.io.FixedLenFeature([1], tf.float32)}
     out = _run(floats, spec, _contract(task=task, features=features), tmp_path / "f")
     assert [int(np.asarray(r["grade_xf"]).reshape(-1)[0]) for r in out] == [2, 0, -1]  # 10.0 is class "10"
+    holes = [{"x": [1.0], "grade": [0]}, {"x": [2.0], "grade": []}, {"x": [3.0], "grade": [1]}]
+    task = {"type": "multiclass", "label": "grade", "classes": ["0", "1"]}
+    spec = {"x": tf.io.FixedLenFeature([1], tf.float32), "grade": tf.io.VarLenFeature(tf.int64)}
+    out = _run(holes, spec, _contract(task=task, features=features), tmp_path / "h")
+    assert [int(np.asarray(r["grade_xf"]).reshape(-1)[0]) for r in out] == [0, -1, 1]  # empty is not class 0
 
 
 def test_builtin_op_rewrites_match_tft(tmp_path):

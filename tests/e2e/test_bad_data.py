@@ -212,8 +212,8 @@ STOPPED_BY_GATE = [
 # pipeline start instead of one per corruption. The screen lists 8 problems (the rest: "and N more", in the
 # report), so a group stays within that.
 GATE_GROUPS = [
-    [text_in_numeric_column, unseen_category_dominates, hour_out_of_range],
-    [required_value_missing, empty_optional_column],
+    [text_in_numeric_column, hour_out_of_range],
+    [required_value_missing, empty_optional_column, unseen_category_dominates],
     [nan_and_inf, constant_category],
     [drifted_fares, constant_feature],
     [constant_label, negative_miles],

@@ -165,6 +165,11 @@ def test_label_moments_read_transforms_label_from_the_train_files(tmp_path):
     assert mean == pytest.approx(values.astype("float32").mean(), rel=1e-6)
     assert std == pytest.approx(values.astype("float32").std(), rel=1e-4)
     assert label_moments([str(tmp_path / "none-*")], "y_xf") == (0.0, 1.0)
+    with tf.io.TFRecordWriter(str(tmp_path / "counts.gz"), options="GZIP") as writer:  # an int64 label (your code)
+        for v in (2, 4, 6):
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "n": tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))})).SerializeToString())
+    assert label_moments([str(tmp_path / "counts.gz")], "n", dtype=tf.int64) == pytest.approx((4.0, np.sqrt(8 / 3)))
 
 
 # -------------------------------------------------------------------------------- losses on model internals

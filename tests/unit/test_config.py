@@ -95,6 +95,8 @@ CASES = [
     ("classes for regression", lambda r: r["task"].update(classes=["a", "b"]), ["classes", "only for task.type multiclass"]),
     ("binary loss for multiclass", lambda r: r["task"].update(type="multiclass", classes=["a", "b", "c"]),
      ["huber", "does not fit", "sparse_categorical_crossentropy, sparse_focal"]),
+    ("classes the same number", lambda r: (r["task"].update(type="multiclass", classes=["1", "01", "2"]),
+                                           r["model"].update(loss="sparse_focal")), ["classes", "'1' and '01'", "same number"]),
     ("yes/no classes unquoted", lambda r: (r["task"].update(type="multiclass", classes=[True, False]),
                                            r["model"].update(loss="sparse_focal")), ["classes", "quote the class names"]),
     ("macro_auc on slices", lambda r: (r["task"].update(type="multiclass", classes=["a", "b"]),

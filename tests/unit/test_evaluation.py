@@ -150,6 +150,12 @@ def test_multiclass_precision_and_recall_are_the_most_probable_classes_as_sklear
     two = labels < 2
     sliced = _top_one("MacroRecall", labels[two], probs[two], classes=4)["macro_recall"]
     assert sliced == pytest.approx(np.mean([np.mean(top[two & (labels == c)] == c) for c in (0, 1)]))
+    # A slice of class 0 only, answered class 1 for 60 rows: those are wrong answers, precision counts them.
+    only = np.zeros(100, int)
+    answers = np.eye(4)[np.r_[np.ones(60, int), np.zeros(40, int)]] * 0.7 + 0.075
+    assert _top_one("MacroPrecision", only, answers, classes=4)["macro_precision"] == pytest.approx(
+        precision_score(only, answers.argmax(axis=1), average="macro", zero_division=0))
+    assert _top_one("MacroPrecision", only, answers, classes=4)["macro_precision"] == pytest.approx(0.5)
 
 
 def test_multiclass_guards_equal_numpy_and_catch_the_class_prior():

@@ -64,6 +64,9 @@ def test_multiclass_variants_are_judged_on_accuracy_with_one_rows_worth_of_slack
     three = saved.copy()
     three[:3] = np.roll(three[:3], 1, axis=1)
     assert not parity.compare("dynamic_range", "multiclass_classification", labels, saved, three, 10, budget).passed
+    small = {"region=north": np.arange(89) < 20}  # a 20-row gated slice: one flipped row is 5 %, one row's step
+    sliced = parity.compare("dynamic_range", "multiclass_classification", labels, saved, one, 10, budget, small)
+    assert sliced.slices_checked == 1 and sliced.worst_slice_change == 0.0 and sliced.passed
 
 
 def test_export_contract_follows_the_targets():
