@@ -28,7 +28,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from sluice.components import artifact_io as aio, verdicts
 from sluice.components.contracts import GateContract
-from sluice.components.settings import ValidationConfig
+from sluice.components.settings import ValidationConfig, class_number
 from sluice.components.schema_hints import schema_change
 
 VERDICT_FILE = verdicts.FILES["data"]
@@ -227,12 +227,7 @@ def _class_findings(split: str, column: str, feature: Any, classes: List[str]) -
         if not unknown and feature.string_stats.unique > len(seen):
             unknown = [f"{feature.string_stats.unique - len(seen)} values beyond TFDV's histogram"]
     elif feature.HasField("num_stats"):  # numbers match classes numerically, as Transform compares them
-        numbers = set()
-        for c in classes:
-            try:
-                numbers.add(float(c))
-            except ValueError:
-                pass
+        numbers = {class_number(c) for c in classes} - {None}
         unknown = [f"{v:g}" for v in (feature.num_stats.min, feature.num_stats.max) if float(v) not in numbers]
     if unknown:
         findings.append(Finding(split, column, LABEL_UNKNOWN_CLASS, "ERROR",

@@ -136,6 +136,20 @@ metric_types.register_metric(RSquared)
 
 
 # ------------------------------------------------------------------------------------ multi-class, top one
+def class_rows(element: metric_types.StandardMetricInputs, eval_config: Any, key: metric_types.MetricKey,
+               classes: int) -> Iterable[tuple]:
+    """``(class id, K probabilities)`` per example of a multi-class ``element``; rows whose label is no class
+    id 0..K-1 (the DataGate and the Trainer refuse such data) or whose prediction is not K wide are skipped."""
+    for label, prediction, _ in metric_util.to_label_prediction_example_weight(
+        element, eval_config=eval_config, model_name=key.model_name, output_name=key.output_name,
+        example_weighted=False, flatten=False, allow_none=True, require_single_example_weight=False,
+    ):
+        p = np.asarray(prediction, np.float64).reshape(-1)
+        y = int(np.asarray(label).reshape(-1)[0]) if label is not None and np.size(label) else -1
+        if p.size == classes and 0 <= y < classes:
+            yield y, p
+
+
 def top_one_scores(matrix: np.ndarray) -> Dict[str, Any]:
     """Per-class precision and recall of the most probable class, from a ``K x K`` confusion matrix (rows:
     actual, columns: predicted), and their macro averages. Recall averages over the classes present in these
@@ -163,14 +177,8 @@ class _TopOneCombiner(_Additive):
         return _Sums(self._k * self._k)
 
     def add_input(self, acc: _Sums, element: metric_types.StandardMetricInputs) -> _Sums:
-        key = next(iter(self._keys.values()))
-        for label, prediction, _ in metric_util.to_label_prediction_example_weight(
-            element, eval_config=self._eval_config, model_name=key.model_name, output_name=key.output_name,
-            example_weighted=False, flatten=False, allow_none=True, require_single_example_weight=False,
-        ):
-            p = np.asarray(prediction, np.float64).reshape(-1)
-            y = int(np.asarray(label).reshape(-1)[0]) if label is not None and np.size(label) else -1
-            if p.size == self._k and 0 <= y < self._k and np.all(np.isfinite(p)):
+        for y, p in class_rows(element, self._eval_config, next(iter(self._keys.values())), self._k):
+            if np.all(np.isfinite(p)):
                 acc.values[y * self._k + int(np.argmax(p))] += 1.0
         return acc
 
@@ -316,15 +324,8 @@ class _MultiClassGuardCombiner(_Additive):
         return _Sums(2 + 3 * self._k)
 
     def add_input(self, acc: _Sums, element: metric_types.StandardMetricInputs) -> _Sums:
-        key, k = next(iter(self._keys.values())), self._k
-        for label, prediction, _ in metric_util.to_label_prediction_example_weight(
-            element, eval_config=self._eval_config, model_name=key.model_name, output_name=key.output_name,
-            example_weighted=False, flatten=False, allow_none=True, require_single_example_weight=False,
-        ):
-            p = np.asarray(prediction, np.float64).reshape(-1)
-            y = int(np.asarray(label).reshape(-1)[0]) if label is not None and np.size(label) else -1
-            if p.size != k or not 0 <= y < k:
-                continue
+        k = self._k
+        for y, p in class_rows(element, self._eval_config, next(iter(self._keys.values())), k):
             acc.values[0] += 1.0
             # clipped at 1e-7 like TFMA's (Keras') log loss, so the guard and the report show one number
             acc.values[1] += -np.log(min(max(p[y], 1e-7), 1.0)) if np.isfinite(p[y]) else np.inf

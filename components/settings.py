@@ -185,6 +185,15 @@ class DerivedLabel(_Strict):
     scale: float = 1.0
 
 
+def class_number(name: str) -> Optional[float]:
+    """A class name as the number a numeric label cell must equal (None for a name that is not a number):
+    how Transform, the DataGate and this validator all compare numeric labels with ``task.classes``."""
+    try:
+        return float(name)
+    except ValueError:
+        return None
+
+
 class Task(_Strict):
     type: Literal["regression", "binary_classification", "multiclass_classification"]
     label: str = Field(min_length=1)
@@ -226,9 +235,8 @@ class Task(_Strict):
             raise ValueError(f"classes: each value once and non-empty (repeated: {repeated})")
         numbers: Dict[float, str] = {}
         for c in classes:  # a numeric label matches classes numerically: "1" and "01" would be one class
-            try:
-                value = float(c)
-            except ValueError:
+            value = class_number(c)
+            if value is None:
                 continue
             if value in numbers:
                 raise ValueError(f"classes: {numbers[value]!r} and {c!r} are the same number")

@@ -25,7 +25,7 @@ import tensorflow_transform as tft
 from sluice.components.contracts import TransformContract
 from sluice.components.features import (internal_name, label_key, missing_indicator_name, transformed_name,
                                         vocabulary_name)
-from sluice.components.settings import BINARY, MULTICLASS
+from sluice.components.settings import BINARY, MULTICLASS, class_number
 
 if TYPE_CHECKING:
     from sluice.components.settings import (
@@ -159,19 +159,12 @@ def class_ids(raw: Any, classes: "list") -> tf.Tensor:
         matches = tf.equal(column, tf.constant(classes, tf.string)[tf.newaxis, :])
     else:  # compared in the column's own float type (0.1 as float32 is not 0.1 as float64); ints exactly
         kind = column.dtype if column.dtype.is_floating else tf.float64
-        numbers = tf.constant([_number(c) for c in classes], kind)
+        numbers = [class_number(c) for c in classes]  # a name that is no number: NaN, which equals no cell
+        numbers = tf.constant([float("nan") if n is None else n for n in numbers], kind)
         matches = tf.equal(tf.cast(column, kind), numbers[tf.newaxis, :])
     found = tf.logical_and(tf.reduce_any(matches, axis=1, keepdims=True), tf.logical_not(_is_missing(raw)))
     ids = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int64)[:, tf.newaxis]
     return tf.where(found, ids, tf.constant(-1, tf.int64))
-
-
-def _number(text: str) -> float:
-    """A class name as a number (NaN, which equals nothing, for a name that is not one)."""
-    try:
-        return float(text)
-    except ValueError:
-        return float("nan")
 
 
 def _label(inputs: Mapping[str, Any], task: "Task") -> tf.Tensor:

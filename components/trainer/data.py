@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -71,19 +71,26 @@ def matching_files(patterns: List[str]) -> List[str]:
     return [f for pattern in patterns for f in tf.io.gfile.glob(pattern)]
 
 
+def label_values(patterns: List[str], label_key: str, dtype: tf.dtypes.DType, limit: int) -> Iterator[np.ndarray]:
+    """Transform's label column (``dtype``: its type in Transform's output) from the first ``limit`` records
+    of the files of ``patterns``, in sorted file order, as numpy batches; nothing without files."""
+    files = sorted(matching_files(list(patterns)))
+    if not files:
+        return
+    spec = {label_key: tf.io.VarLenFeature(dtype)}
+    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit).batch(8192)
+               .map(lambda records: tf.io.parse_example(records, spec)[label_key].values))
+    yield from dataset.as_numpy_iterator()
+
+
 def label_moments(patterns: List[str], label_key: str, limit: int = 100_000,
                   dtype: tf.dtypes.DType = tf.float32) -> Tuple[float, float]:
     """Mean and standard deviation of Transform's label (``dtype``: its type in Transform's output) over the
     first ``limit`` train records (files in sorted order: every worker and the Tuner get the same numbers);
     ``(0, 1)`` without rows or spread."""
-    files = sorted(matching_files(patterns))
-    if not files:
-        return 0.0, 1.0
-    spec = {label_key: tf.io.VarLenFeature(dtype)}
-    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit).batch(4096)
-               .map(lambda records: tf.cast(tf.io.parse_example(records, spec)[label_key].values, tf.float64)))
     n = total = squares = 0.0
-    for values in dataset.as_numpy_iterator():
+    for values in label_values(patterns, label_key, dtype, limit):
+        values = values.astype(np.float64)
         values = values[np.isfinite(values)]
         n, total, squares = n + len(values), total + float(values.sum()), squares + float((values ** 2).sum())
     if not n:

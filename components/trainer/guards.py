@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from sluice.components.refusal import Refused
-from sluice.components.trainer.data import matching_files
+from sluice.components.trainer.data import label_values, matching_files
 
 
 def count_rows(patterns: Sequence[str], limit: int) -> int:
@@ -72,15 +72,9 @@ def check_class_ids(patterns_by_split: dict, label_key: str, classes: Sequence[s
     any of the first ``limit`` rows of each split: the DataGate sees TFDV's statistics, which list every
     string value but only min/max of numbers (a stray 2 between classes 1 and 3), and a -1 would stop the
     loss with a cryptic error or, under a focal loss, train on log(0)."""
-    spec = {label_key: tf.io.VarLenFeature(tf.int64)}
     for split, patterns in patterns_by_split.items():
-        files = sorted(matching_files(list(patterns)))
-        if not files:
-            continue
-        dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit).batch(8192)
-                   .map(lambda records: tf.io.parse_example(records, spec)[label_key].values))
         bad = rows = 0
-        for ids in dataset.as_numpy_iterator():
+        for ids in label_values(patterns, label_key, tf.int64, limit):
             rows += len(ids)
             bad += int(np.sum((ids < 0) | (ids >= len(classes))))
         if bad:
