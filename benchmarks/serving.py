@@ -16,6 +16,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -134,6 +135,55 @@ def _load(worker, args, clients):
             "requests": len(samples)}
 
 
+LOGGING_CLIENTS = 8
+LOGGING_ROUNDS = 5
+
+
+def _logging_cost(pushed: str, rest_port: int, grpc_port: int, body: str, request) -> dict:
+    """p50 with request logging on (sample rate 1) vs off: a second server with ``--log-requests``, the two
+    measured alternately (off, on, off, on, …) so machine noise falls on both; the ratio is the median of the
+    rounds' on/off ratios (each pair measured back to back), the p50s the medians of the rounds."""
+    import shutil
+
+    from sluice.components.infra_check import start_server
+    from sluice.serving.request_log import read_logs
+
+    logs = WORK / "request_logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    proc, rest_on, grpc_on = start_server(str(Path(pushed).parent.parent), str(WORK / "server_logging.log"),
+                                          extra_args=["--log-requests", str(logs)])
+    rounds = {key: [] for key in ("rest_off", "rest_on", "grpc_off", "grpc_on")}
+    try:
+        for _ in range(LOGGING_ROUNDS):
+            rounds["rest_off"].append(_load(_rest_worker, (rest_port, body), LOGGING_CLIENTS))
+            rounds["rest_on"].append(_load(_rest_worker, (rest_on, body), LOGGING_CLIENTS))
+            rounds["grpc_off"].append(_load(_grpc_worker, (f"127.0.0.1:{grpc_port}", request), LOGGING_CLIENTS))
+            rounds["grpc_on"].append(_load(_grpc_worker, (f"127.0.0.1:{grpc_on}", request), LOGGING_CLIENTS))
+    finally:
+        proc.terminate()  # SIGTERM: the server writes what is queued and finishes its last file
+        try:
+            proc.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    sent = sum(r["requests"] - r["errors"] for key in ("rest_on", "grpc_on") for r in rounds[key])
+    logged = len(read_logs(str(logs)))
+    out = {}
+    for key, runs in rounds.items():
+        protocol, state = key.split("_")
+        out[f"logging_{protocol}_{state}"] = {
+            "p50_ms": round(float(np.median([r["p50_ms"] for r in runs])), 2),
+            "p99_ms": round(float(np.median([r["p99_ms"] for r in runs])), 2),
+            "errors": sum(r["errors"] for r in runs), "rounds": len(runs)}
+        if state == "on":
+            paired = [on["p50_ms"] / off["p50_ms"] for on, off in zip(runs, rounds[f"{protocol}_off"])]
+            out[f"logging_{protocol}_on"].update(logged=logged, answered=sent,
+                                                 round_ratios=[round(r, 3) for r in paired],
+                                                 ratio=round(float(np.median(paired)), 3))
+    print("logging", out, flush=True)
+    return out
+
+
 def main() -> None:
     import tensorflow as tf
     import tensorflow_transform as tft
@@ -180,8 +230,10 @@ def main() -> None:
                 results[f"grpc_{shape}_c{clients}"] = _load(_grpc_worker, (f"127.0.0.1:{grpc_port}", request), clients)
                 print(shape, clients, results[f"rest_{shape}_c{clients}"], results[f"grpc_{shape}_c{clients}"], flush=True)
             if shape == "single":
+                body_single, request_single = body, request
                 results["rest_single_mixed"] = _mixed(rest_port, body)
                 print("mixed", results["rest_single_mixed"], flush=True)
+        results.update(_logging_cost(record.pushed_destination, rest_port, grpc_port, body_single, request_single))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -202,7 +254,16 @@ def main() -> None:
                              f"{mixed['hostile_requests']} hostile mis-answered)",
                   "sluice": mixed["p50_ms"], "reference": ref["p50_ms"], "unit": "ms",
                   "ratio": ratio(mixed["p50_ms"], ref["p50_ms"]), "goal": "0 valid failed, 0 mis-answered"})
-    write_result("serving", table, results, notes="reference = in-process serving_raw call, same rows")
+    for protocol in ("rest", "grpc"):
+        on, off = results[f"logging_{protocol}_on"], results[f"logging_{protocol}_off"]
+        table.append({"measure": f"{protocol} single c={LOGGING_CLIENTS}: p50 with --log-requests (sample rate 1; "
+                                 f"{on['logged']} of {on['answered']} answered requests of both protocols logged) "
+                                 f"vs without; ratio = median of {LOGGING_ROUNDS} back-to-back pairs "
+                                 f"{on['round_ratios']}",
+                      "sluice": on["p50_ms"], "reference": off["p50_ms"], "unit": "ms",
+                      "ratio": on["ratio"], "goal": "<= 1.1"})
+    write_result("serving", table, results, notes="reference = in-process serving_raw call, same rows; for the "
+                 "logging rows, the same server without --log-requests, measured alternately in the same run")
 
 
 if __name__ == "__main__":

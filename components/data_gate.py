@@ -17,7 +17,7 @@ import html
 import math
 import posixpath
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 from tfx import types
@@ -157,13 +157,15 @@ LABEL_UNKNOWN_CLASS = "LABEL_UNKNOWN_CLASS"
 COLUMN_VANISHED = "COLUMN_VANISHED"
 
 
-def _feature_stats(stats: statistics_pb2.DatasetFeatureStatisticsList) -> Dict[str, Any]:
+def feature_stats(stats: statistics_pb2.DatasetFeatureStatisticsList) -> Dict[str, Any]:
+    """Column name -> its FeatureNameStatistics (of the first dataset)."""
     if not stats.datasets:
         return {}
     return {(f.path.step[0] if f.path.step else f.name): f for f in stats.datasets[0].features}
 
 
-def _common(feature: Any) -> Any:
+def common_stats(feature: Any) -> Any:
+    """A column's CommonStatistics (present/missing counts), None for kinds without them."""
     kind = feature.WhichOneof("stats")
     return getattr(feature, kind).common_stats if kind in ("num_stats", "string_stats") else None
 
@@ -186,11 +188,11 @@ def content_findings(gate: GateContract, split: str, stats, baseline=None) -> Li
 
     A column with no value at all is absent from TFDV's statistics, so absence is "empty" unless the drift
     baseline (``baseline``: the last passed run's train statistics) had the column."""
-    present, before = _feature_stats(stats), _feature_stats(baseline) if baseline is not None else {}
+    present, before = feature_stats(stats), feature_stats(baseline) if baseline is not None else {}
     findings = []
     for column in sorted(gate.columns):
         feature = present.get(column)
-        common = _common(feature) if feature is not None else None
+        common = common_stats(feature) if feature is not None else None
         is_label = column == gate.label
         if feature is None or (common is not None and common.num_non_missing == 0):
             kind = COLUMN_VANISHED if feature is None and column in before else COLUMN_EMPTY
@@ -216,7 +218,7 @@ def _class_findings(split: str, column: str, feature: Any, classes: List[str]) -
     cells (no class at all). String labels: TFDV's rank histogram lists every value (up to 1,000 distinct, and
     ``unique`` says when there are more); numeric labels: their min and max, which settle it for classes that
     are a run of integers (the Trainer counts the rest: ``trainer.guards.check_class_ids``)."""
-    findings, common = [], _common(feature)
+    findings, common = [], common_stats(feature)
     if common is not None and common.num_missing:
         findings.append(Finding(split, column, LABEL_UNKNOWN_CLASS, "ERROR",
                                 f"{int(common.num_missing)} rows have no label", "a class in every row"))
@@ -238,7 +240,7 @@ def _class_findings(split: str, column: str, feature: Any, classes: List[str]) -
 
 
 # ----------------------------------------------------------------------------- numeric distribution distance
-def _quantile_buckets(stats: statistics_pb2.DatasetFeatureStatisticsList, column: str):
+def quantile_buckets(stats: statistics_pb2.DatasetFeatureStatisticsList, column: str):
     for feature in stats.datasets[0].features:
         name = feature.path.step[0] if feature.path.step else feature.name
         if name == column and feature.HasField("num_stats"):
@@ -291,7 +293,7 @@ def numeric_distances(gate: GateContract, baseline_stats, current_stats, which: 
         threshold = threshold_for(gate, column, which) if kind == "numeric" else None
         if not threshold:
             continue
-        base, cur = _quantile_buckets(baseline_stats, column), _quantile_buckets(current_stats, column)
+        base, cur = quantile_buckets(baseline_stats, column), quantile_buckets(current_stats, column)
         if not base or not cur:
             continue
         value = round(decile_jsd(base, cur), 4)
@@ -364,33 +366,40 @@ def render_message(blocking: List[Finding], report: str, limit: int = 8) -> str:
 
 
 def render_report(findings: List[Finding], blocking: List[Finding], distances: List[Dict[str, Any]],
-                  stats_html: str) -> str:
+                  stats_html: str, title: str = "Data gate",
+                  comparisons: str = "Skew (train vs eval) and drift (vs last passed run)",
+                  statistics: str = "Statistics (train vs eval vs the drift baseline)", fragment: bool = False,
+                  verdicts: Tuple[str, str] = ("PASSED", "FAILED")) -> str:
+    """The gate's page (``fragment``: its body only, for a page holding several, as ``sluice monitor``'s)."""
     def table(rows, header):
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
         return f"<table><tr>{head}</tr>{body}</table>"
 
-    verdict = "FAILED" if blocking else "PASSED"
-    parts = [
+    verdict = verdicts[1] if blocking else verdicts[0]
+    head = [
         "<!doctype html><html><head><meta charset='utf-8'><title>sluice data report</title>",
         "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}.bad{color:#a31515}.ok{color:#176a2c}</style>",
         "</head><body>",
-        f"<h1>Data gate: <span id='verdict' class='{'bad' if blocking else 'ok'}'>{verdict}</span></h1>",
+    ]
+    tag, ident = ("h2", "") if fragment else ("h1", "id='verdict' ")
+    parts = [
+        f"<{tag}>{html.escape(title)}: <span {ident}class='{'bad' if blocking else 'ok'}'>"
+        f"{verdict}</span></{tag}>",
         "<h2>Anomalies</h2>",
         table([(f.split, f.feature, f.anomaly, f.severity, "allowed" if f.allowed else
                 ("blocks" if f in blocking else "below fail_on"), f.description, f.expected) for f in findings],
               ["split", "feature", "anomaly", "severity", "gate", "found", "expected"]) if findings
         else "<p>No anomalies.</p>",
-        "<h2>Skew (train vs eval) and drift (vs last passed run)</h2>",
+        f"<h2>{html.escape(comparisons)}</h2>",
         table([(d["feature"], d["comparison"], d["measure"], d["value"], d["threshold"]) for d in distances],
               ["feature", "comparison", "measure", "value", "threshold"]) if distances
         else "<p>No comparisons (first run, or no comparators configured).</p>",
-        "<h2>Statistics (train vs eval vs the drift baseline)</h2>",
+        f"<h2>{html.escape(statistics)}</h2>",
         stats_html,
-        "</body></html>",
     ]
-    return "\n".join(parts)
+    return "\n".join(parts if fragment else head + parts + ["</body></html>"])
 
 
 # ---------------------------------------------------------------------------------------------- TFX glue
@@ -401,6 +410,14 @@ def _load_stats(artifact: types.Artifact, split: str) -> statistics_pb2.DatasetF
     import tensorflow_data_validation as tfdv
 
     return tfdv.load_stats_binary(aio.join(artifact_utils.get_split_uri([artifact], split), STATS_FILE))
+
+
+def load_split_stats(uri: str, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """One split's statistics from an ``ExampleStatistics`` artifact known by its URI (an MLMD run record)."""
+    artifact = standard_artifacts.ExampleStatistics()
+    artifact.uri = uri
+    artifact.split_names = artifact_utils.encode_split_names([split])
+    return _load_stats(artifact, split)
 
 
 def _rows(stats: statistics_pb2.DatasetFeatureStatisticsList) -> int:
@@ -418,9 +435,10 @@ def _stats_html(gate: GateContract, train, eval_, previous) -> str:
         return f"<p>(statistics view unavailable: {html.escape(str(e))})</p>"
 
 
-def _distances(gate, compare, train, other, which: str, label: str):
-    """Skew (``other`` = eval split) or drift (``other`` = last passed run) of ``train``: TFDV's L-infinity
-    comparators on string columns plus decile JSD on numeric ones. Returns ``(measurements, findings)``."""
+def compare_statistics(gate, compare, train, other, which: str, label: str):
+    """Skew (``other`` = eval split, or served requests in ``sluice monitor``) or drift (``other`` = last passed
+    run) of ``train``: TFDV's L-infinity comparators on string columns plus decile JSD on numeric ones.
+    Returns ``(measurements, findings)``."""
     import tensorflow_data_validation as tfdv
 
     key = "serving_statistics" if which == "skew" else "previous_statistics"
@@ -466,10 +484,10 @@ class Executor(base_executor.BaseExecutor):
             previous = tfdv.load_stats_binary(aio.join(baseline.uri, BASELINE_STATS))
         findings += content_findings(gate, "train", train, previous) + content_findings(gate, "eval", eval_, previous)
         compare = comparator_schema(schema, gate)
-        distances, found = _distances(gate, compare, train, eval_, "skew", "train vs eval")
+        distances, found = compare_statistics(gate, compare, train, eval_, "skew", "train vs eval")
         findings += found
         if previous is not None:
-            rows, found = _distances(gate, compare, train, previous, "drift", "train vs last passed run")
+            rows, found = compare_statistics(gate, compare, train, previous, "drift", "train vs last passed run")
             distances, findings = distances + rows, findings + found
 
         blocking = decide(findings, gate.validation)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from absl import logging
@@ -36,11 +36,12 @@ REPORT_FILE = verdicts.FILES["infra"]
 _PORTS = re.compile(r"(REST\s+http://127\.0\.0\.1:(\d+)|gRPC\s+127\.0\.0\.1:(\d+))")
 
 
-def start_server(model_dir: str, log_path: str, timeout: float = 120.0):
+def start_server(model_dir: str, log_path: str, timeout: float = 120.0, extra_args: Sequence[str] = ()):
     """Start the local server on free ports; returns ``(process, rest_port, grpc_port)``."""
     log = open(log_path, "w")
     proc = subprocess.Popen(lifeline.command([sys.executable, "-u", "-m", "sluice.serving.server",
-                                              "--model-dir", model_dir, "--rest-port", "0", "--grpc-port", "0"]),
+                                              "--model-dir", model_dir, "--rest-port", "0", "--grpc-port", "0",
+                                              *extra_args]),
                             stdout=subprocess.PIPE, stderr=log, text=True)
     rest = grpc_port = None
     deadline = time.monotonic() + timeout

@@ -30,7 +30,7 @@ def command(argv: Sequence[str]) -> List[str]:
     return [sys.executable, "-m", "sluice.components.lifeline", str(os.getpid()), *argv]
 
 
-def _bind(parent: int) -> None:
+def bind(parent: int) -> None:
     import ctypes
     import signal
 
@@ -44,7 +44,7 @@ def _bind(parent: int) -> None:
 def main(args: Sequence[str]) -> None:
     if len(args) < 2 or not args[0].isdigit():
         sys.exit("usage: python -m sluice.components.lifeline PARENT_PID COMMAND [ARG…]")
-    _bind(int(args[0]))
+    bind(int(args[0]))
     try:
         os.execvp(args[1], list(args[1:]))
     except OSError as e:

@@ -110,6 +110,16 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", required=True, help="the served model's name (the config's export.model_name, "
                                                          "else its pipeline name)")
     predict.add_argument("--signature", default="serving_raw")
+    monitor = sub.add_parser("monitor", help="serving skew: logged requests (serve --log-requests) vs the "
+                                             "training data of the model that answered them")
+    monitor.add_argument("--config", required=True, help="the pipeline config of the served model")
+    monitor.add_argument("--logs", required=True, help="the directory of PredictionLog files")
+    monitor.add_argument("--output", default=DEFAULT_OUTPUT,
+                         help=f"the run directory that pushed the served model (default: ./{DEFAULT_OUTPUT})")
+    monitor.add_argument("--report", help="where to write monitor.html/.json (default: OUTPUT/reports/monitor-<time>)")
+    monitor.add_argument("--json", action="store_true", help="the result as one JSON line on stdout (an error too)")
+    monitor.add_argument("--max-rows", type=int, default=100_000,
+                         help="rows per served version to compare, a uniform sample of the logs (default 100000)")
     return parser
 
 
@@ -432,16 +442,43 @@ def _answered(answer, as_json: bool, console) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from sluice.pipeline.errors import SluiceError
-    from sluice.serving.errors import ServingError
+    from sluice.serving.errors import ServingError, SettingError
     from sluice.serving.server import serve
 
     try:
         return serve(args)
+    except SettingError as e:
+        raise SluiceError(e.where, e.problem, e.fix)
     except ServingError as e:
         raise SluiceError(f"--model-dir {args.model_dir}", e.message, "run `make run` (or `sluice run`) first")
     except OSError as e:
         raise SluiceError(f"ports {args.rest_port}/{args.grpc_port}", str(e),
                           "pass free ports with --rest-port / --grpc-port")
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    import json
+
+    from sluice.pipeline.errors import SluiceError
+    from sluice.pipeline.monitor import monitor, summary_lines
+
+    try:
+        if not Path(args.config).is_file():
+            raise SluiceError(f"--config {args.config}", "no such file", "pass the config of the served model")
+        if args.max_rows < 100:
+            raise SluiceError("--max-rows", f"{args.max_rows} rows say nothing about a distribution",
+                              "pass at least 100 (default 100000)")
+        result = monitor(args.config, args.logs, args.output, args.report, args.max_rows)
+    except SluiceError as e:
+        if args.json:  # an alerting job reading stdout learns that the check did not run
+            print(json.dumps({"passed": None, "error": {"where": e.where, "problem": e.problem, "fix": e.fix}}))
+        raise
+    console = sys.stderr if args.json else sys.stdout
+    for line in summary_lines(result):
+        print(line, file=console)
+    if args.json:
+        print(json.dumps(result, sort_keys=True, default=str))
+    return EXIT_OK if result["passed"] else EXIT_GATE
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -495,7 +532,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     handlers = {"run": _cmd_run, "check": _cmd_check, "init": _cmd_init, "schema": _cmd_schema, "runs": _cmd_runs, "compile": _cmd_compile, "synth": _cmd_synth, "show": _cmd_show,
-                "report": _cmd_report, "serve": _cmd_serve, "predict": _cmd_predict}
+                "report": _cmd_report, "serve": _cmd_serve, "predict": _cmd_predict,
+                "monitor": _cmd_monitor}
     try:
         return handlers[args.command](args)
     except SluiceError as e:

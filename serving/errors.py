@@ -40,3 +40,12 @@ def invalid(message: str) -> ServingError:
 
 def not_found(message: str) -> ServingError:
     return ServingError("NOT_FOUND", message)
+
+
+class SettingError(Exception):
+    """A server setting the operator passed that cannot work: the flag, the problem, the fix (the CLI shows
+    them as its one screen)."""
+
+    def __init__(self, where: str, problem: str, fix: str) -> None:
+        super().__init__(f"{where}: {problem} ({fix})")
+        self.where, self.problem, self.fix = where, problem, fix

@@ -20,8 +20,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from sluice.serving import protocol
-from sluice.serving.errors import ServingError, invalid
+from sluice.serving.errors import ServingError, SettingError, invalid
 from sluice.serving.repository import Repository, discover, read_model_config
+from sluice.serving.request_log import RequestLogger
 from sluice.serving.rest import Api, Limits, RestServer, route
 
 def metadata(repo: Repository, name: str, version: Optional[int], label: Optional[str]) -> Dict[str, Any]:
@@ -34,17 +35,21 @@ def metadata(repo: Repository, name: str, version: Optional[int], label: Optiona
 
 
 def predict_rest(repo: Repository, name: str, version: Optional[int], label: Optional[str], body: bytes,
-                 max_batch: int) -> Dict[str, Any]:
+                 max_batch: int, logger: Optional[RequestLogger] = None) -> Dict[str, Any]:
     data = protocol.parse_body(body)
     servable = repo.resolve(name, version, label)
     signature_name = data.get("signature_name") or "serving_default"
     if not isinstance(signature_name, str):
         raise invalid("'signature_name' must be a string")
     fmt, inputs = protocol.to_inputs(data, servable.signature(signature_name).inputs, max_batch)
-    return protocol.to_response(fmt, servable.predict(signature_name, inputs))
+    outputs = servable.predict(signature_name, inputs)
+    response = protocol.to_response(fmt, outputs)
+    if logger is not None:
+        logger.log_arrays(servable.name, servable.version, signature_name, inputs, outputs)
+    return response
 
 
-def make_api(repo: Repository, max_batch: int) -> Api:
+def make_api(repo: Repository, max_batch: int, logger: Optional[RequestLogger] = None) -> Api:
     """TF Serving's REST API over ``repo`` for the HTTP layer (``rest.py``)."""
 
     def get(path: str) -> Dict[str, Any]:
@@ -62,7 +67,7 @@ def make_api(repo: Repository, max_batch: int) -> Api:
         if rest != ":predict":
             raise ServingError("UNIMPLEMENTED", f"{rest or 'POST without a method'} is not supported "
                                "(this server implements :predict)")
-        return predict_rest(repo, name, version, label, body, max_batch)
+        return predict_rest(repo, name, version, label, body, max_batch, logger)
 
     return Api(get=get, post=post)
 
@@ -113,7 +118,7 @@ def _version_of(spec: Any) -> Tuple[Optional[int], Optional[str]]:
 
 
 def make_grpc_server(repo: Repository, port: int, max_batch: int, host: str = "127.0.0.1", workers: int = 16,
-                     limits: Limits = Limits()):
+                     limits: Limits = Limits(), logger: Optional[RequestLogger] = None):
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
@@ -197,10 +202,35 @@ def make_grpc_server(repo: Repository, port: int, max_batch: int, host: str = "1
     limit = limits.max_body_bytes
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), maximum_concurrent_rpcs=limits.max_pending,
                          options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)])
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Prediction(), server)
+    prediction = Prediction()
+    if logger is not None:  # Predict takes the request's bytes: they are what the log records (see request_log)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "tensorflow.serving.PredictionService",
+            {"Predict": grpc.unary_unary_rpc_method_handler(
+                _logged(prediction.Predict, predict_pb2.PredictRequest, logger),
+                response_serializer=predict_pb2.PredictResponse.SerializeToString)}),))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)  # the other methods
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(Models(), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     return server, bound
+
+
+def _logged(predict: Any, request_type: Any, logger: RequestLogger) -> Any:
+    """``predict`` taking the request's bytes, as received, and logging them with the answer it gave (a refusal
+    aborts the call, so it is not logged). Bytes that do not parse are refused as gRPC's own deserializer does."""
+    import grpc
+    from google.protobuf.message import DecodeError
+
+    def handle(raw: bytes, context: Any) -> Any:
+        try:
+            request = request_type.FromString(raw)
+        except DecodeError:
+            context.abort(grpc.StatusCode.INTERNAL, "Exception deserializing request!")
+        response = predict(request, context)
+        logger.log_protos(raw, response)
+        return response
+
+    return handle
 
 
 class LocalServer:
@@ -208,16 +238,19 @@ class LocalServer:
 
     def __init__(self, model_dir: Path, rest_port: int = 8501, grpc_port: int = 8500,
                  model_config_file: Optional[Path] = None, poll_seconds: float = 1.0,
-                 max_batch: int = protocol.MAX_BATCH, host: str = "127.0.0.1", limits: Limits = Limits()) -> None:
+                 max_batch: int = protocol.MAX_BATCH, host: str = "127.0.0.1", limits: Limits = Limits(),
+                 logger: Optional[RequestLogger] = None) -> None:
         entries = read_model_config(model_config_file, model_dir) if model_config_file else discover(model_dir)
         if not entries:
             raise ServingError("NOT_FOUND", f"no models under {model_dir} (expected <model>/<version>/saved_model.pb;"
                                             " run `sluice run` first, or pass --model-config-file)")
         self.repo = Repository(entries)
         self.poll_seconds = poll_seconds
-        self.http = RestServer(make_api(self.repo, max_batch), host, rest_port, limits)
+        self.logger = logger
+        self.http = RestServer(make_api(self.repo, max_batch, logger), host, rest_port, limits)
         try:
-            self.grpc, self.grpc_port = make_grpc_server(self.repo, grpc_port, max_batch, host, limits=limits)
+            self.grpc, self.grpc_port = make_grpc_server(self.repo, grpc_port, max_batch, host, limits=limits,
+                                                         logger=logger)
         except Exception:
             self.http.close()
             raise
@@ -230,18 +263,58 @@ class LocalServer:
         return self
 
     def stop(self) -> None:
+        """Stop answering, then write what the request log holds (so its last file is complete)."""
         self.repo.stop()
         self.http.stop()
-        self.grpc.stop(0)
+        self.grpc.stop(1).wait(5)  # calls in flight get a second to answer (and be logged)
+        if self.logger is not None:
+            self.logger.close()
 
     def models(self) -> List[str]:
         return sorted(self.repo.entries)
 
 
+def request_logger(args: argparse.Namespace) -> Optional[RequestLogger]:
+    """The request log ``--log-requests`` asks for (None without it); a flag that cannot work is refused."""
+    import math
+
+    tuning = {"--sample-rate": args.sample_rate, "--log-file-mb": args.log_file_mb,
+              "--log-rotate-seconds": args.log_rotate_seconds}
+    if not args.log_requests:
+        given = [flag for flag, value in tuning.items() if value is not None]
+        if given:
+            raise SettingError(given[0], "has no effect without --log-requests",
+                               "add --log-requests DIR, or leave the flag out")
+        return None
+    rate = 1.0 if args.sample_rate is None else args.sample_rate
+    if not 0.0 < rate <= 1.0:
+        raise SettingError("--sample-rate", f"{rate} is outside (0, 1]",
+                           "pass the share of answered requests to log, e.g. 0.1 for one in ten")
+    megabytes = 64.0 if args.log_file_mb is None else args.log_file_mb
+    if not (math.isfinite(megabytes) and megabytes * 1024 * 1024 >= 1024):
+        raise SettingError("--log-file-mb", f"{megabytes} is not a size from 0.001 MB up",
+                           "pass the size in MB at which a new log file starts, e.g. 64")
+    seconds = 300.0 if args.log_rotate_seconds is None else args.log_rotate_seconds
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise SettingError("--log-rotate-seconds", f"{seconds} is not a positive number of seconds",
+                           "pass how old a log file may get before it is finished, e.g. 300")
+    try:
+        return RequestLogger(args.log_requests, rate, int(megabytes * 1024 * 1024), rotate_seconds=seconds)
+    except Exception as e:  # noqa: BLE001 - TensorFlow's file errors are not OSError; the flags are checked above
+        raise SettingError(f"--log-requests {args.log_requests}", f"cannot create or use the directory: {e}",
+                           "pass a directory this process can write")
+
+
 def serve(args: argparse.Namespace) -> int:
-    server = LocalServer(Path(args.model_dir), args.rest_port, args.grpc_port,
-                         Path(args.model_config_file) if args.model_config_file else None, args.poll_seconds,
-                         host=args.host).start()
+    logger = request_logger(args)
+    try:
+        server = LocalServer(Path(args.model_dir), args.rest_port, args.grpc_port,
+                             Path(args.model_config_file) if args.model_config_file else None, args.poll_seconds,
+                             host=args.host, logger=logger).start()
+    except BaseException:
+        if logger is not None:
+            logger.close()
+        raise
     for name in server.models():
         try:
             versions = ", ".join(r["version"] for r in server.repo.status(name))
@@ -250,11 +323,19 @@ def serve(args: argparse.Namespace) -> int:
         print(f"sluice serve: {name} (versions {versions})", flush=True)
     print(f"  REST  http://{args.host}:{server.rest_port}/v1/models/<model>[:predict]", flush=True)
     print(f"  gRPC  {args.host}:{server.grpc_port} (tensorflow_serving.apis PredictionService, ModelService)", flush=True)
+    if logger is not None:
+        print(f"  logging a share of {logger.sample_rate:g} of answered requests as PredictionLog files under "
+              f"{args.log_requests} (`sluice monitor --config CONFIG --logs {args.log_requests}` reads them)",
+              flush=True)
+        for path in logger.recovered:
+            print(f"  finished {path}, left by a server that was killed", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     server.stop()
+    if logger is not None:
+        print(f"sluice serve: {logger.summary()}", flush=True)
     return 0
 
 
@@ -265,6 +346,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-config-file", help="a TF Serving models.config (version policy, labels)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--poll-seconds", type=float, default=1.0, help="how often new versions are picked up")
+    parser.add_argument("--log-requests", metavar="DIR",
+                        help="write answered requests as TF Serving PredictionLog TFRecord files under DIR")
+    parser.add_argument("--sample-rate", type=float, default=None,
+                        help="the share of answered requests to log, in (0, 1] (default 1: every one)")
+    parser.add_argument("--log-file-mb", type=float, default=None,
+                        help="start a new log file past this size (default 64)")
+    parser.add_argument("--log-rotate-seconds", type=float, default=None,
+                        help="finish a log file this old even when it is small (default 300)")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -274,6 +363,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return serve(parser.parse_args(argv))
     except ServingError as e:
         print(f"sluice serve: {e.message}", file=sys.stderr)
+        return 2
+    except SettingError as e:
+        print(f"sluice serve: {e}", file=sys.stderr)
         return 2
 
 

@@ -47,10 +47,10 @@ def config_variant(name: str, dest_dir: Path, data: Path, schema: Path = SCHEMA,
     return dest
 
 
-def run_cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the installed ``sluice`` console script as a user would."""
+def run_cli(*args: str, timeout: int = 900, env: Dict[str, str] = None) -> subprocess.CompletedProcess:
+    """Run the installed ``sluice`` console script as a user would (``env``: variables added to this one's)."""
     exe = Path(sys.executable).parent / "sluice"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
@@ -90,3 +90,27 @@ def serialized_examples(csv_path: Path, columns: List[str], limit: int) -> List[
                     feature[col] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
             out.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     return out
+
+
+def post_json(url: str, body: Any, raw: bool = False):
+    """POST ``body`` (JSON, or bytes as they are with ``raw``) to ``url``: ``(status, parsed JSON answer)``,
+    4xx/5xx answers included."""
+    import urllib.error
+    import urllib.request
+
+    data = body if raw else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for a reaper that never comes counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False

@@ -21,14 +21,14 @@ pytestmark = pytest.mark.e2e
 ROOT_URI = "gs://bucket/sluice/dry"
 
 
-def _dry_run(name: str, work: Path, sample: Path, directory: Path, **variant):
+def _dry_run(name: str, work: Path, sample: Path, directory: Path, env=None, **variant):
     """Compile as for Vertex and dry-run it; returns (process, compiled JSON, this run's summary.json or None)."""
     cfg = config_variant(name, work, sample, **{"train_steps": 150, **variant})
     compiled = work / f"{name}.json"
     before = set((directory / "reports").glob("*/summary.json"))
     proc = run_cli("compile", "--config", str(cfg), "--image", "europe-docker.pkg.dev/p/sluice/pipeline:1",
                    "--pipeline-root", ROOT_URI, "--data", "gs://bucket/data/", "--output", str(compiled),
-                   "--dry-run", str(directory), "--dry-run-data", str(sample), timeout=1500)
+                   "--dry-run", str(directory), "--dry-run-data", str(sample), timeout=1500, env=env)
     new = sorted(set((directory / "reports").glob("*/summary.json")) - before)
     assert len(new) <= 1, new
     return proc, json.loads(compiled.read_text()), (json.loads(new[0].read_text()) if new else None)
@@ -49,6 +49,10 @@ def test_compiled_spec_is_remote_and_runs_through_tfx_entrypoint(fare_dry):
     assert body["runtimeConfig"]["gcsOutputDirectory"] == ROOT_URI and str(fare_dry["dir"]) not in json.dumps(body)
     logs = sorted((fare_dry["dir"] / "logs").glob("*/*-DataGate.log"))
     assert len(logs) == 2  # one folder per dry run
+    for run in sorted((fare_dry["dir"] / "logs").iterdir())[:2]:  # the two fare runs: every task command forked
+        commands = sum(1 for log in run.glob("*.log") for line in log.read_text().splitlines() if line.startswith("$ "))
+        forked = (run / "00-forkserver.log").read_text().count("forkserver: task ")
+        assert forked == commands == 13, (run, forked, commands)  # 12 container tasks and CsvExampleGen's driver
     command = logs[0].read_text().splitlines()[0]
     assert "-m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor" in command
     assert "--executor_class_path sluice.components.data_gate.Executor" in command
@@ -87,7 +91,8 @@ def test_second_dry_run_finds_the_first_runs_verdict_and_blessed_model(fare_dry)
 
 def test_drifted_data_stops_at_the_gate_and_leaves_the_served_model_alone(fare_dry, sample, tmp_path):
     """Fares x 10: drift against the verdict the resolver found, the DataGate task fails (exit 3), nothing
-    after it runs, and the serving tree is byte-identical."""
+    after it runs, and the serving tree is byte-identical. Every task here is a fresh process
+    (``SLUICE_DRY_RUN_FORK=0``); the other dry runs fork them from the preloaded server."""
     serving = fare_dry["dir"] / "pipeline_root" / "serving"
     before = {p: p.read_bytes() for p in serving.rglob("*") if p.is_file()}
     lines = sample.read_text().splitlines()
@@ -104,11 +109,12 @@ def test_drifted_data_stops_at_the_gate_and_leaves_the_served_model_alone(fare_d
 
     drifted = tmp_path / "drifted.csv"
     drifted.write_text("\n".join([lines[0]] + [times_ten(l) for l in lines[1:]]) + "\n")
-    proc, _, summary = _dry_run("taxi_fare", tmp_path, drifted, fare_dry["dir"])
+    proc, _, summary = _dry_run("taxi_fare", tmp_path, drifted, fare_dry["dir"], env={"SLUICE_DRY_RUN_FORK": "0"})
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "stopped at task DataGate" in proc.stderr
     assert "fare [train vs last passed run] JENSEN_SHANNON_DIVERGENCE_HIGH" in proc.stdout
     assert "Transform " not in proc.stdout  # nothing after the gate ran
+    assert not (fare_dry["dir"] / "logs" / summary["run_id"] / "00-forkserver.log").exists()
     assert {p: p.read_bytes() for p in serving.rglob("*") if p.is_file()} == before
     assert summary["status"] == "data_rejected" and summary["pushed"] is False
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.e2e.test_export import _eval_rows
-from tests.helpers import ROOT
+from tests.helpers import ROOT, post_json
 
 pytestmark = pytest.mark.e2e
 
@@ -35,16 +35,6 @@ def served(fare, tmp_path_factory):
     yield {"server": server, "tree": tree, "url": f"http://127.0.0.1:{server.rest_port}",
            "grpc": f"127.0.0.1:{server.grpc_port}", "version": fare["runs"][0]["version"]}
     server.stop()
-
-
-def _post(url, body, raw=False):
-    data = body if raw else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def _get(url):
@@ -77,17 +67,17 @@ def test_status_metadata_and_both_rest_formats_answer_like_the_saved_model(fare,
     assert status == 200 and {"serving_default", "serving_raw"} <= set(meta["metadata"]["signature_def"]["signature_def"])
     rows, instances = _rows(fare)
     expected = _expected(fare, rows)
-    status, body = _post(url + ":predict", {"signature_name": "serving_raw", "instances": instances})
+    status, body = post_json(url + ":predict", {"signature_name": "serving_raw", "instances": instances})
     assert status == 200
     np.testing.assert_allclose(np.array(body["predictions"]), expected, rtol=1e-6)
     columns = {k: [r[k] for r in instances] for k in instances[0]}
-    status, body = _post(url + f"/versions/{served['version']}:predict", {"signature_name": "serving_raw", "inputs": columns})
+    status, body = post_json(url + f"/versions/{served['version']}:predict", {"signature_name": "serving_raw", "inputs": columns})
     assert status == 200
     np.testing.assert_allclose(np.array(body["outputs"]), expected, rtol=1e-6)
     import base64
 
     examples = [{"b64": base64.b64encode(e).decode()} for e in rows.serialized]
-    status, body = _post(url + ":predict", {"instances": examples})  # serving_default: serialized tf.Examples
+    status, body = post_json(url + ":predict", {"instances": examples})  # serving_default: serialized tf.Examples
     assert status == 200 and np.isfinite(np.array(body["predictions"])).all()
 
 
@@ -149,10 +139,10 @@ def test_malformed_requests_get_tf_serving_errors_and_the_server_stays_healthy(f
         (base + ":classify", good, 501, "implements :predict"),
     ]
     for url, body, code, words in cases:
-        status, answer = _post(url, body, raw=isinstance(body, bytes))
+        status, answer = post_json(url, body, raw=isinstance(body, bytes))
         assert (status, set(answer)) == (code, {"error"}), (url, body if isinstance(body, bytes) else "", answer)
         assert words in answer["error"], answer
-        assert _post(base + ":predict", good)[0] == 200  # still answering correctly after each
+        assert post_json(base + ":predict", good)[0] == 200  # still answering correctly after each
 
 
 def test_concurrent_load_and_a_version_pushed_during_it(fare, served):
@@ -168,7 +158,7 @@ def test_concurrent_load_and_a_version_pushed_during_it(fare, served):
 
     def client():
         for _ in range(per_client):
-            status, answer = _post(url, body, raw=True)
+            status, answer = post_json(url, body, raw=True)
             with lock:
                 done[0] += 1
                 if status != 200 or not np.isfinite(np.array(answer.get("predictions", [np.nan]))).all():

@@ -14,16 +14,7 @@ import time
 
 import pytest
 
-from tests.helpers import ROOT
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting for a reaper that never comes counts as dead)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
+from tests.helpers import ROOT, process_alive as _alive
 
 
 def _wait_dead(pid: int, seconds: float = 10.0) -> bool:
@@ -86,7 +77,7 @@ def test_a_child_whose_parent_is_already_gone_does_not_start():
     assert out.returncode == 137 and "started" not in out.stdout
 
 
-SPAWNING = ["components", "pipeline/dry_run.py"]
+SPAWNING = ["components", "pipeline/dry_run.py", "pipeline/forkserver.py"]
 
 
 def test_every_child_process_sluice_starts_is_wrapped():
