@@ -118,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
                          help=f"the run directory that pushed the served model (default: ./{DEFAULT_OUTPUT})")
     monitor.add_argument("--report", help="where to write monitor.html/.json (default: OUTPUT/reports/monitor-<time>)")
     monitor.add_argument("--json", action="store_true", help="the result as one JSON line on stdout (an error too)")
+    monitor.add_argument("--data", help="the --data the pushing run was given, if any (part of its config)")
     monitor.add_argument("--max-rows", type=int, default=100_000,
                          help="rows per served version to compare, a uniform sample of the logs (default 100000)")
     return parser
@@ -468,11 +469,20 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         if args.max_rows < 100:
             raise SluiceError("--max-rows", f"{args.max_rows} rows say nothing about a distribution",
                               "pass at least 100 (default 100000)")
-        result = monitor(args.config, args.logs, args.output, args.report, args.max_rows)
+        result = monitor(args.config, args.logs, args.output, args.report, args.max_rows, args.data)
     except SluiceError as e:
         if args.json:  # an alerting job reading stdout learns that the check did not run
             print(json.dumps({"passed": None, "error": {"where": e.where, "problem": e.problem, "fix": e.fix}}))
         raise
+    except Exception as e:  # a bug, not the user's: with --json still a line that says the check did not run
+        if not args.json:
+            raise
+        import traceback
+
+        traceback.print_exc()
+        print(json.dumps({"passed": None, "error": {"where": "sluice monitor", "problem": f"{type(e).__name__}: {e}",
+                                                    "fix": "report this with the traceback above"}}))
+        return EXIT_INTERNAL
     console = sys.stderr if args.json else sys.stdout
     for line in summary_lines(result):
         print(line, file=console)

@@ -4,7 +4,8 @@ Reads the ``PredictionLog`` files a server wrote (``sluice serve --log-requests`
 collector that writes the same records), keeps the configured model's requests, and for each served version
 finds the run that pushed it in the output directory's ML Metadata (the first run whose Pusher pushed that
 version; later identical runs only reuse it). The config must be the one that pushed it (its fingerprint is
-in the version's ``sluice_push.json``): the thresholds and features judged are the config's. Then, with the
+in the version's ``sluice_push.json``; ``--data`` as that run was given it): the thresholds and features
+judged are the config's, the schema the one that run imported. Then, with the
 DataGate's own code and thresholds (``components/data_gate.py``: TFDV's L-infinity comparator on string
 columns, decile Jensen-Shannon on numeric ones, ``validation.skew``/``comparators``/``allow``/``fail_on``):
 
@@ -12,8 +13,9 @@ columns, decile Jensen-Shannon on numeric ones, ``validation.skew``/``comparator
   as StatisticsGen decodes CsvExampleGen's) against that run's train statistics;
 - missing values: each feature's share of rows without it, served vs train (L-infinity on present/absent,
   with the categorical threshold), so a client that stops sending a feature is caught;
-- values the schema refuses: the served statistics validated against the curated schema restricted to the
-  model's features, in its ``SERVING`` environment (unseen categories, out-of-domain numbers, wrong types);
+- values the schema refuses: the served statistics validated against that schema restricted to the model's
+  features, in its ``SERVING`` environment where it names one (unseen categories, out-of-domain numbers,
+  wrong types);
 - predictions: the logged responses against the same model's predictions on that run's eval split through
   ``serving_default`` (as the Evaluator saw them): decile JSD for a number, class-share L-infinity for
   classes, with that kind's skew threshold.
@@ -46,33 +48,56 @@ PREDICTION_SHIFT = "PREDICTION_DISTRIBUTION_SHIFT"
 DEFAULT_MAX_ROWS = 100_000
 
 
+class Reservoir:
+    """A uniform sample of at most ``limit`` items of a stream (seeded: the same logs, the same sample)."""
+
+    def __init__(self, limit: int, seed: int) -> None:
+        self.limit, self.seen, self.items = limit, 0, []
+        self._random = random.Random(seed)
+
+    def extend(self, items: Sequence[Any]) -> None:
+        for item in items:
+            self.seen += 1
+            if len(self.items) < self.limit:
+                self.items.append(item)
+            else:
+                slot = self._random.randrange(self.seen)
+                if slot < self.limit:
+                    self.items[slot] = item
+
+
 @dataclass
 class Served:
-    """What the logs hold for one model version: the requests' rows as tf.Examples and one prediction per
-    row (a uniform sample of at most ``limit`` rows), and what was seen in all of them."""
+    """What the logs hold for one model version: a uniform sample of at most ``limit`` of the requests' rows
+    (as tf.Examples) and of the predictions (one per answered row; a response without the model's output,
+    e.g. under a gRPC ``output_filter``, still gives its rows), and what was seen in all of them."""
 
     version: int
     limit: int = DEFAULT_MAX_ROWS
-    examples: List[bytes] = field(default_factory=list)
-    predictions: List[Any] = field(default_factory=list)
-    rows: int = 0
     requests: int = 0
     signatures: Counter = field(default_factory=Counter)
     first: float = 0.0
     last: float = 0.0
     sampling_rates: set = field(default_factory=set)
-    _random: random.Random = field(default_factory=lambda: random.Random(0))
+
+    def __post_init__(self) -> None:
+        self._rows, self._predictions = Reservoir(self.limit, 0), Reservoir(self.limit, 1)
 
     def add(self, examples: List[bytes], predicted: List[Any]) -> None:
-        for example, prediction in zip(examples, predicted):  # reservoir sampling: every row equally likely
-            self.rows += 1
-            if len(self.examples) < self.limit:
-                self.examples.append(example)
-                self.predictions.append(prediction)
-            else:
-                slot = self._random.randrange(self.rows)
-                if slot < self.limit:
-                    self.examples[slot], self.predictions[slot] = example, prediction
+        self._rows.extend(examples)
+        self._predictions.extend(predicted)
+
+    @property
+    def examples(self) -> List[bytes]:
+        return self._rows.items
+
+    @property
+    def predictions(self) -> List[Any]:
+        return self._predictions.items
+
+    @property
+    def rows(self) -> int:
+        return self._rows.seen
 
 
 def _feature(values: np.ndarray, i: int) -> Any:
@@ -240,6 +265,26 @@ def _model_features(cfg: Any) -> List[str]:
     return [f.name for f in cfg.features]
 
 
+def run_schema(record: Any, fallback: Path) -> Tuple[Any, str]:
+    """The schema the pushing run imported (ImportSchemaGen's copy of the curated file: what the model was
+    trained and gated with), else the config's file; ``(schema proto, its text)``."""
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+
+    from sluice.components import artifact_io as aio
+
+    uri = record.outputs.get("ImportSchemaGen", {}).get("Schema")
+    path = aio.join(uri, "schema.pbtxt") if uri else None
+    path = path if path and tf.io.gfile.exists(path) else str(fallback)
+    return tfdv.load_schema_text(path), aio.read_text(path)
+
+
+def serving_environment(schema: Any) -> Optional[str]:
+    """``SERVING`` where the schema names environments; None where it names none (a schema drafted by
+    ``sluice init``), since TFDV refuses an environment the schema lacks."""
+    return "SERVING" if "SERVING" in schema.default_environment else None
+
+
 def check_version(cfg: Any, gate: Any, schema: Any, schema_text: str, served: Served, record: Any
                   ) -> Dict[str, Any]:
     """Findings, distances and counts for one served version against the run that pushed it."""
@@ -270,7 +315,7 @@ def check_version(cfg: Any, gate: Any, schema: Any, schema_text: str, served: Se
         served_gate, data_gate.comparator_schema(served_schema, served_gate), train, current, "skew", label)
     rows, found = missing_shares(served_gate, train, current, label)
     distances, findings = distances + rows, findings + found
-    anomalies = tfdv.validate_statistics(current, served_schema, environment="SERVING")
+    anomalies = tfdv.validate_statistics(current, served_schema, environment=serving_environment(served_schema))
     findings += data_gate.findings_from_anomalies(anomalies, label, served_schema, schema_text)
     kinds = {type(p) for p in served.predictions}
     prediction_note = None
@@ -334,20 +379,20 @@ def _config_hash(record: Any) -> Optional[str]:
 
 
 def monitor(config_path: str, logs: str, output: str, report: Optional[str] = None,
-            max_rows: int = DEFAULT_MAX_ROWS) -> Dict[str, Any]:
-    """The check, for the CLI: the result dict (``passed``, per version findings) and the pages written."""
+            max_rows: int = DEFAULT_MAX_ROWS, data: Optional[str] = None) -> Dict[str, Any]:
+    """The check, for the CLI: the result dict (``passed``, per version findings) and the pages written.
+    ``data``: the ``--data`` the pushing run was given (it is part of the config's fingerprint)."""
     import tensorflow as tf
-    import tensorflow_data_validation as tfdv
 
     from sluice.components import stats_view
     from sluice.pipeline.config import load_config
 
     cfg = load_config(config_path)
+    if data:
+        cfg = cfg.with_data_path(data)
     if not tf.io.gfile.isdir(logs):
         raise SluiceError(f"--logs {logs}", "no such directory", "pass the directory given to --log-requests")
     gate = cfg.gate_contract()
-    schema_path = cfg.schema_file
-    schema = tfdv.load_schema_text(str(schema_path))
     by_version, others = read_served(logs, cfg.model_name, _model_features(cfg), max_rows)
     if not by_version:
         seen = ", ".join(f"{name} ({n})" for name, n in others.most_common(5)) or "none"
@@ -369,8 +414,10 @@ def monitor(config_path: str, logs: str, output: str, report: Optional[str] = No
         if pushed_with and pushed_with != cfg.fingerprint():
             raise SluiceError(f"--config {config_path}", f"version {version} was pushed with config {pushed_with}; "
                               f"this one is {cfg.fingerprint()}, whose features and thresholds may differ",
-                              "pass the config that pushed the served version (e.g. from version control)")
-        checked = check_version(cfg, gate, schema, schema_path.read_text(), served, record)
+                              "pass the config that pushed the served version (e.g. from version control), "
+                              "and --data as that run was given it, if it was")
+        schema, schema_text = run_schema(record, cfg.schema_file)
+        checked = check_version(cfg, gate, schema, schema_text, served, record)
         train, current = checked.pop("_stats")
         try:
             stats_pages[version] = stats_view.render({"train": train, f"served v{version}": current},

@@ -14,9 +14,11 @@ Files: ``<dir>/requests-<UTC start>-<pid>-<n>.tfrecord``. The file being written
 and renamed when it reaches ``max_file_bytes``, when it is ``rotate_seconds`` old (so sparse traffic still
 becomes readable), and when the server stops. A reader of ``*.tfrecord`` sees finished files only. A server
 that was killed leaves its ``.part`` file: the next logger started on the same local directory finishes the
-``.part`` files of processes that no longer run (``read_logs`` keeps the whole records of a file whose last
-one was cut off). Paths go through ``tf.io.gfile``; on an object store (``gs://``) a file is written once, at
-rotation — it is never flushed record by record, since each flush there re-uploads the whole object.
+``.part`` files no live writer holds (each writer holds an exclusive ``flock`` on its file; a PID would say
+nothing after a container restart, where every server is PID 1), and ``read_logs`` keeps the whole records of
+a file whose last one was cut off. Paths go through ``tf.io.gfile``; on an object store (``gs://``) a file is
+written once, at rotation — it is never flushed record by record, since each flush there re-uploads the whole
+object.
 """
 
 from __future__ import annotations
@@ -171,6 +173,7 @@ class RequestLogger:
                 if writer is None:
                     path = f"{self.directory}/{self._prefix}-{self.stats.files:05d}{SUFFIX}{PART}"
                     writer, size, opened = tf.io.TFRecordWriter(path), 0, time.monotonic()
+                    self._hold(path)
                     self.stats.files += 1
                 try:
                     writer.write(record)
@@ -195,11 +198,23 @@ class RequestLogger:
                 except Exception as e:  # noqa: BLE001
                     self.stats.error = self.stats.error or f"{type(e).__name__}: {e}"[:300]
 
-    @staticmethod
-    def _finish(path: str) -> None:
+    def _hold(self, path: str) -> None:
+        """On a local directory, an exclusive ``flock`` on the file being written, for as long as this process
+        writes it: ``recover_parts`` finishes only files nobody holds (a PID says nothing across container
+        restarts, where every server is PID 1)."""
+        if self._local:
+            import fcntl
+
+            self._lock = open(path, "rb")  # noqa: SIM115 - held until _finish; the writer has its own descriptor
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _finish(self, path: str) -> None:
         import tensorflow as tf
 
         tf.io.gfile.rename(path, path[: -len(PART)], overwrite=False)
+        if getattr(self, "_lock", None) is not None:
+            self._lock.close()
+            self._lock = None
 
     def close(self, timeout: float = 60.0) -> LogStats:
         """Write what is queued, close and rename the open file; the counts. A request answered after this
@@ -210,6 +225,12 @@ class RequestLogger:
         except queue.Full:  # the writer is stuck: what is queued is lost
             self.stats.error = self.stats.error or "the writer did not drain the queue"
         self._thread.join(timeout)
+        while True:  # admitted just before close, queued behind the stop: counted, not silently lost
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._drop()
         return self.stats
 
     def summary(self) -> str:
@@ -253,27 +274,22 @@ def fill_tensor(proto: Any, array: np.ndarray) -> None:
         proto.tensor_content = np.ascontiguousarray(array).tobytes()
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
 def recover_parts(directory: str) -> List[str]:
-    """Finish the ``.part`` files left by servers that no longer run (killed before they could): their whole
-    records become readable. Files of live processes, and names not of this module's form, stay as they are."""
+    """Finish the ``.part`` files (of a local ``directory``) that no live writer holds — left by servers that
+    were killed: their whole records become readable. A file a running server writes is locked and stays."""
+    import fcntl
+
     import tensorflow as tf
 
     done = []
     for path in sorted(tf.io.gfile.glob(f"{directory}/requests-*{SUFFIX}{PART}")):
-        pid = path.rsplit("/", 1)[-1].split("-")[2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+        with open(path, "rb") as held:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
             tf.io.gfile.rename(path, path[: -len(PART)], overwrite=False)
-            done.append(path[: -len(PART)])
+        done.append(path[: -len(PART)])
     return done
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -170,8 +171,6 @@ def test_a_request_answered_after_close_is_counted_not_lost(tmp_path):
 
 def test_sparse_traffic_becomes_readable_without_a_stop(tmp_path):
     """One request, then nothing: the file is finished once ``rotate_seconds`` old, not at 64 MB or at exit."""
-    import time
-
     logger = RequestLogger(str(tmp_path), rotate_seconds=0.2)
     logger.log_arrays("m", 1, "serving_raw", {"x": np.array([1.0], np.float32)}, {"y": np.array([2.0], np.float32)})
     deadline = time.monotonic() + 20
@@ -182,30 +181,32 @@ def test_sparse_traffic_becomes_readable_without_a_stop(tmp_path):
 
 
 def test_a_killed_servers_part_file_is_finished_by_the_next_and_read_up_to_the_cut(tmp_path):
-    import subprocess
-    import sys
-
+    """A ``.part`` file nobody holds (its server was killed; same PID or not, as after a container restart) is
+    finished by the next logger, up to the record cut off mid-write; one a running logger writes is left."""
     import tensorflow as tf
 
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    part = tmp_path / f"requests-20260101T000000Z-{dead.pid}-00000.tfrecord{request_log.PART}"
-    writer = RequestLogger(str(tmp_path / "source"))
+    source = RequestLogger(str(tmp_path / "source"))
     for i in range(3):
-        writer.log_arrays("m", 1, "serving_raw", {"x": np.array([float(i)], np.float32)},
+        source.log_arrays("m", 1, "serving_raw", {"x": np.array([float(i)], np.float32)},
                           {"y": np.array([2.0], np.float32)})
-    writer.close()
+    source.close()
     [whole] = list((tmp_path / "source").glob("*.tfrecord"))
-    data = whole.read_bytes()
-    part.write_bytes(data[:-7])  # the third record cut off mid-write
-    live = tmp_path / f"requests-20260101T000000Z-{os.getpid()}-00000.tfrecord{request_log.PART}"
-    live.write_bytes(data)  # a live process's file (this one) is left alone
-    logger = RequestLogger(str(tmp_path))
-    logger.close()
-    assert [p.rsplit("/", 1)[-1] for p in logger.recovered] == [part.name[: -len(request_log.PART)]]
-    assert live.exists()
-    xs = [float(tf.make_ndarray(r.predict_log.request.inputs["x"])[0]) for r in read_logs(str(tmp_path))]
+    logs = tmp_path / "logs"
+    running = RequestLogger(str(logs), rotate_seconds=3600)  # holds its open .part while it runs
+    running.log_arrays("m", 1, "serving_raw", {"x": np.array([9.0], np.float32)}, {"y": np.array([2.0], np.float32)})
+    deadline = time.monotonic() + 20
+    while not list(logs.glob(f"*{request_log.PART}")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [held] = list(logs.glob(f"*{request_log.PART}"))
+    killed = logs / f"requests-20260101T000000Z-{os.getpid()}-00000.tfrecord{request_log.PART}"  # our own PID
+    killed.write_bytes(whole.read_bytes()[:-7])  # the third record cut off mid-write
+    recovering = RequestLogger(str(logs))
+    assert [p.rsplit("/", 1)[-1] for p in recovering.recovered] == [killed.name[: -len(request_log.PART)]]
+    assert held.exists()  # a running writer's file stays as it is
+    xs = [float(tf.make_ndarray(r.predict_log.request.inputs["x"])[0]) for r in read_logs(str(logs))]
     assert xs == [0.0, 1.0]
+    running.close()
+    recovering.close()
 
 
 def _args(*argv: str) -> argparse.Namespace:

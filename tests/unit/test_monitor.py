@@ -112,6 +112,25 @@ def test_a_version_keeps_a_uniform_sample_of_at_most_max_rows():
     for start in range(0, 10_000, 50):
         served.add([str(i).encode() for i in range(start, start + 50)], list(range(start, start + 50)))
     assert served.rows == 10_000 and len(served.examples) == len(served.predictions) == 100
-    kept = [int(e) for e in served.examples]
-    assert kept == served.predictions  # rows and their predictions stay paired
-    assert np.mean(kept) == pytest.approx(5000, abs=1200)  # from the whole stream, not its first 100 rows
+    for kept in ([int(e) for e in served.examples], served.predictions):
+        assert np.mean(kept) == pytest.approx(5000, abs=1200)  # from the whole stream, not its first 100 rows
+
+
+def test_rows_of_a_response_without_the_models_output_still_count():
+    """A gRPC output_filter can leave a response without ``outputs``: its rows are still what was received."""
+    served = monitor.Served(1)
+    served.add([b"a", b"b"], [])
+    served.add([b"c"], [1.0])
+    assert served.rows == 3 and served.examples == [b"a", b"b", b"c"] and served.predictions == [1.0]
+
+
+def test_the_serving_environment_is_used_where_the_schema_has_one():
+    import tensorflow_data_validation as tfdv
+
+    from tests.helpers import SCHEMA, WINE_SCHEMA
+
+    taxi, wine = tfdv.load_schema_text(str(SCHEMA)), tfdv.load_schema_text(str(WINE_SCHEMA))
+    assert monitor.serving_environment(taxi) == "SERVING"
+    assert monitor.serving_environment(wine) is None  # TFDV would raise "Environment SERVING not found"
+    stats = monitor.statistics(_examples([{"alcohol": 13.0}]))
+    tfdv.validate_statistics(stats, wine, environment=monitor.serving_environment(wine))  # no ValueError
