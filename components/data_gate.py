@@ -365,6 +365,14 @@ def render_message(blocking: List[Finding], report: str, limit: int = 8) -> str:
     return "\n".join(lines)
 
 
+def page_head(title: str) -> str:
+    """The start of a report page in the gate's style, up to ``<body>`` (``title`` is escaped)."""
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
+            "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}.bad{color:#a31515}.ok{color:#176a2c}"
+            "</style></head><body>")
+
+
 def render_report(findings: List[Finding], blocking: List[Finding], distances: List[Dict[str, Any]],
                   stats_html: str, title: str = "Data gate",
                   comparisons: str = "Skew (train vs eval) and drift (vs last passed run)",
@@ -377,12 +385,7 @@ def render_report(findings: List[Finding], blocking: List[Finding], distances: L
         return f"<table><tr>{head}</tr>{body}</table>"
 
     verdict = verdicts[1] if blocking else verdicts[0]
-    head = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>sluice data report</title>",
-        "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}.bad{color:#a31515}.ok{color:#176a2c}</style>",
-        "</head><body>",
-    ]
+    head = [page_head("sluice data report")]
     tag, ident = ("h2", "") if fragment else ("h1", "id='verdict' ")
     parts = [
         f"<{tag}>{html.escape(title)}: <span {ident}class='{'bad' if blocking else 'ok'}'>"

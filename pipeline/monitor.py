@@ -346,10 +346,7 @@ def check_version(cfg: Any, gate: Any, schema: Any, schema_text: str, served: Se
 def render(result: Dict[str, Any], stats_html: Dict[int, str]) -> str:
     from sluice.components import data_gate
 
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>sluice monitor: {html.escape(result['model'])}</title>",
-             "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}.bad{color:#a31515}.ok{color:#176a2c}</style>",
-             "</head><body>",
+    parts = [data_gate.page_head(f"sluice monitor: {result['model']}"),
              f"<h1>Serving monitor, {html.escape(result['model'])}: <span id='verdict' class="
              f"'{'ok' if result['passed'] else 'bad'}'>{'PASSED' if result['passed'] else 'FLAGGED'}</span></h1>",
              f"<p>{result['records']} logged requests from {html.escape(result['logs'])}; records of other models "

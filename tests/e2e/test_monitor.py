@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 import pytest
 
+from tests.e2e.test_export import _eval_rows
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.e2e
@@ -22,22 +23,15 @@ SHIFTED = "trip_miles"
 def _replay(fare, logs: Path, shift: Optional[str] = None, rows: int = 600, batch: int = 50) -> int:
     import grpc
     import tensorflow as tf
-    import tensorflow_transform as tft
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    from sluice.components.export.rows import read_rows
-    from sluice.components.trainer.signatures import serving_columns
     from sluice.pipeline.config import load_config
-    from sluice.pipeline.mlmd import latest_run
     from sluice.serving.request_log import RequestLogger
     from sluice.serving.server import LocalServer
 
     cfg = load_config(fare["config"])
-    record = latest_run(fare["out"] / "metadata.sqlite", cfg.name)
-    contract = cfg.export_contract()
-    spec = serving_columns(tft.TFTransformOutput(record.inputs["Trainer"]["TransformGraph"]), contract)
     examples = []
-    for raw in read_rows(record.outputs["CsvExampleGen"]["Examples"], "eval", contract.features, spec, rows).serialized:
+    for raw in _eval_rows(fare, rows).serialized:
         example = tf.train.Example.FromString(raw)
         if shift:
             values = example.features.feature[shift].float_list.value

@@ -9,12 +9,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.faults.test_children_die_with_parent import _alive, _wait_dead
+from tests.faults.test_children_die_with_parent import _wait_dead
 from tests.helpers import ROOT, config_variant, run_cli, run_json
 
 pytestmark = pytest.mark.e2e
