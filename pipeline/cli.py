@@ -103,13 +103,29 @@ def _parser() -> argparse.ArgumentParser:
     from sluice.serving.server import add_arguments
 
     add_arguments(serve)
-    predict = sub.add_parser("predict", help="send raw rows (CSV or JSON) to TF Serving or `sluice serve`")
-    predict.add_argument("--input", required=True, help="rows.csv (header, one row per line) or rows.json")
-    predict.add_argument("--endpoint", default="http://127.0.0.1:8501",
-                         help="REST URL (http://host:8501) or gRPC target (grpc://host:8500)")
-    predict.add_argument("--model", required=True, help="the served model's name (the config's export.model_name, "
-                                                         "else its pipeline name)")
-    predict.add_argument("--signature", default="serving_raw")
+    predict = sub.add_parser("predict", help="predictions for CSV rows: from an endpoint (TF Serving, `sluice "
+                                             "serve`), or in bulk on Beam with --output (no endpoint)")
+    predict.add_argument("--input", required=True, help="rows.csv (header, one row per line) or rows.json; with "
+                                                        "--output: a CSV file, a directory of *.csv or a glob")
+    predict.add_argument("--endpoint", help="REST URL (http://host:8501, the default) or gRPC target "
+                                            "(grpc://host:8500)")
+    predict.add_argument("--model", help="the model's name (the config's export.model_name, else its pipeline "
+                                         "name; with --config, taken from it)")
+    predict.add_argument("--signature", default="serving_raw", help="endpoint mode: the signature to call")
+    bulk = predict.add_argument_group("bulk scoring on Beam (--output)")
+    bulk.add_argument("--output", help="a new directory for predictions-*.csv / *.tfrecord (PredictionLog), "
+                                       "dead_letter-*.jsonl and summary.json")
+    bulk.add_argument("--model-dir", default="output/serving", help="the Pusher's serving directory")
+    bulk.add_argument("--version", type=int, help="the model version to use (default: the newest)")
+    bulk.add_argument("--config", help="a pipeline config: the model's name and the Beam profile (beam:)")
+    bulk.add_argument("--keys", help="comma-separated columns copied to each prediction (default: every column "
+                                     "the model does not take, e.g. ids and labels)")
+    bulk.add_argument("--direct-running-mode", choices=["in_memory", "multi_threading", "multi_processing"],
+                      help="Beam DirectRunner mode (default: the config's, else in_memory)")
+    bulk.add_argument("--direct-num-workers", type=int, help="DirectRunner workers (0: one per core)")
+    bulk.add_argument("--batch-size", type=int, default=1024, help="most rows per model call (default 1024)")
+    bulk.add_argument("--allow-bad-rows", type=int, default=0,
+                      help="exit 0 with up to this many rows in the dead-letter file (default 0: any -> exit 3)")
     monitor = sub.add_parser("monitor", help="serving skew: logged requests (serve --log-requests) vs the "
                                              "training data of the model that answered them")
     monitor.add_argument("--config", required=True, help="the pipeline config of the served model")
@@ -495,8 +511,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from sluice.components.features import request_key
     from sluice.pipeline.errors import SluiceError
     from sluice.serving import client
-    from sluice.serving.errors import ServingError
+    from sluice.serving.errors import ServingError, SettingError
 
+    if args.output is not None:
+        if args.endpoint:
+            raise SluiceError("--endpoint with --output", "bulk scoring runs the model here, without an endpoint",
+                              "drop --endpoint to score in bulk, or --output to ask the endpoint")
+        try:
+            return _bulk_predict(args)
+        except SettingError as e:
+            raise SluiceError(e.where, e.problem, e.fix)
+    if args.model is None:
+        raise SluiceError("--model", "missing", "name the served model (the config's export.model_name)")
+    args.endpoint = args.endpoint or "http://127.0.0.1:8501"
     try:
         rows = client.read_rows(Path(args.input))
     except (OSError, ValueError) as e:
@@ -530,6 +557,79 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             name = classes[i]
             line["class"] = name.decode() if isinstance(name, bytes) else str(name)
         print(json.dumps({**line, "input": row}))
+    return EXIT_OK
+
+
+def _bulk_predict(args: argparse.Namespace) -> int:
+    """``sluice predict --output``: Beam RunInference over CSV files with the pushed model (serving/batch.py)."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; errors still show
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from sluice.components.features import request_key
+    from sluice.pipeline.errors import SluiceError
+    from sluice.serving import batch
+    from sluice.serving.repository import available_versions, load_version
+
+    name, beam_config = args.model, None
+    if args.config:
+        config = _load(args.config, None)
+        name, beam_config = name or config.model_name, config.beam
+    if not name:
+        raise SluiceError("--model", "missing", "name the pushed model, or pass --config")
+    if beam_config is not None and beam_config.profile != "direct":
+        raise SluiceError(f"beam.profile {beam_config.profile}", "bulk scoring from the command line runs on "
+                          "Beam's DirectRunner", "use profile direct (in_memory or multi_processing) here")
+    updates = {k: v for k, v in (("direct_running_mode", args.direct_running_mode),
+                                 ("direct_num_workers", args.direct_num_workers)) if v is not None}
+    if updates:
+        from sluice.pipeline.platform import BeamConfig
+
+        try:
+            beam_config = BeamConfig.model_validate({**(beam_config or BeamConfig()).model_dump(), **updates})
+        except ValueError as e:
+            raise SluiceError("--direct-num-workers", str(e).splitlines()[-1], "give 0 (one per core) or more")
+    beam_args = (beam_config.args() if beam_config is not None
+                 else ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    if args.batch_size < 1 or args.allow_bad_rows < 0:
+        raise SluiceError("--batch-size / --allow-bad-rows", "must be at least 1 / 0", "pass a count")
+    base = Path(args.model_dir) / name
+    versions = available_versions(base)
+    if not versions or (args.version is not None and args.version not in versions):
+        have = f"it has versions {versions}" if versions else "no pushed version is there"
+        raise SluiceError(f"--model-dir {args.model_dir} --model {name}" +
+                          (f" --version {args.version}" if args.version is not None else ""), have,
+                          "run `sluice run` (it pushes) or pass the serving directory and version that exist")
+    version = args.version if args.version is not None else versions[-1]
+    batch.check_output(args.output)
+    files = batch.input_files(args.input)
+    try:
+        loaded = load_version(name, version, base / str(version))
+        inputs, classes = batch.model_inputs(loaded), "classes" in loaded.signature(batch.SIGNATURE).outputs
+    except Exception as e:  # noqa: BLE001 - a half-copied version, another program's SavedModel: one screen
+        from sluice.serving.repository import cause
+
+        raise SluiceError(f"{base / str(version)}", f"cannot be used: {cause(e)}", "score with a version sluice's "
+                          "Pusher wrote (serving_default and serving_raw signatures), or pass --version")
+    plan = batch.plan(files, inputs, request_key,
+                      [k.strip() for k in args.keys.split(",") if k.strip()] if args.keys else None,
+                      name, version, str(base / str(version)), classes)
+    del loaded
+    print(f"sluice: scoring {len(files)} file(s) with {name} version {version} on Beam ({' '.join(beam_args)})",
+          file=sys.stderr)
+    outcome = batch.run(plan, args.output, beam_args, max_batch=args.batch_size)
+    print(f"sluice: {outcome.scored} row(s) scored in {outcome.seconds:.1f} s ({outcome.rows_per_second:,.0f} rows/s) "
+          f"-> {args.output}/predictions-*.csv, *.tfrecord (PredictionLog); keys: {', '.join(plan.key_columns)}")
+    if outcome.dead:
+        worst = "; ".join(f"{n} x {reason}" for reason, n in sorted(outcome.reasons.items(), key=lambda kv: -kv[1])[:3])
+        print(f"sluice: {outcome.dead} row(s) not scored -> {args.output}/dead_letter-*.jsonl ({worst})",
+              file=sys.stderr)
+    if outcome.dead > args.allow_bad_rows:
+        print(f"sluice: more rows in the dead-letter file than --allow-bad-rows {args.allow_bad_rows}: exit "
+              f"{EXIT_GATE}; fix them (each letter names the file, line and reason) or raise the allowance",
+              file=sys.stderr)
+        return EXIT_GATE
     return EXIT_OK
 
 

@@ -23,6 +23,9 @@ columns, decile Jensen-Shannon on numeric ones, ``validation.skew``/``comparator
 ``serving_raw`` requests carry every feature, an empty optional cell as its fill value: the model really
 receives that value, so where training rows were often empty it is reported as what it is, a skew.
 
+When the logs hold several versions (a canary served next to stable, ``sluice serve --traffic``), each
+version's predictions are also compared with the version before it (``compare_versions``).
+
 Writes ``monitor.html`` (offline, like the other pages) and ``monitor.json``; exit 3 when anything is
 flagged, 0 when not. At most ``max_rows`` rows per version are kept (a uniform sample of the logs, seeded).
 """
@@ -343,6 +346,25 @@ def check_version(cfg: Any, gate: Any, schema: Any, schema_text: str, served: Se
             "distances": distances, "_stats": (train, current)}
 
 
+def compare_versions(gate: Any, by_version: Dict[int, Served]) -> List[Dict[str, Any]]:
+    """The prediction distributions of versions served side by side (a canary next to stable), each against
+    the version before it: with the traffic split at random, both saw the same inputs, so a distance above
+    the skew threshold says the newer model answers differently, not that the traffic moved."""
+    rows, versions = [], sorted(by_version)
+    for older, newer in zip(versions, versions[1:]):
+        before, after = by_version[older].predictions, by_version[newer].predictions
+        kinds = {type(p) for p in before} | {type(p) for p in after}
+        if not before or not after or len(kinds) != 1:
+            rows.append({"older": older, "newer": newer, "shifted": False, "value": None, "threshold": None,
+                         "measure": None, "note": "no comparable predictions in both versions' logs"})
+            continue
+        row, crossed = _prediction_distance(gate, after, before)
+        rows.append({"older": older, "newer": newer, "shifted": crossed, "value": row["value"],
+                     "threshold": row["threshold"], "measure": row["measure"], "rows": [len(before), len(after)],
+                     "note": None})
+    return rows
+
+
 def render(result: Dict[str, Any], stats_html: Dict[int, str]) -> str:
     from sluice.components import data_gate
 
@@ -362,6 +384,15 @@ def render(result: Dict[str, Any], stats_html: Dict[int, str]) -> str:
             statistics="Statistics (train vs served)", fragment=True, verdicts=("PASSED", "FLAGGED")))
         if v["prediction_note"]:
             parts.append(f"<p>Predictions not compared: {html.escape(v['prediction_note'])}.</p>")
+    if result["between_versions"]:
+        parts.append("<h2>Versions side by side (predictions, newer vs older)</h2><table><tr><th>older</th>"
+                     "<th>newer</th><th>measure</th><th>value</th><th>threshold</th><th>verdict</th></tr>")
+        for c in result["between_versions"]:
+            verdict = c["note"] or ("SHIFTED" if c["shifted"] else "ok")
+            parts.append(f"<tr><td>{c['older']}</td><td>{c['newer']}</td><td>{html.escape(str(c['measure']))}</td>"
+                         f"<td>{c['value']}</td><td>{c['threshold']}</td><td class='{'bad' if c['shifted'] else 'ok'}'>"
+                         f"{html.escape(verdict)}</td></tr>")
+        parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -422,10 +453,12 @@ def monitor(config_path: str, logs: str, output: str, report: Optional[str] = No
         except Exception as e:  # noqa: BLE001 - the statistics view is a convenience; the tables are the verdict
             stats_pages[version] = f"<p>(statistics view unavailable: {html.escape(str(e))})</p>"
         versions.append(checked)
+    between = compare_versions(gate, by_version)
     result = {"model": cfg.model_name, "logs": logs, "records": sum(v.requests for v in by_version.values()),
-              "other_models": dict(others), "passed": all(v["passed"] for v in versions), "versions": versions,
+              "other_models": dict(others), "versions": versions, "between_versions": between,
+              "passed": all(v["passed"] for v in versions) and not any(c["shifted"] for c in between),
               "flagged": sorted({f for v in versions for f in v["flagged"]}),
-              "prediction_shift": any(v["prediction_shift"] for v in versions)}
+              "prediction_shift": any(v["prediction_shift"] for v in versions) or any(c["shifted"] for c in between)}
     report_dir = Path(report) if report else out_dir / "reports" / f"monitor-{time.strftime('%Y%m%d-%H%M%S')}"
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "monitor.html").write_text(render(result, stats_pages))
@@ -448,5 +481,9 @@ def summary_lines(result: Dict[str, Any]) -> List[str]:
         worst = sorted((d for d in v["distances"] if d["threshold"]), key=lambda d: -d["value"] / d["threshold"])[:3]
         for d in worst:
             lines.append(f"    {d['feature']}: {d['measure']} {d['value']} (threshold {d['threshold']})")
+    for c in result.get("between_versions", []):
+        state = c["note"] or (f"{c['measure']} {c['value']} (threshold {c['threshold']})"
+                              + (" SHIFTED" if c["shifted"] else ""))
+        lines.append(f"  predictions of version {c['newer']} vs {c['older']}: {state}")
     lines.append(f"  report: {result['report']}")
     return lines

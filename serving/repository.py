@@ -199,10 +199,13 @@ class Repository:
     hold (``is_version_name``), and an unexpected error in one refresh is logged and the next one runs.
     """
 
-    def __init__(self, entries: List[ModelEntry], clock: Any = None) -> None:
+    def __init__(self, entries: List[ModelEntry], clock: Any = None,
+                 traffic: Optional[Dict[str, float]] = None) -> None:
         import time
 
         self.entries = {e.name: e for e in entries}
+        self.traffic = dict(traffic or {})
+        """Label -> weight: how requests that name no version or label are split (``route``)."""
         self._loaded: Dict[str, Dict[int, LoadedVersion]] = {e.name: {} for e in entries}
         self._errors: Dict[Tuple[str, int], LoadFailure] = {}
         self._lock = threading.Lock()
@@ -312,6 +315,40 @@ class Repository:
         if not loaded:
             raise ServingError("UNAVAILABLE", f"Servable not found for request: Latest({name}): no version loaded yet")
         return loaded[max(loaded)]
+
+    def split(self, name: str) -> bool:
+        """Whether requests to ``name`` that name no version or label are split by ``traffic``."""
+        entry = self.entries.get(name)
+        return bool(self.traffic) and entry is not None and all(label in entry.labels for label in self.traffic)
+
+    def route(self, name: str, version: Optional[int] = None, label: Optional[str] = None,
+              draw: Optional[float] = None) -> LoadedVersion:
+        """``resolve`` for a predict call: a request that names no version or label, to a model that has every
+        label of ``traffic``, goes to a label drawn by weight (``stable=90,canary=10``). A drawn label whose
+        version is not loaded (a canary that failed to load) gives way to the next label by weight, so a split
+        never turns a share of the traffic into errors while another labelled version serves."""
+        if version is not None or label is not None or not self.split(name):
+            return self.resolve(name, version, label)
+        import random
+
+        total = sum(self.traffic.values())
+        point = (random.random() if draw is None else draw) * total
+        ordered = list(self.traffic.items())
+        chosen, cumulative = len(ordered) - 1, 0.0
+        for i, (_, weight) in enumerate(ordered):
+            cumulative += weight
+            if point < cumulative:
+                chosen = i
+                break
+        rest = sorted((i for i in range(len(ordered)) if i != chosen), key=lambda i: -ordered[i][1])
+        error: Optional[ServingError] = None
+        for i in [chosen, *rest]:
+            try:
+                return self.resolve(name, None, ordered[i][0])
+            except ServingError as e:
+                error = error or e
+        assert error is not None
+        raise error
 
     def status(self, name: str, version: Optional[int] = None) -> List[Dict[str, Any]]:
         """TF Serving's ``model_version_status`` list (newest first)."""

@@ -37,7 +37,7 @@ def metadata(repo: Repository, name: str, version: Optional[int], label: Optiona
 def predict_rest(repo: Repository, name: str, version: Optional[int], label: Optional[str], body: bytes,
                  max_batch: int, logger: Optional[RequestLogger] = None) -> Dict[str, Any]:
     data = protocol.parse_body(body)
-    servable = repo.resolve(name, version, label)
+    servable = repo.route(name, version, label)
     signature_name = data.get("signature_name") or "serving_default"
     if not isinstance(signature_name, str):
         raise invalid("'signature_name' must be a string")
@@ -131,7 +131,7 @@ def make_grpc_server(repo: Repository, port: int, max_batch: int, host: str = "1
         def Predict(self, request, context):
             try:
                 version, label = _version_of(request.model_spec)
-                servable = repo.resolve(request.model_spec.name, version, label)
+                servable = repo.route(request.model_spec.name, version, label)
                 signature_name = request.model_spec.signature_name or "serving_default"
                 sig = servable.signature(signature_name)
                 unknown = sorted(set(request.inputs) - set(sig.inputs))
@@ -239,12 +239,17 @@ class LocalServer:
     def __init__(self, model_dir: Path, rest_port: int = 8501, grpc_port: int = 8500,
                  model_config_file: Optional[Path] = None, poll_seconds: float = 1.0,
                  max_batch: int = protocol.MAX_BATCH, host: str = "127.0.0.1", limits: Limits = Limits(),
-                 logger: Optional[RequestLogger] = None) -> None:
+                 logger: Optional[RequestLogger] = None, traffic: Optional[Dict[str, float]] = None) -> None:
         entries = read_model_config(model_config_file, model_dir) if model_config_file else discover(model_dir)
         if not entries:
             raise ServingError("NOT_FOUND", f"no models under {model_dir} (expected <model>/<version>/saved_model.pb;"
                                             " run `sluice run` first, or pass --model-config-file)")
-        self.repo = Repository(entries)
+        if traffic and not any(all(label in e.labels for label in traffic) for e in entries):
+            raise SettingError("--traffic", f"no model has every label of {', '.join(traffic)} (labels: "
+                               f"{ {e.name: sorted(e.labels) for e in entries} })",
+                               "give each label a version in --model-config-file (version_labels), e.g. "
+                               "stable and canary")
+        self.repo = Repository(entries, traffic=traffic)
         self.poll_seconds = poll_seconds
         self.logger = logger
         self.http = RestServer(make_api(self.repo, max_batch, logger), host, rest_port, limits)
@@ -305,12 +310,39 @@ def request_logger(args: argparse.Namespace) -> Optional[RequestLogger]:
                            "pass a directory this process can write")
 
 
+def traffic_split(args: argparse.Namespace) -> Optional[Dict[str, float]]:
+    """``--traffic stable=90,canary=10`` as label -> weight (None without the flag); refused when it cannot work."""
+    import math
+
+    if not args.traffic:
+        return None
+    fix = "pass label=weight pairs, e.g. --traffic stable=90,canary=10"
+    if not args.model_config_file:
+        raise SettingError("--traffic", "labels come from a models.config", "add --model-config-file with "
+                           "version_labels for each label")
+    weights: Dict[str, float] = {}
+    for part in args.traffic.split(","):
+        label, sep, weight = part.strip().partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = math.nan
+        if not sep or not label.strip() or not math.isfinite(value) or value < 0 or label.strip() in weights:
+            raise SettingError("--traffic", f"{part.strip()!r} is not a new label=weight with a weight of 0 or more",
+                               fix)
+        weights[label.strip()] = value
+    if len(weights) < 2 or sum(weights.values()) <= 0:
+        raise SettingError("--traffic", "a split needs two labels or more and a weight above 0", fix)
+    return weights
+
+
 def serve(args: argparse.Namespace) -> int:
+    traffic = traffic_split(args)
     logger = request_logger(args)
     try:
         server = LocalServer(Path(args.model_dir), args.rest_port, args.grpc_port,
                              Path(args.model_config_file) if args.model_config_file else None, args.poll_seconds,
-                             host=args.host, logger=logger).start()
+                             host=args.host, logger=logger, traffic=traffic).start()
     except BaseException:
         if logger is not None:
             logger.close()
@@ -321,6 +353,13 @@ def serve(args: argparse.Namespace) -> int:
         except ServingError as e:
             versions = e.message
         print(f"sluice serve: {name} (versions {versions})", flush=True)
+    if traffic:
+        split = ", ".join(f"{label} {weight / sum(traffic.values()):.0%}" for label, weight in traffic.items())
+        for name in server.models():
+            if server.repo.split(name):
+                labels = server.repo.entries[name].labels
+                print(f"  {name}: requests without a version or label go to {split} "
+                      f"({', '.join(f'{k} = version {labels[k]}' for k in traffic)})", flush=True)
     print(f"  REST  http://{args.host}:{server.rest_port}/v1/models/<model>[:predict]", flush=True)
     print(f"  gRPC  {args.host}:{server.grpc_port} (tensorflow_serving.apis PredictionService, ModelService)", flush=True)
     if logger is not None:
@@ -346,6 +385,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-config-file", help="a TF Serving models.config (version policy, labels)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--poll-seconds", type=float, default=1.0, help="how often new versions are picked up")
+    parser.add_argument("--traffic", metavar="LABEL=W,...", help="split predict requests that name no version or "
+                        "label by version label, e.g. stable=90,canary=10 (labels from --model-config-file)")
     parser.add_argument("--log-requests", metavar="DIR",
                         help="write answered requests as TF Serving PredictionLog TFRecord files under DIR")
     parser.add_argument("--sample-rate", type=float, default=None,
