@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     bulk = predict.add_argument_group("bulk scoring on Beam (--output)")
     bulk.add_argument("--output", help="a new directory for predictions-*.csv / *.tfrecord (PredictionLog), "
                                        "dead_letter-*.jsonl and summary.json")
-    bulk.add_argument("--model-dir", default="output/serving", help="the Pusher's serving directory")
+    bulk.add_argument("--model-dir", help="the Pusher's serving directory (default: output/serving)")
     bulk.add_argument("--version", type=int, help="the model version to use (default: the newest)")
     bulk.add_argument("--config", help="a pipeline config: the model's name and the Beam profile (beam:)")
     bulk.add_argument("--keys", help="comma-separated columns copied to each prediction (default: every column "
@@ -123,8 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     bulk.add_argument("--direct-running-mode", choices=["in_memory", "multi_threading", "multi_processing"],
                       help="Beam DirectRunner mode (default: the config's, else in_memory)")
     bulk.add_argument("--direct-num-workers", type=int, help="DirectRunner workers (0: one per core)")
-    bulk.add_argument("--batch-size", type=int, default=1024, help="most rows per model call (default 1024)")
-    bulk.add_argument("--allow-bad-rows", type=int, default=0,
+    bulk.add_argument("--batch-size", type=int, help="most rows per model call (default 1024)")
+    bulk.add_argument("--allow-bad-rows", type=int,
                       help="exit 0 with up to this many rows in the dead-letter file (default 0: any -> exit 3)")
     monitor = sub.add_parser("monitor", help="serving skew: logged requests (serve --log-requests) vs the "
                                              "training data of the model that answered them")
@@ -521,6 +521,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             return _bulk_predict(args)
         except SettingError as e:
             raise SluiceError(e.where, e.problem, e.fix)
+    bulk_only = [flag for flag, value in (("--keys", args.keys), ("--version", args.version), ("--config", args.config),
+                                          ("--model-dir", args.model_dir), ("--batch-size", args.batch_size),
+                                          ("--allow-bad-rows", args.allow_bad_rows),
+                                          ("--direct-running-mode", args.direct_running_mode),
+                                          ("--direct-num-workers", args.direct_num_workers)) if value is not None]
+    if bulk_only:
+        raise SluiceError(bulk_only[0], "applies to bulk scoring only", "add --output DIR to score in bulk, or "
+                          f"leave {bulk_only[0]} out to ask the endpoint")
     if args.model is None:
         raise SluiceError("--model", "missing", "name the served model (the config's export.model_name)")
     args.endpoint = args.endpoint or "http://127.0.0.1:8501"
@@ -572,6 +580,9 @@ def _bulk_predict(args: argparse.Namespace) -> int:
     from sluice.serving import batch
     from sluice.serving.repository import available_versions, load_version
 
+    model_dir = args.model_dir or "output/serving"
+    batch_size = 1024 if args.batch_size is None else args.batch_size
+    allowed = 0 if args.allow_bad_rows is None else args.allow_bad_rows
     name, beam_config = args.model, None
     if args.config:
         config = _load(args.config, None)
@@ -592,13 +603,13 @@ def _bulk_predict(args: argparse.Namespace) -> int:
             raise SluiceError("--direct-num-workers", str(e).splitlines()[-1], "give 0 (one per core) or more")
     beam_args = (beam_config.args() if beam_config is not None
                  else ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"])
-    if args.batch_size < 1 or args.allow_bad_rows < 0:
+    if batch_size < 1 or allowed < 0:
         raise SluiceError("--batch-size / --allow-bad-rows", "must be at least 1 / 0", "pass a count")
-    base = Path(args.model_dir) / name
+    base = Path(model_dir) / name
     versions = available_versions(base)
     if not versions or (args.version is not None and args.version not in versions):
         have = f"it has versions {versions}" if versions else "no pushed version is there"
-        raise SluiceError(f"--model-dir {args.model_dir} --model {name}" +
+        raise SluiceError(f"--model-dir {model_dir} --model {name}" +
                           (f" --version {args.version}" if args.version is not None else ""), have,
                           "run `sluice run` (it pushes) or pass the serving directory and version that exist")
     version = args.version if args.version is not None else versions[-1]
@@ -606,7 +617,11 @@ def _bulk_predict(args: argparse.Namespace) -> int:
     files = batch.input_files(args.input)
     try:
         loaded = load_version(name, version, base / str(version))
-        inputs, classes = batch.model_inputs(loaded), "classes" in loaded.signature(batch.SIGNATURE).outputs
+        signature = loaded.signature(batch.SIGNATURE)
+        if list(signature.inputs) != ["examples"] or "outputs" not in signature.outputs:
+            raise ValueError(f"{batch.SIGNATURE} takes {sorted(signature.inputs)} and answers "
+                             f"{sorted(signature.outputs)}, not examples -> outputs")
+        inputs, classes = batch.model_inputs(loaded), "classes" in signature.outputs
     except Exception as e:  # noqa: BLE001 - a half-copied version, another program's SavedModel: one screen
         from sluice.serving.repository import cause
 
@@ -618,15 +633,15 @@ def _bulk_predict(args: argparse.Namespace) -> int:
     del loaded
     print(f"sluice: scoring {len(files)} file(s) with {name} version {version} on Beam ({' '.join(beam_args)})",
           file=sys.stderr)
-    outcome = batch.run(plan, args.output, beam_args, max_batch=args.batch_size)
+    outcome = batch.run(plan, args.output, beam_args, max_batch=batch_size)
     print(f"sluice: {outcome.scored} row(s) scored in {outcome.seconds:.1f} s ({outcome.rows_per_second:,.0f} rows/s) "
           f"-> {args.output}/predictions-*.csv, *.tfrecord (PredictionLog); keys: {', '.join(plan.key_columns)}")
     if outcome.dead:
         worst = "; ".join(f"{n} x {reason}" for reason, n in sorted(outcome.reasons.items(), key=lambda kv: -kv[1])[:3])
         print(f"sluice: {outcome.dead} row(s) not scored -> {args.output}/dead_letter-*.jsonl ({worst})",
               file=sys.stderr)
-    if outcome.dead > args.allow_bad_rows:
-        print(f"sluice: more rows in the dead-letter file than --allow-bad-rows {args.allow_bad_rows}: exit "
+    if outcome.dead > allowed:
+        print(f"sluice: more rows in the dead-letter file than --allow-bad-rows {allowed}: exit "
               f"{EXIT_GATE}; fix them (each letter names the file, line and reason) or raise the allowance",
               file=sys.stderr)
         return EXIT_GATE

@@ -19,8 +19,8 @@ Why it looks like this:
   ``tf.Example`` with every CSV column, so ``sluice monitor --logs`` reads a scored table as it reads
   request logs). ``summary.json`` is written last: a directory without it holds an unfinished run.
 
-Rows are read as bytes (a cell keeps its bytes, as in CsvExampleGen; a line that is not UTF-8 is not an
-error there either) with Python's ``csv`` module through ``tf.io.gfile`` (local paths, ``gs://``, …); files are the
+Rows are read as bytes (a cell keeps its bytes, as in CsvExampleGen; what it cannot read, a record that is
+not UTF-8 or whose quotes never close, is a dead letter) with Python's ``csv`` module through ``tf.io.gfile`` (local paths, ``gs://``, …); files are the
 unit of reading, and with several workers the rows are reshuffled after it, so the model calls spread over
 them.
 """
@@ -222,16 +222,27 @@ class ReadRows:
 
     def rows(self, path: str) -> Iterator[Tuple[str, Any]]:
         """Latin-1 maps each byte to one character and back, so the ``csv`` module splits the bytes (quotes and
-        commas are ASCII) and each cell is encoded back to exactly the bytes it was."""
+        commas are ASCII) and each cell is encoded back to exactly the bytes it was. What CsvExampleGen refuses
+        is a dead letter here: a record that is not UTF-8 (TFX decodes each line as UTF-8) and one whose quotes
+        never close (TFX: "unbalanced quotes"; Python's reader would take the rest of the file as one cell)."""
         import tensorflow as tf
 
         file_plan = next(p for p in self.plan.files if p.path == path)
         position = {c: i for i, c in enumerate(file_plan.header)}
+        raw: List[str] = []  # the physical lines of the record being read
+
+        def lines_of(f: Any) -> Iterator[str]:
+            for line in f:
+                text = line.decode("latin-1")
+                raw.append(text)
+                yield text
+
         with tf.io.gfile.GFile(path, "rb") as f:
-            reader = csv.reader(line.decode("latin-1") for line in f)
+            reader = csv.reader(lines_of(f))
             next(reader, None)
             while True:
                 start = reader.line_num + 1
+                del raw[:]
                 try:
                     text = next(reader)
                 except StopIteration:
@@ -243,14 +254,19 @@ class ReadRows:
                     continue  # a blank line, skipped as CsvExampleGen skips it
                 cells = [t.encode("latin-1") for t in text]
                 lines = reader.line_num - start + 1
+                record = "".join(raw)
                 try:
+                    if record.count('"') % 2:
+                        raise RowError(f"a quote (\") opens a cell that no later line closes: lines {start}-"
+                                       f"{reader.line_num} were read as one row (CsvExampleGen refuses the file)")
+                    try:
+                        record.encode("latin-1").decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        raise RowError(f"not UTF-8 text (byte {record.encode('latin-1')[e.start:e.start + 1]!r}; "
+                                       "CsvExampleGen cannot read it either)") from None
                     serialized = example(file_plan.header, file_plan.dtypes, cells)
                 except RowError as e:
-                    reason = str(e)
-                    if lines > 1:
-                        reason = (f"lines {start}-{reader.line_num} were read as one row (a quote (\") opened a cell "
-                                  f"that only a later line closes): {reason}")
-                    yield DEAD, _dead(path, start, reason, cells, lines=lines)
+                    yield DEAD, _dead(path, start, str(e), cells, lines=lines)
                     continue
                 key = tuple(_text(cells[position[k]]) for k in self.plan.keys)
                 yield "ok", ((path, start, key or (f"{path}:{start}",)), serialized)
@@ -500,10 +516,12 @@ def run(plan: Plan, output: str, beam_args: Sequence[str], max_batch: int = 1024
 
 
 def _kind(reason: str) -> str:
-    """A reason without the cell's value, so the summary counts problems, not values."""
+    """A reason without the cell's value, line numbers or byte, so the summary counts problems, not values."""
     import re
 
-    return re.sub(r": '(?:[^'\\]|\\.)*'(…)? is ", ": … is ", reason)
+    reason = re.sub(r""": (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")…? is """, ": … is ", reason)
+    reason = re.sub(r"lines \d+-\d+", "lines …", reason)
+    return re.sub(r"\(byte b'[^)]*'; ", "(", reason)
 
 
 def _counter(result: Any, name: str) -> int:

@@ -12,6 +12,7 @@ the routing table, so requests never see a gap.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,8 +205,10 @@ class Repository:
         import time
 
         self.entries = {e.name: e for e in entries}
-        self.traffic = dict(traffic or {})
-        """Label -> weight: how requests that name no version or label are split (``route``)."""
+        total = sum((traffic or {}).values())
+        self.traffic = {label: weight / total for label, weight in (traffic or {}).items()} if total else {}
+        """Label -> share (summing to 1): how requests that name no version or label are split (``route``)."""
+        self._warned: Dict[Tuple[str, str], float] = {}
         self._loaded: Dict[str, Dict[int, LoadedVersion]] = {e.name: {} for e in entries}
         self._errors: Dict[Tuple[str, int], LoadFailure] = {}
         self._lock = threading.Lock()
@@ -324,31 +327,46 @@ class Repository:
     def route(self, name: str, version: Optional[int] = None, label: Optional[str] = None,
               draw: Optional[float] = None) -> LoadedVersion:
         """``resolve`` for a predict call: a request that names no version or label, to a model that has every
-        label of ``traffic``, goes to a label drawn by weight (``stable=90,canary=10``). A drawn label whose
-        version is not loaded (a canary that failed to load) gives way to the next label by weight, so a split
-        never turns a share of the traffic into errors while another labelled version serves."""
+        label of ``traffic``, goes to a label drawn by weight (``stable=90,canary=10``).
+
+        When the drawn label's version is not loaded, a label of a higher weight answers instead (a canary that
+        failed to load gives its share to stable, logged), never one of a lower weight: were stable's version
+        gone (a version policy that dropped it), promoting the canary to all traffic unnoticed is the one thing
+        a canary must not do, so those requests are refused as UNAVAILABLE, naming the label."""
         if version is not None or label is not None or not self.split(name):
             return self.resolve(name, version, label)
         import random
 
-        total = sum(self.traffic.values())
-        point = (random.random() if draw is None else draw) * total
         ordered = list(self.traffic.items())
+        point = random.random() if draw is None else draw
         chosen, cumulative = len(ordered) - 1, 0.0
         for i, (_, weight) in enumerate(ordered):
             cumulative += weight
             if point < cumulative:
                 chosen = i
                 break
-        rest = sorted((i for i in range(len(ordered)) if i != chosen), key=lambda i: -ordered[i][1])
-        error: Optional[ServingError] = None
-        for i in [chosen, *rest]:
-            try:
-                return self.resolve(name, None, ordered[i][0])
-            except ServingError as e:
-                error = error or e
-        assert error is not None
-        raise error
+        drawn, weight = ordered[chosen]
+        labels = self.entries[name].labels
+        with self._lock:
+            loaded = set(self._loaded[name])
+        if labels[drawn] in loaded:
+            return self.resolve(name, None, drawn)
+        heavier = sorted((w, lab) for lab, w in ordered if w > weight and labels[lab] in loaded)
+        self._warn_once(name, drawn, labels[drawn], heavier[-1][1] if heavier else None)
+        if heavier:
+            return self.resolve(name, None, heavier[-1][1])
+        raise ServingError("UNAVAILABLE", f"label {drawn} of {name} points at version {labels[drawn]}, which is not "
+                           "loaded, and no label of a higher weight can answer for it")
+
+    def _warn_once(self, name: str, label: str, version: int, instead: Optional[str]) -> None:
+        """Say once a minute per label that the split cannot reach it (the split is the operator's intent)."""
+        now = self._clock()
+        key = (name, label)
+        if now - self._warned.get(key, -math.inf) < 60.0:
+            return
+        self._warned[key] = now
+        logger.warning("traffic split: %s label %s points at version %d, which is not loaded; its share %s", name,
+                       label, version, f"goes to {instead}" if instead else "is refused (UNAVAILABLE)")
 
     def status(self, name: str, version: Optional[int] = None) -> List[Dict[str, Any]]:
         """TF Serving's ``model_version_status`` list (newest first)."""

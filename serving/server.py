@@ -331,9 +331,12 @@ def traffic_split(args: argparse.Namespace) -> Optional[Dict[str, float]]:
             raise SettingError("--traffic", f"{part.strip()!r} is not a new label=weight with a weight of 0 or more",
                                fix)
         weights[label.strip()] = value
-    if len(weights) < 2 or sum(weights.values()) <= 0:
+    largest = max(weights.values(), default=0.0)
+    if len(weights) < 2 or largest <= 0:
         raise SettingError("--traffic", "a split needs two labels or more and a weight above 0", fix)
-    return weights
+    scaled = {label: w / largest for label, w in weights.items()}  # 1e308 + 1e308 would overflow the total
+    total = sum(scaled.values())
+    return {label: w / total for label, w in scaled.items()}
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -354,7 +357,7 @@ def serve(args: argparse.Namespace) -> int:
             versions = e.message
         print(f"sluice serve: {name} (versions {versions})", flush=True)
     if traffic:
-        split = ", ".join(f"{label} {weight / sum(traffic.values()):.0%}" for label, weight in traffic.items())
+        split = ", ".join(f"{label} {share:.0%}" for label, share in traffic.items())
         for name in server.models():
             if server.repo.split(name):
                 labels = server.repo.entries[name].labels

@@ -88,6 +88,8 @@ def test_rows_become_the_examples_csv_example_gen_makes():
     with pytest.raises(batch.RowError, match="3 cells, the header 4"):
         batch.example(header, dtypes, [b"7", b"1", b""])
     assert batch._kind("column 'c': '3.5' is not an integer") == batch._kind("column 'c': '7.25' is not an integer")
+    assert batch._kind("column 'a': \"O'Brien\" is not a number") == batch._kind("column 'a': 'x' is not a number")
+    assert batch._kind("a quote: lines 4-7 were") == batch._kind("a quote: lines 10-12 were")
 
 
 def test_a_refused_batch_costs_only_its_bad_rows():
@@ -175,8 +177,8 @@ def scored(tmp_path_factory):
              ["m4", 3],                             # parse: too few cells
              ["m5", 4, "", 1]]
     _write(data / "part-2.csv", ["id", "a", "b", "c"], mixed)
-    # A byte-order mark, a cell that is not UTF-8 (scored: its bytes go to the model, as in CsvExampleGen), an
-    # int beyond int64, then a stray quote that joins the last four lines into one row: four rows lost.
+    # A byte-order mark, a cell that is not UTF-8 (CsvExampleGen cannot read it), an int beyond int64, then a
+    # stray quote that joins the last four lines into one row: four rows lost, and counted.
     (data / "part-3.csv").write_bytes(b"\xef\xbb\xbfid,a,b,c\nq0,1,caf\xe9,1\nq1,1,,9223372036854775808\n"
                                       b'q2,"1,,1\nq3,1,,1\nq4,1,,1\nq5,1,,1\n')
     out = work / "out"
@@ -190,27 +192,27 @@ def test_every_row_is_scored_or_in_the_dead_letter_file(scored):
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     predictions = _predictions(out)
-    assert len(predictions) == 400 + 2 + 1
+    assert len(predictions) == 400 + 2
     for i, (_, a, b, c) in enumerate(scored["good"]):
         expected = 2 * a + (c or 0) + (1 if b == "x" else 0)
         assert float(predictions[f"g{i}"]["prediction"]) == pytest.approx(expected)
     assert float(predictions["m0"]["prediction"]) == pytest.approx(5.0)
     assert float(predictions["m5"]["prediction"]) == pytest.approx(9.0)
-    assert float(predictions["q0"]["prediction"]) == pytest.approx(3.0)
     letters = {(Path(d["file"]).name, d["line"]): d for d in _dead(out)}
     assert set(letters) == {("part-2.csv", 3), ("part-2.csv", 4), ("part-2.csv", 5), ("part-2.csv", 6),
-                            ("part-3.csv", 3), ("part-3.csv", 4)}
+                            ("part-3.csv", 2), ("part-3.csv", 3), ("part-3.csv", 4)}
+    assert "not UTF-8" in letters[("part-3.csv", 2)]["reason"] and letters[("part-3.csv", 2)]["row"][2] == "caf\ufffd"
     assert "outside the int64 range" in letters[("part-3.csv", 3)]["reason"]
     stray = letters[("part-3.csv", 4)]
-    assert stray["lines"] == 4 and "lines 4-7" in stray["reason"], stray
+    assert stray["lines"] == 4 and "no later line closes: lines 4-7" in stray["reason"], stray
     assert "not a number" in letters[("part-2.csv", 3)]["reason"]
     assert "model refused" in letters[("part-2.csv", 4)]["reason"] and "a" in letters[("part-2.csv", 4)]["reason"]
     assert letters[("part-2.csv", 4)]["key"] == ["m2"]
     assert "not an integer" in letters[("part-2.csv", 5)]["reason"]
     assert "2 cells, the header 4" in letters[("part-2.csv", 6)]["reason"]
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["scored"], summary["dead_letter"], summary["version"]) == (403, 9, 2)
-    assert "9 row(s) not scored" in proc.stderr and "403 row(s) scored" in proc.stdout
+    assert (summary["scored"], summary["dead_letter"], summary["version"]) == (402, 10, 2)
+    assert "10 row(s) not scored" in proc.stderr and "402 row(s) scored" in proc.stdout
 
 
 def test_prediction_logs_are_what_monitor_reads(scored):
@@ -219,7 +221,7 @@ def test_prediction_logs_are_what_monitor_reads(scored):
     from sluice.serving.request_log import read_logs
 
     logs = read_logs(str(scored["out"]))
-    assert len(logs) == 403
+    assert len(logs) == 402
     ids, outputs = set(), {}
     for log in logs:
         request = log.predict_log.request
@@ -237,9 +239,9 @@ def test_prediction_logs_are_what_monitor_reads(scored):
 
     served, others = read_served(str(scored["out"]), "tiny", ["a", "b", "c"])
     assert not others and set(served) == {2}
-    assert served[2].rows == 403 and len(served[2].predictions) == 403
+    assert served[2].rows == 402 and len(served[2].predictions) == 402
     rows = [tf.train.Example.FromString(e).features.feature for e in served[2].examples]
-    assert sum(len(r["b"].bytes_list.value) for r in rows) == sum(1 for g in scored["good"] if g[2]) + 2
+    assert sum(len(r["b"].bytes_list.value) for r in rows) == sum(1 for g in scored["good"] if g[2]) + 1
     assert sorted(served[2].predictions) == pytest.approx(sorted(outputs.values()))
 
 
@@ -260,6 +262,9 @@ def test_refusals_are_one_screen_and_lose_nothing(scored, capsys):
         assert code == 1 and problem in err and "Traceback" not in err, (args, err)
         assert not (work / "new").exists()
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    code = main(["predict", "--input", str(data), "--model", "tiny", "--keys", "id"])  # no --output: endpoint mode
+    err = capsys.readouterr().err
+    assert code == 1 and "--keys: applies to bulk scoring only" in err, err
 
 
 def test_multi_processing_workers_give_the_same_predictions(scored):

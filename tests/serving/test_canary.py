@@ -62,14 +62,25 @@ def test_split_draws_labels_by_weight_and_named_requests_go_where_they_ask(versi
     assert drawn.count(2) / len(drawn) == pytest.approx(0.10, abs=0.02)
 
 
-def test_a_canary_that_cannot_serve_gives_its_share_to_stable(versions, tmp_path):
+def test_a_canary_that_cannot_serve_gives_its_share_to_stable_never_the_reverse(versions, caplog):
+    from sluice.serving.errors import ServingError
+
     # The canary label points at version 3, which is not there (a push still copying, or one that failed).
     repo = Repository([ModelEntry("m", versions, policy="all", labels={"stable": 1, "canary": 3})],
-                      traffic={"stable": 50, "canary": 50})
+                      traffic={"stable": 80, "canary": 20})
     repo.refresh()
-    assert {repo.route("m", draw=d).version for d in (0.1, 0.6, 0.99)} == {1}
-    with pytest.raises(Exception, match="Specific"):  # asked by name, the canary still answers as TF Serving does
+    assert {repo.route("m", draw=d).version for d in (0.1, 0.79, 0.8, 0.99)} == {1}
+    assert "label canary points at version 3, which is not loaded; its share goes to stable" in caplog.text
+    with pytest.raises(ServingError, match="Specific"):  # asked by name, the canary still answers as TF Serving does
         repo.route("m", label="canary")
+    # Stable's version gone (a policy that dropped it): its share is refused, not promoted to the canary.
+    repo = Repository([ModelEntry("m", versions, policy="all", labels={"stable": 7, "canary": 2})],
+                      traffic={"stable": 80, "canary": 20})
+    repo.refresh()
+    assert repo.route("m", draw=0.9).version == 2
+    with pytest.raises(ServingError, match="label stable of m points at version 7") as refused:
+        repo.route("m", draw=0.1)
+    assert refused.value.code == "UNAVAILABLE"
 
 
 def test_traffic_flags_that_cannot_work_are_refused_by_name(versions, tmp_path):
@@ -77,7 +88,9 @@ def test_traffic_flags_that_cannot_work_are_refused_by_name(versions, tmp_path):
 
     config = str(_config(tmp_path, versions))
     assert traffic_split(_args(traffic="stable=90, canary=10", model_config_file=config)) == \
-        {"stable": 90.0, "canary": 10.0}
+        pytest.approx({"stable": 0.9, "canary": 0.1})
+    assert traffic_split(_args(traffic="stable=1e308,canary=1e308", model_config_file=config)) == \
+        pytest.approx({"stable": 0.5, "canary": 0.5}), "shares, not an overflowing total"
     assert traffic_split(_args()) is None
     for traffic, problem in (("stable=90,canary=x", "'canary=x'"), ("stable=90", "two labels"),
                              ("stable=0,canary=0", "above 0"), ("stable=-1,canary=2", "'stable=-1'"),
@@ -102,18 +115,18 @@ def test_a_served_split_is_logged_per_version_and_monitor_compares_the_two(versi
 
     logs = tmp_path / "logs"
     server = LocalServer(versions.parent, rest_port=0, grpc_port=0, model_config_file=_config(tmp_path, versions),
-                         logger=RequestLogger(str(logs)), traffic={"stable": 70, "canary": 30}).start()
+                         logger=RequestLogger(str(logs)), traffic={"stable": 50, "canary": 50}).start()
     answers = []
     rng = np.random.default_rng(0)
     try:
         url = f"http://127.0.0.1:{server.rest_port}/v1/models/m:predict"
-        for x in rng.uniform(1.0, 2.0, 300).astype(np.float32):
+        for x in rng.uniform(1.0, 2.0, 400).astype(np.float32):
             body = json.dumps({"instances": [float(x)]}).encode()
             with urllib.request.urlopen(urllib.request.Request(url, body), timeout=30) as response:
                 answers.append(json.loads(response.read())["predictions"][0] / float(x))
         stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
         grpc_versions = []
-        for label in ("", "", "canary", "stable"):
+        for label in [""] * 40 + ["canary", "stable"]:
             request = predict_pb2.PredictRequest()
             request.model_spec.name = "m"
             if label:
@@ -123,8 +136,8 @@ def test_a_served_split_is_logged_per_version_and_monitor_compares_the_two(versi
     finally:
         server.stop()
     answers = [round(a, 3) for a in answers]  # y / x: the version's scale
-    assert set(answers) == {1.0, 2.0} and answers.count(2.0) / len(answers) == pytest.approx(0.3, abs=0.08)
-    assert grpc_versions[2:] == [2, 1]
+    assert set(answers) == {1.0, 2.0} and answers.count(2.0) / len(answers) == pytest.approx(0.5, abs=0.1)
+    assert grpc_versions[-2:] == [2, 1] and set(grpc_versions[:-2]) == {1, 2}, "gRPC requests are split too"
     served, _ = monitor.read_served(str(logs), "m", ["x"])
     assert set(served) == {1, 2}
     assert served[2].rows == answers.count(2.0) + (grpc_versions.count(2))
@@ -141,17 +154,40 @@ def _gate():
     return GateContract(validation=ValidationConfig(), columns={})
 
 
-def test_versions_that_answer_alike_are_not_flagged():
+def _served(version, predictions, first=0.0, last=10.0):
+    from sluice.pipeline import monitor
+
+    served = monitor.Served(version)
+    served.add([b""] * len(predictions), [float(p) for p in predictions])  # as monitor.predictions gives them
+    served.first, served.last = first, last
+    return served
+
+
+def test_versions_served_together_are_compared_and_only_they():
     from sluice.pipeline import monitor
 
     rng = np.random.default_rng(1)
-    served = {}
-    for version, mean in ((1, 10.0), (2, 10.0), (3, 16.0)):
-        served[version] = monitor.Served(version)
-        served[version].add([b""] * 800, list(rng.normal(mean, 2, 800)))
-    served[4] = monitor.Served(4)
-    served[4].add([b""], [])
+    served = {1: _served(1, rng.normal(10, 2, 800)), 2: _served(2, rng.normal(10, 2, 800)),
+              3: _served(3, rng.normal(16, 2, 800)), 4: _served(4, []),
+              5: _served(5, rng.normal(10, 2, 800), first=20.0, last=30.0)}  # after the others: not compared
     rows = {(r["older"], r["newer"]): r for r in monitor.compare_versions(_gate(), served)}
+    assert set(rows) == {(1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4)}
     assert not rows[(1, 2)]["shifted"] and rows[(1, 2)]["value"] < 0.05
-    assert rows[(2, 3)]["shifted"]
+    assert rows[(2, 3)]["shifted"] and rows[(1, 3)]["shifted"]
     assert not rows[(3, 4)]["shifted"] and rows[(3, 4)]["note"]
+
+
+def test_version_comparisons_are_not_blind_to_constants_nor_fooled_by_few_rows():
+    from sluice.pipeline import monitor
+
+    rng = np.random.default_rng(2)
+    constant = {1: _served(1, [5.0] * 300), 2: _served(2, [10.0] * 300)}
+    (row,) = monitor.compare_versions(_gate(), constant)
+    assert row["shifted"] and row["measure"].startswith("L_INFINITY"), row
+    coins = {1: _served(1, [0.0, 1.0] * 150), 2: _served(2, [1.0] * 300)}
+    assert monitor.compare_versions(_gate(), coins)[0]["shifted"]
+    spread = {1: _served(1, [5.0] * 300), 2: _served(2, rng.normal(100, 5, 300))}
+    assert monitor.compare_versions(_gate(), spread)[0]["shifted"], "a constant baseline has no deciles to hide in"
+    few = {1: _served(1, rng.normal(10, 2, 2000)), 2: _served(2, rng.normal(10, 2, 10))}
+    (row,) = monitor.compare_versions(_gate(), few)
+    assert not row["shifted"] and "too few predictions" in row["note"]
