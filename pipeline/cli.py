@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
                                             "(grpc://host:8500)")
     predict.add_argument("--model", help="the model's name (the config's export.model_name, else its pipeline "
                                          "name; with --config, taken from it)")
-    predict.add_argument("--signature", default="serving_raw", help="endpoint mode: the signature to call")
+    predict.add_argument("--signature", help="endpoint mode: the signature to call (default serving_raw)")
     bulk = predict.add_argument_group("bulk scoring on Beam (--output)")
     bulk.add_argument("--output", help="a new directory for predictions-*.csv / *.tfrecord (PredictionLog), "
                                        "dead_letter-*.jsonl and summary.json")
@@ -514,9 +514,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from sluice.serving.errors import ServingError, SettingError
 
     if args.output is not None:
-        if args.endpoint:
-            raise SluiceError("--endpoint with --output", "bulk scoring runs the model here, without an endpoint",
-                              "drop --endpoint to score in bulk, or --output to ask the endpoint")
+        for flag, value in (("--endpoint", args.endpoint), ("--signature", args.signature)):
+            if value:
+                raise SluiceError(f"{flag} with --output", "bulk scoring runs the model's serving_default here, "
+                                  "without an endpoint", f"drop {flag} to score in bulk, or --output to ask the "
+                                  "endpoint")
         try:
             return _bulk_predict(args)
         except SettingError as e:
@@ -532,6 +534,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.model is None:
         raise SluiceError("--model", "missing", "name the served model (the config's export.model_name)")
     args.endpoint = args.endpoint or "http://127.0.0.1:8501"
+    args.signature = args.signature or client.SIGNATURE
     try:
         rows = client.read_rows(Path(args.input))
     except (OSError, ValueError) as e:

@@ -23,8 +23,8 @@ columns, decile Jensen-Shannon on numeric ones, ``validation.skew``/``comparator
 ``serving_raw`` requests carry every feature, an empty optional cell as its fill value: the model really
 receives that value, so where training rows were often empty it is reported as what it is, a skew.
 
-When the logs hold several versions (a canary served next to stable, ``sluice serve --traffic``), each
-version's predictions are also compared with the version before it (``compare_versions``).
+When the logs hold versions served side by side (a canary next to stable, ``sluice serve --traffic``), their
+predictions in the time both were served are also compared, pairwise (``compare_versions``).
 
 Writes ``monitor.html`` (offline, like the other pages) and ``monitor.json``; exit 3 when anything is
 flagged, 0 when not. At most ``max_rows`` rows per version are kept (a uniform sample of the logs, seeded).
@@ -85,10 +85,16 @@ class Served:
 
     def __post_init__(self) -> None:
         self._rows, self._predictions = Reservoir(self.limit, 0), Reservoir(self.limit, 1)
+        self._timed = Reservoir(self.limit, 2)
 
-    def add(self, examples: List[bytes], predicted: List[Any]) -> None:
+    def add(self, examples: List[bytes], predicted: List[Any], stamp: float = 0.0) -> None:
         self._rows.extend(examples)
         self._predictions.extend(predicted)
+        self._timed.extend([(stamp, p) for p in predicted])
+
+    def predictions_between(self, start: float, end: float) -> List[Any]:
+        """The sampled predictions logged from ``start`` to ``end`` (seconds since the epoch)."""
+        return [p for t, p in self._timed.items if start <= t <= end]
 
     @property
     def examples(self) -> List[bytes]:
@@ -158,10 +164,10 @@ def read_served(logs_dir: str, model: str, columns: Sequence[str], limit: int = 
         version = int(spec.version.value or log.predict_log.response.model_spec.version.value)
         served = by_version.setdefault(version, Served(version, limit))
         outputs = {k: tf.make_ndarray(v) for k, v in log.predict_log.response.outputs.items()}
-        served.add(examples_of(log.predict_log.request, columns), predictions(outputs) if outputs else [])
+        stamp = float(log.log_metadata.timestamp_secs)
+        served.add(examples_of(log.predict_log.request, columns), predictions(outputs) if outputs else [], stamp)
         served.requests += 1
         served.signatures[spec.signature_name or "serving_default"] += 1
-        stamp = float(log.log_metadata.timestamp_secs)
         served.first = min(served.first or stamp, stamp)
         served.last = max(served.last, stamp)
         served.sampling_rates.add(round(log.log_metadata.sampling_config.sampling_rate, 6))
@@ -359,37 +365,41 @@ def _distinct_share_distance(a: List[Any], b: List[Any]) -> float:
 
 
 def compare_versions(gate: Any, by_version: Dict[int, Served]) -> List[Dict[str, Any]]:
-    """The prediction distributions of versions served at the same time (a canary next to stable: their logged
-    periods overlap), pairwise. With the traffic split at random both saw the same inputs, so a distance above
-    the skew threshold says the newer model answers differently, not that the traffic moved. Versions served
-    one after the other are not compared (their inputs differ by whatever changed in between)."""
+    """The prediction distributions of versions served at the same time (a canary next to stable), pairwise,
+    on the predictions logged while both were served. With the traffic split at random both saw the same
+    inputs then, so a distance above the skew threshold says the newer model answers differently, not that the
+    traffic moved. Versions served one after the other (their logged periods share no second) are not
+    compared, nor are logs without timestamps; a hot-swap push's shared second rarely holds ``MIN_COMPARED``
+    predictions of each."""
     rows = []
-    versions = sorted(by_version)
+    versions = sorted(v for v in by_version if by_version[v].first > 0)
     for i, older in enumerate(versions):
         for newer in versions[i + 1:]:
             a, b = by_version[older], by_version[newer]
-            if a.last < b.first or b.last < a.first:
+            start, end = max(a.first, b.first), min(a.last, b.last)
+            if end < start:  # (stamps are whole seconds: a shared second counts, if it holds enough rows)
                 continue
+            before, after = a.predictions_between(start, end), b.predictions_between(start, end)
             row: Dict[str, Any] = {"older": older, "newer": newer, "shifted": False, "value": None,
-                                   "threshold": None, "measure": None, "rows": [len(a.predictions), len(b.predictions)],
-                                   "note": None}
-            kinds = {type(p) for p in a.predictions} | {type(p) for p in b.predictions}
+                                   "threshold": None, "measure": None, "rows": [len(before), len(after)],
+                                   "window": [start, end], "note": None}
+            kinds = {type(p) for p in before} | {type(p) for p in after}
             if len(kinds) != 1:
                 row["note"] = "no comparable predictions in both versions' logs"
             elif min(row["rows"]) < MIN_COMPARED:
                 row["note"] = f"too few predictions to compare ({row['rows'][0]} and {row['rows'][1]}; " \
                               f"at least {MIN_COMPARED} each)"
-            elif kinds == {str} or min(len(set(a.predictions)), len(set(b.predictions))) >= 10:
+            elif kinds == {str} or min(len(set(before)), len(set(after))) >= 10:
                 # Deciles of each side as the baseline in turn: one direction alone is blind where the
                 # baseline's deciles cannot place the other side's mass.
-                forward, crossed = _prediction_distance(gate, b.predictions, a.predictions)
-                backward, crossed_back = _prediction_distance(gate, a.predictions, b.predictions)
+                forward, crossed = _prediction_distance(gate, after, before)
+                backward, crossed_back = _prediction_distance(gate, before, after)
                 worst = max(forward, backward, key=lambda r: r["value"])
                 row.update(value=worst["value"], threshold=worst["threshold"], measure=worst["measure"],
                            shifted=crossed or crossed_back)
             else:
                 threshold = gate.validation.skew.categorical_linf
-                value = round(_distinct_share_distance(a.predictions, b.predictions), 4)
+                value = round(_distinct_share_distance(before, after), 4)
                 row.update(value=value, threshold=threshold, measure="L_INFINITY (shares of each value)",
                            shifted=bool(threshold) and value > threshold)
             if row["note"] is None and not row["threshold"]:
@@ -422,8 +432,9 @@ def render(result: Dict[str, Any], stats_html: Dict[int, str]) -> str:
                      "<th>newer</th><th>measure</th><th>value</th><th>threshold</th><th>verdict</th></tr>")
         for c in result["between_versions"]:
             verdict = c["note"] or ("SHIFTED" if c["shifted"] else "ok")
-            parts.append(f"<tr><td>{c['older']}</td><td>{c['newer']}</td><td>{html.escape(str(c['measure']))}</td>"
-                         f"<td>{c['value']}</td><td>{c['threshold']}</td><td class='{'bad' if c['shifted'] else 'ok'}'>"
+            cells = [html.escape(str(c[k])) if c[k] is not None else "—" for k in ("measure", "value", "threshold")]
+            parts.append(f"<tr><td>{c['older']}</td><td>{c['newer']}</td><td>{cells[0]}</td>"
+                         f"<td>{cells[1]}</td><td>{cells[2]}</td><td class='{'bad' if c['shifted'] else 'ok'}'>"
                          f"{html.escape(verdict)}</td></tr>")
         parts.append("</table>")
     parts.append("</body></html>")

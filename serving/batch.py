@@ -5,8 +5,8 @@ Why it looks like this:
 - **The training path, not the request path.** Each CSV row becomes the ``tf.Example`` CsvExampleGen would
   have made of it (TFX's cell handlers: ``int(cell)``, ``float(cell)``, the cell's bytes; an empty cell is the
   feature with no value, which Transform imputes as in training and TFDV counts as it counted the training
-  data) and goes through ``serving_default``. ``serving_raw`` would need a fill value for every empty cell, which the model would
-  take as a real value: the skew ``sluice monitor`` finds in ``serving_raw`` traffic.
+  data) and goes through ``serving_default``. ``serving_raw`` would need a fill value for every empty cell,
+  which the model would take as a real value: the skew ``sluice monitor`` finds in ``serving_raw`` traffic.
 - **Beam's RunInference** batches the rows, loads the model once per worker and runs on any runner; the
   model handler here calls the pushed SavedModel's signature. The same Beam profiles as the pipeline apply
   (direct ``in_memory`` / ``multi_processing``; Dataflow is for the compiled pipeline).
@@ -20,9 +20,9 @@ Why it looks like this:
   request logs). ``summary.json`` is written last: a directory without it holds an unfinished run.
 
 Rows are read as bytes (a cell keeps its bytes, as in CsvExampleGen; what it cannot read, a record that is
-not UTF-8 or whose quotes never close, is a dead letter) with Python's ``csv`` module through ``tf.io.gfile`` (local paths, ``gs://``, …); files are the
-unit of reading, and with several workers the rows are reshuffled after it, so the model calls spread over
-them.
+not UTF-8 or whose quotes never close, is a dead letter) with Python's ``csv`` module through
+``tf.io.gfile`` (local paths, ``gs://``, …); files are the unit of reading, and with several workers the rows
+are reshuffled after it, so the model calls spread over them.
 """
 
 from __future__ import annotations
@@ -95,12 +95,15 @@ def input_files(spec: str) -> List[str]:
     """``spec``: a CSV file, a directory (its ``*.csv``) or a glob; sorted paths."""
     import tensorflow as tf
 
-    if tf.io.gfile.isdir(spec):
-        files = [f for f in tf.io.gfile.glob(f"{spec.rstrip('/')}/*.csv") if not tf.io.gfile.isdir(f)]
-    elif any(c in spec for c in "*?["):
-        files = [f for f in tf.io.gfile.glob(spec) if not tf.io.gfile.isdir(f)]
-    else:
-        files = [spec] if tf.io.gfile.exists(spec) else []
+    try:
+        if tf.io.gfile.isdir(spec):
+            files = [f for f in tf.io.gfile.glob(f"{spec.rstrip('/')}/*.csv") if not tf.io.gfile.isdir(f)]
+        elif any(c in spec for c in "*?["):
+            files = [f for f in tf.io.gfile.glob(spec) if not tf.io.gfile.isdir(f)]
+        else:
+            files = [spec] if tf.io.gfile.exists(spec) else []
+    except tf.errors.OpError as e:
+        raise SettingError(f"--input {spec}", f"cannot list it: {e.message}", "check the path and its access")
     if not files:
         raise SettingError(f"--input {spec}", "no CSV file there", "give a CSV file, a directory of *.csv or a glob")
     return sorted(files)
@@ -255,18 +258,25 @@ class ReadRows:
                 cells = [t.encode("latin-1") for t in text]
                 lines = reader.line_num - start + 1
                 record = "".join(raw)
-                try:
-                    if record.count('"') % 2:
-                        raise RowError(f"a quote (\") opens a cell that no later line closes: lines {start}-"
-                                       f"{reader.line_num} were read as one row (CsvExampleGen refuses the file)")
+                unreadable = None  # what CsvExampleGen cannot read: each line of it is a row lost
+                if record.count('"') % 2:
+                    unreadable = (f"a quote (\") opens a cell that no later line closes: lines {start}-"
+                                  f"{reader.line_num} were read as one row (CsvExampleGen refuses the file)"
+                                  if lines > 1 else 'a quote (") in the row is never closed (CsvExampleGen '
+                                  "refuses the file)")
+                else:
                     try:
                         record.encode("latin-1").decode("utf-8")
                     except UnicodeDecodeError as e:
-                        raise RowError(f"not UTF-8 text (byte {record.encode('latin-1')[e.start:e.start + 1]!r}; "
-                                       "CsvExampleGen cannot read it either)") from None
+                        unreadable = (f"not UTF-8 text (byte {record.encode('latin-1')[e.start:e.start + 1]!r}; "
+                                      "CsvExampleGen cannot read it either)")
+                if unreadable:
+                    yield DEAD, _dead(path, start, unreadable, cells, lines=lines)
+                    continue
+                try:
                     serialized = example(file_plan.header, file_plan.dtypes, cells)
-                except RowError as e:
-                    yield DEAD, _dead(path, start, str(e), cells, lines=lines)
+                except RowError as e:  # one record: one row not scored, however many lines its cells span
+                    yield DEAD, _dead(path, start, str(e), cells)
                     continue
                 key = tuple(_text(cells[position[k]]) for k in self.plan.keys)
                 yield "ok", ((path, start, key or (f"{path}:{start}",)), serialized)
@@ -409,7 +419,11 @@ class Outcome:
 def check_output(output: str) -> None:
     import tensorflow as tf
 
-    if tf.io.gfile.exists(output):
+    try:
+        exists = tf.io.gfile.exists(output)
+    except tf.errors.OpError as e:
+        raise SettingError(f"--output {output}", f"cannot check it: {e.message}", "check the path and its access")
+    if exists:
         raise SettingError(f"--output {output}", "exists already",
                            "give a new directory: bulk predictions never overwrite or mix with earlier ones")
 

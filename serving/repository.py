@@ -324,15 +324,23 @@ class Repository:
         entry = self.entries.get(name)
         return bool(self.traffic) and entry is not None and all(label in entry.labels for label in self.traffic)
 
+    def unloaded_labels(self, name: str) -> Dict[str, int]:
+        """The ``traffic`` labels of ``name`` whose version is not loaded now (label -> version)."""
+        labels = self.entries[name].labels
+        with self._lock:
+            loaded = self._loaded[name]
+        return {label: labels[label] for label in self.traffic if labels[label] not in loaded}
+
     def route(self, name: str, version: Optional[int] = None, label: Optional[str] = None,
               draw: Optional[float] = None) -> LoadedVersion:
         """``resolve`` for a predict call: a request that names no version or label, to a model that has every
         label of ``traffic``, goes to a label drawn by weight (``stable=90,canary=10``).
 
-        When the drawn label's version is not loaded, a label of a higher weight answers instead (a canary that
-        failed to load gives its share to stable, logged), never one of a lower weight: were stable's version
-        gone (a version policy that dropped it), promoting the canary to all traffic unnoticed is the one thing
-        a canary must not do, so those requests are refused as UNAVAILABLE, naming the label."""
+        When the drawn label's version is not loaded, a label of a higher weight answers instead (of an equal
+        weight: the one listed first), so a canary that failed to load gives its share to stable (logged); never
+        one of a lower weight: were stable's version gone (a version policy that dropped it), promoting the
+        canary to all traffic unnoticed is the one thing a canary must not do, so those requests are refused as
+        UNAVAILABLE, naming the label."""
         if version is not None or label is not None or not self.split(name):
             return self.resolve(name, version, label)
         import random
@@ -348,13 +356,15 @@ class Repository:
         drawn, weight = ordered[chosen]
         labels = self.entries[name].labels
         with self._lock:
-            loaded = set(self._loaded[name])
+            loaded = self._loaded[name]  # replaced, never mutated, by refresh(): a consistent snapshot
         if labels[drawn] in loaded:
-            return self.resolve(name, None, drawn)
-        heavier = sorted((w, lab) for lab, w in ordered if w > weight and labels[lab] in loaded)
-        self._warn_once(name, drawn, labels[drawn], heavier[-1][1] if heavier else None)
-        if heavier:
-            return self.resolve(name, None, heavier[-1][1])
+            return loaded[labels[drawn]]
+        # Heavier labels first, ties in the order given; only those ahead of the drawn label may stand in.
+        ahead = sorted(((-w, i, lab) for i, (lab, w) in enumerate(ordered) if (-w, i) < (-weight, chosen)))
+        instead = next((lab for _, _, lab in ahead if labels[lab] in loaded), None)
+        self._warn_once(name, drawn, labels[drawn], instead)
+        if instead is not None:
+            return loaded[labels[instead]]
         raise ServingError("UNAVAILABLE", f"label {drawn} of {name} points at version {labels[drawn]}, which is not "
                            "loaded, and no label of a higher weight can answer for it")
 
@@ -362,9 +372,10 @@ class Repository:
         """Say once a minute per label that the split cannot reach it (the split is the operator's intent)."""
         now = self._clock()
         key = (name, label)
-        if now - self._warned.get(key, -math.inf) < 60.0:
-            return
-        self._warned[key] = now
+        with self._lock:
+            if now - self._warned.get(key, -math.inf) < 60.0:
+                return
+            self._warned[key] = now
         logger.warning("traffic split: %s label %s points at version %d, which is not loaded; its share %s", name,
                        label, version, f"goes to {instead}" if instead else "is refused (UNAVAILABLE)")
 

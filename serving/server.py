@@ -350,6 +350,14 @@ def serve(args: argparse.Namespace) -> int:
         if logger is not None:
             logger.close()
         raise
+    unloaded = {name: server.repo.unloaded_labels(name) for name in server.models() if server.repo.split(name)}
+    unloaded = {name: labels for name, labels in unloaded.items() if labels}
+    if unloaded:  # TF Serving refuses such a config at start; a split to a version that never loads is no split
+        server.stop()
+        name, labels = next(iter(unloaded.items()))
+        raise SettingError("--traffic", f"{name}'s label(s) {', '.join(f'{k} (version {v})' for k, v in labels.items())}"
+                           " point at versions that did not load", "label versions that exist and that the "
+                           "version policy loads (specific { versions: … } naming both)")
     for name in server.models():
         try:
             versions = ", ".join(r["version"] for r in server.repo.status(name))
@@ -363,6 +371,9 @@ def serve(args: argparse.Namespace) -> int:
                 labels = server.repo.entries[name].labels
                 print(f"  {name}: requests without a version or label go to {split} "
                       f"({', '.join(f'{k} = version {labels[k]}' for k in traffic)})", flush=True)
+            else:
+                print(f"  {name}: not split (its models.config entry lacks a label of --traffic): requests "
+                      "without a version or label go to its newest version", flush=True)
     print(f"  REST  http://{args.host}:{server.rest_port}/v1/models/<model>[:predict]", flush=True)
     print(f"  gRPC  {args.host}:{server.grpc_port} (tensorflow_serving.apis PredictionService, ModelService)", flush=True)
     if logger is not None:

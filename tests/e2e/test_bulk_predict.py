@@ -1,8 +1,8 @@
 """``sluice predict --output`` on the fare session pipeline's pushed model: each row becomes exactly the
 tf.Example CsvExampleGen made of it in that pipeline (compared feature by feature), every row is scored as the
-pushed ``serving_default`` scores it (on examples built independently from the curated schema), bad rows land in the dead-letter file with their line
-and reason. (That ``sluice monitor`` reads the PredictionLog output is tested on a small model in
-tests/serving/test_batch.py.)"""
+pushed ``serving_default`` scores it (on examples built independently from the curated schema), bad rows land
+in the dead-letter file with their line and reason. (That ``sluice monitor`` reads the PredictionLog output
+is tested on a small model in tests/serving/test_batch.py.)"""
 
 from __future__ import annotations
 

@@ -254,6 +254,7 @@ def test_refusals_are_one_screen_and_lose_nothing(scored, capsys):
              (str(work / "new"), ["--model", "nope"], "no pushed version"),
              (str(work / "new"), ["--model", "tiny", "--version", "7"], "[1, 2]"),
              (str(work / "new"), ["--model", "tiny", "--endpoint", "http://x"], "without an endpoint"),
+             (str(work / "new"), ["--model", "tiny", "--signature", "serving_raw"], "--signature with --output"),
              (str(work / "new"), ["--model", "tiny", "--keys", "trip_id"], "has no column trip_id"),
              (str(work / "new"), ["--model", "tiny", "--batch-size", "0"], "--batch-size"))
     for output, args, problem in cases:  # in process: the same main() the console script runs

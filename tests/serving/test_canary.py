@@ -81,6 +81,13 @@ def test_a_canary_that_cannot_serve_gives_its_share_to_stable_never_the_reverse(
     with pytest.raises(ServingError, match="label stable of m points at version 7") as refused:
         repo.route("m", draw=0.1)
     assert refused.value.code == "UNAVAILABLE"
+    # Equal weights: the label listed first stands in for the other, not the reverse.
+    for labels, draws in (({"stable": 1, "canary": 3}, {0.2: 1, 0.7: 1}), ({"stable": 3, "canary": 2}, {0.7: 2})):
+        repo = Repository([ModelEntry("m", versions, policy="all", labels=labels)], traffic={"stable": 1, "canary": 1})
+        repo.refresh()
+        assert {d: repo.route("m", draw=d).version for d in draws} == draws
+    with pytest.raises(ServingError, match="label stable"):
+        repo.route("m", draw=0.2)
 
 
 def test_traffic_flags_that_cannot_work_are_refused_by_name(versions, tmp_path):
@@ -154,11 +161,13 @@ def _gate():
     return GateContract(validation=ValidationConfig(), columns={})
 
 
-def _served(version, predictions, first=0.0, last=10.0):
+def _served(version, predictions, first=1000.0, last=1010.0):
+    """Predictions logged evenly from ``first`` to ``last`` (seconds since the epoch)."""
     from sluice.pipeline import monitor
 
     served = monitor.Served(version)
-    served.add([b""] * len(predictions), [float(p) for p in predictions])  # as monitor.predictions gives them
+    for i, p in enumerate(predictions):  # as monitor.predictions gives them: floats
+        served.add([b""], [float(p)], first + (last - first) * i / max(1, len(predictions) - 1))
     served.first, served.last = first, last
     return served
 
@@ -169,7 +178,8 @@ def test_versions_served_together_are_compared_and_only_they():
     rng = np.random.default_rng(1)
     served = {1: _served(1, rng.normal(10, 2, 800)), 2: _served(2, rng.normal(10, 2, 800)),
               3: _served(3, rng.normal(16, 2, 800)), 4: _served(4, []),
-              5: _served(5, rng.normal(10, 2, 800), first=20.0, last=30.0)}  # after the others: not compared
+              5: _served(5, rng.normal(10, 2, 800), first=1011.0, last=1020.0),  # after the others
+              6: _served(6, rng.normal(30, 2, 800), first=0.0, last=0.0)}  # logs without timestamps
     rows = {(r["older"], r["newer"]): r for r in monitor.compare_versions(_gate(), served)}
     assert set(rows) == {(1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4)}
     assert not rows[(1, 2)]["shifted"] and rows[(1, 2)]["value"] < 0.05
@@ -191,3 +201,22 @@ def test_version_comparisons_are_not_blind_to_constants_nor_fooled_by_few_rows()
     few = {1: _served(1, rng.normal(10, 2, 2000)), 2: _served(2, rng.normal(10, 2, 10))}
     (row,) = monitor.compare_versions(_gate(), few)
     assert not row["shifted"] and "too few predictions" in row["note"]
+    # A hot-swap push: v1 served for hours, v2 after it, one second shared. Only that second is compared, and
+    # the few rows in it give no verdict (v2 answering differently is the retrain, not a canary).
+    swap = {1: _served(1, rng.normal(10, 2, 5000), first=0.5e6, last=1e6), 2: _served(2, rng.normal(16, 2, 5000),
+                                                                                    first=1e6, last=1.5e6)}
+    (row,) = monitor.compare_versions(_gate(), swap)
+    assert row["window"] == [1e6, 1e6] and not row["shifted"] and "too few" in row["note"], row
+
+
+def test_serve_refuses_a_split_to_a_version_that_did_not_load(versions, tmp_path):
+    """TF Serving refuses a label on a version it has not loaded; a split to it would be no split."""
+    from sluice.serving.server import add_arguments, serve
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = _config(tmp_path, versions, canary=3)  # version 3 is not there
+    args = parser.parse_args(["--model-dir", str(versions.parent), "--model-config-file", str(config),
+                              "--rest-port", "0", "--grpc-port", "0", "--traffic", "stable=90,canary=10"])
+    with pytest.raises(SettingError, match=r"canary \(version 3\) point at versions that did not load"):
+        serve(args)
