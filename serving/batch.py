@@ -454,7 +454,7 @@ def claim_output(output: str) -> None:
 
 
 def run(plan: Plan, output: str, beam_args: Sequence[str], max_batch: int = 1024) -> Outcome:
-    """Score every row of ``plan``'s files into ``output`` (which must be new or empty)."""
+    """Score every row of ``plan``'s files into ``output``, which must not exist yet (``claim_output``)."""
     import apache_beam as beam
     import tensorflow as tf
     from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
