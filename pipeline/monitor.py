@@ -84,17 +84,17 @@ class Served:
     sampling_rates: set = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self._rows, self._predictions = Reservoir(self.limit, 0), Reservoir(self.limit, 1)
-        self._timed = Reservoir(self.limit, 2)
+        self._rows = Reservoir(self.limit, 0)
+        self._predictions = Reservoir(self.limit, 1)
+        """``(time logged, prediction)`` pairs."""
 
     def add(self, examples: List[bytes], predicted: List[Any], stamp: float = 0.0) -> None:
         self._rows.extend(examples)
-        self._predictions.extend(predicted)
-        self._timed.extend([(stamp, p) for p in predicted])
+        self._predictions.extend([(stamp, p) for p in predicted])
 
     def predictions_between(self, start: float, end: float) -> List[Any]:
         """The sampled predictions logged from ``start`` to ``end`` (seconds since the epoch)."""
-        return [p for t, p in self._timed.items if start <= t <= end]
+        return [p for t, p in self._predictions.items if start <= t <= end]
 
     @property
     def examples(self) -> List[bytes]:
@@ -102,7 +102,7 @@ class Served:
 
     @property
     def predictions(self) -> List[Any]:
-        return self._predictions.items
+        return [p for _, p in self._predictions.items]
 
     @property
     def rows(self) -> int:
@@ -326,12 +326,13 @@ def check_version(cfg: Any, gate: Any, schema: Any, schema_text: str, served: Se
     distances, findings = distances + rows, findings + found
     anomalies = tfdv.validate_statistics(current, served_schema, environment=serving_environment(served_schema))
     findings += data_gate.findings_from_anomalies(anomalies, label, served_schema, schema_text)
-    kinds = {type(p) for p in served.predictions}
+    predicted = served.predictions
+    kinds = {type(p) for p in predicted}
     prediction_note = None
-    if served.predictions and len(kinds) == 1:
+    if predicted and len(kinds) == 1:
         reference = eval_predictions(cfg, record)
         if isinstance(reference[0], str) == (kinds == {str}):
-            row, crossed = _prediction_distance(gate, served.predictions, reference)
+            row, crossed = _prediction_distance(gate, predicted, reference)
             distances.append(row)
             if crossed:
                 findings.append(data_gate.Finding(

@@ -145,12 +145,9 @@ def plan(files: Sequence[str], inputs: Mapping[str, str], input_key: Callable[[s
     plans, common = [], None
     for path in files:
         header = read_header(path)
-        dtypes = []
-        for column in header:
-            key = input_key(column, inputs)
-            dtypes.append(inputs.get(key))
-        covered = {input_key(c, inputs) for c, d in zip(header, dtypes) if d is not None}
-        absent = sorted(set(inputs) - covered)
+        feeds = [input_key(column, inputs) for column in header]
+        dtypes = [inputs.get(key) for key in feeds]
+        absent = sorted(set(inputs) - set(feeds))
         if absent:
             raise SettingError(f"--input {path}", f"no column for the model input(s) {', '.join(absent)}",
                                "score files with the training data's columns (an empty cell is a missing value)")
@@ -218,7 +215,7 @@ def example(header: Sequence[str], dtypes: Sequence[Optional[str]], cells: Seque
 
 
 class ReadRows:
-    """Beam DoFn (built in ``_pipeline``): file path -> ``(key, serialized example)``; bad rows -> dead letters."""
+    """What ``run``'s read step does per file: path -> ``(key, serialized example)``; bad rows -> dead letters."""
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
@@ -382,24 +379,11 @@ def prediction_cells(answer: Mapping[str, Any], classes: bool) -> List[Any]:
 def prediction_log(plan: Plan, serialized: bytes, answer: Mapping[str, Any], stamp: float) -> bytes:
     """One row as TF Serving logs a ``serving_default`` request: the example in, the outputs out."""
     import numpy as np
-    from tensorflow_serving.apis import prediction_log_pb2
 
-    from sluice.serving.request_log import fill_tensor
+    from sluice.serving.request_log import arrays_log
 
-    log = prediction_log_pb2.PredictionLog()
-    request = log.predict_log.request
-    spec = request.model_spec
-    spec.name, spec.signature_name, spec.version.value = plan.model, SIGNATURE, plan.version
-    fill_tensor(request.inputs["examples"], np.array([serialized], dtype=object))
-    log.predict_log.response.model_spec.CopyFrom(spec)
-    for name, value in answer.items():
-        fill_tensor(log.predict_log.response.outputs[name], np.asarray(value)[None, ...])
-    meta = log.log_metadata
-    meta.model_spec.CopyFrom(spec)
-    meta.sampling_config.sampling_rate = 1.0
-    meta.saved_model_tags.append("serve")
-    meta.timestamp_secs = int(stamp)
-    return log.SerializeToString()
+    return arrays_log(plan.model, plan.version, SIGNATURE, {"examples": np.array([serialized], dtype=object)},
+                      {name: np.asarray(value)[None, ...] for name, value in answer.items()}, stamp, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -407,7 +391,6 @@ def prediction_log(plan: Plan, serialized: bytes, answer: Mapping[str, Any], sta
 class Outcome:
     scored: int
     dead: int
-    output: str
     seconds: float
     reasons: Dict[str, int] = field(default_factory=dict)
 
@@ -511,7 +494,7 @@ def run(plan: Plan, output: str, beam_args: Sequence[str], max_batch: int = 1024
                            "nothing was finished there (no summary.json): delete the directory and run again "
                            "after fixing the cause") from e
     seconds = time.perf_counter() - started
-    outcome = Outcome(scored=_counter(result, "scored"), dead=0, output=output, seconds=seconds)
+    outcome = Outcome(scored=_counter(result, "scored"), dead=0, seconds=seconds)
     for path in sorted(tf.io.gfile.glob(f"{out}/dead_letter-*.jsonl")):
         with tf.io.gfile.GFile(path) as f:
             for line in f:

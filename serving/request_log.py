@@ -116,33 +116,17 @@ class RequestLogger:
     def _record(self, item: Any) -> bytes:
         from tensorflow_serving.apis import prediction_log_pb2
 
-        log = prediction_log_pb2.PredictionLog()
         if item[0] == "protos":
             _, stamp, request, response = item
-            self._metadata(log.log_metadata, response.model_spec, stamp)
+            log = prediction_log_pb2.PredictionLog()
+            fill_metadata(log.log_metadata, response.model_spec, stamp, self.sample_rate)
             raw = request if isinstance(request, bytes) else request.SerializeToString()
             # A message's bytes are its fields' bytes: the received request goes in as it came, unparsed and
             # uncopied (serializing a 16-input request again costs about 0.1 ms of the server's GIL).
             predict_log = _field(1, raw) + _field(2, response.SerializeToString())
             return log.SerializeToString() + _field(PREDICT_LOG_FIELD, predict_log)
-        else:
-            _, stamp, model, version, signature, inputs, outputs = item
-            request = log.predict_log.request
-            spec = request.model_spec
-            spec.name, spec.signature_name, spec.version.value = model, signature, version
-            for key, value in inputs.items():
-                fill_tensor(request.inputs[key], value)
-            log.predict_log.response.model_spec.CopyFrom(spec)
-            for key, value in outputs.items():
-                fill_tensor(log.predict_log.response.outputs[key], value)
-        self._metadata(log.log_metadata, spec, stamp)
-        return log.SerializeToString()
-
-    def _metadata(self, meta: Any, spec: Any, stamp: float) -> None:
-        meta.model_spec.CopyFrom(spec)
-        meta.sampling_config.sampling_rate = self.sample_rate
-        meta.saved_model_tags.append("serve")
-        meta.timestamp_secs = int(stamp)
+        _, stamp, model, version, signature, inputs, outputs = item
+        return arrays_log(model, version, signature, inputs, outputs, stamp, self.sample_rate)
 
     def _write_all(self) -> None:
         import tensorflow as tf
@@ -255,6 +239,33 @@ def _varint(value: int) -> bytes:
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited protobuf field (wire type 2): tag, length, bytes."""
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def fill_metadata(meta: Any, spec: Any, stamp: float, sample_rate: float) -> None:
+    """A ``LogMetadata``: the model spec, the sampling rate, the ``serve`` tag and the time."""
+    meta.model_spec.CopyFrom(spec)
+    meta.sampling_config.sampling_rate = sample_rate
+    meta.saved_model_tags.append("serve")
+    meta.timestamp_secs = int(stamp)
+
+
+def arrays_log(model: str, version: int, signature: str, inputs: Dict[str, np.ndarray],
+               outputs: Dict[str, np.ndarray], stamp: float, sample_rate: float) -> bytes:
+    """A serialized ``PredictionLog`` of a predict call given as arrays (a REST request as parsed; a row that
+    ``sluice predict --output`` scored)."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    log = prediction_log_pb2.PredictionLog()
+    request = log.predict_log.request
+    spec = request.model_spec
+    spec.name, spec.signature_name, spec.version.value = model, signature, version
+    for key, value in inputs.items():
+        fill_tensor(request.inputs[key], value)
+    log.predict_log.response.model_spec.CopyFrom(spec)
+    for key, value in outputs.items():
+        fill_tensor(log.predict_log.response.outputs[key], value)
+    fill_metadata(log.log_metadata, spec, stamp, sample_rate)
+    return log.SerializeToString()
 
 
 def fill_tensor(proto: Any, array: np.ndarray) -> None:
