@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Literal, Mapping, Optional, Type, TypeVar, U
 from pydantic import Field
 
 from sluice.components.settings import (
+    BulkInferenceConfig,
     Threshold,
     Feature,
     InputConfig,
@@ -123,6 +124,8 @@ class GateContract(Contract):
     """The raw label column (None for a derived label, whose raw columns are judged as features)."""
     label_classes: Optional[List[str]] = None
     """Multi-class: ``task.classes``, the only label values the gate lets through."""
+    spans: bool = False
+    """The data comes in spans (``data.path`` has ``{SPAN}``): drift is measured against the previous span."""
 
 
 class EvaluationContract(Contract):
@@ -178,3 +181,13 @@ class PushContract(Contract):
 
     pipeline: str = ""
     config_hash: str = ""
+
+
+class BulkContract(Contract):
+    """BulkScore: which files to score with the pushed version, and how (``input`` resolved: a path or URI)."""
+
+    model_name: str
+    bulk: BulkInferenceConfig
+    input_fingerprint: str = ""
+    """Local runs: a hash of the table's file names and contents, so that a changed table is scored again
+    when the model is not new (TFX's cache key holds the contract). Empty in a compiled pipeline."""

@@ -30,10 +30,17 @@ from sluice.components import artifact_io as aio, verdicts
 from sluice.components.contracts import GateContract
 from sluice.components.settings import ValidationConfig, class_number
 from sluice.components.schema_hints import schema_change
+from sluice.components.span_window import EXAMPLES_ID, SPAN, span_of
 
 VERDICT_FILE = verdicts.FILES["data"]
 REPORT_FILE = "data_report.html"
 BASELINE_STATS = "baseline_statistics.pb"
+PREVIOUS_STATS = "previous_statistics.pb"
+"""The statistics this verdict's data was compared with (with spans: the previous span's), kept so that a
+re-run of the same span compares with the previous span again."""
+PREVIOUS_SPAN = "previous_span"
+"""Custom property of a passed verdict: the span it was compared with (``SPAN``: its own; ``EXAMPLES_ID``: the
+MLMD id of the Examples it passed, which the span window reads)."""
 
 _SEVERITY_RANK = {"WARNING": 1, "ERROR": 2, "UNKNOWN": 2}
 
@@ -302,7 +309,7 @@ def numeric_distances(gate: GateContract, baseline_stats, current_stats, which: 
         if value > threshold:
             findings.append(Finding(label, column, "JENSEN_SHANNON_DIVERGENCE_HIGH", "ERROR",
                                     f"{which}: Jensen-Shannon divergence {value} on the deciles of "
-                                    f"{'the train split' if which == 'skew' else 'the last passed run'}, "
+                                    f"{'the train split' if which == 'skew' else label.split(' vs ')[-1]}, "
                                     f"above the threshold {threshold}",
                                     "distance below the configured threshold"))
     return rows, findings
@@ -427,12 +434,12 @@ def _rows(stats: statistics_pb2.DatasetFeatureStatisticsList) -> int:
     return int(stats.datasets[0].num_examples) if stats.datasets else 0
 
 
-def _stats_html(gate: GateContract, train, eval_, previous) -> str:
+def _stats_html(gate: GateContract, train, eval_, previous, against: str) -> str:
     """Per-feature statistics, offline (``stats_view``; TFDV's Facets view loads its scripts from the web)."""
     from sluice.components import stats_view
 
     try:
-        return stats_view.render({"train": train, "eval": eval_, "last passed run (train)": previous},
+        return stats_view.render({"train": train, "eval": eval_, f"{against} (train)": previous},
                                  columns=sorted(gate.columns))
     except Exception as e:  # the statistics view is a convenience; the tables above are the verdict
         return f"<p>(statistics view unavailable: {html.escape(str(e))})</p>"
@@ -450,6 +457,26 @@ def compare_statistics(gate, compare, train, other, which: str, label: str):
     rows, found = numeric_distances(gate, baseline, current, which, label)
     return ([d for d in measurements(result) if d["comparison"] == which] + rows,
             distance_findings(result, label) + found)
+
+
+def drift_baseline(gate: GateContract, span: int, baseline: Optional[types.Artifact]) -> Tuple[Optional[str], int]:
+    """``(statistics file, its span)`` that this run's train split is compared with for drift, or ``(None, 0)``.
+
+    The baseline is the newest verdict that passed (``LastPassedDataResolver``). Without spans that is the last
+    passed run's data. With spans, drift is measured against the *previous span*: when the newest passed
+    verdict is of this very span (a re-run: another hyperparameter, a corrected file), the verdict's own
+    baseline, which it kept (``PREVIOUS_STATS``), is used instead of comparing the span with itself."""
+    if baseline is None:
+        return None, 0
+    same_span = gate.spans and baseline.has_custom_property(SPAN) and baseline.get_int_custom_property(SPAN) == span
+    if not same_span:
+        path = aio.join(baseline.uri, BASELINE_STATS)
+        return (path if fileio.exists(path) else None), (baseline.get_int_custom_property(SPAN)
+                                                         if baseline.has_custom_property(SPAN) else 0)
+    path = aio.join(baseline.uri, PREVIOUS_STATS)
+    if not fileio.exists(path):
+        return None, 0
+    return path, baseline.get_int_custom_property(PREVIOUS_SPAN)
 
 
 def _execution_name(out_uri: str) -> str:
@@ -481,25 +508,28 @@ class Executor(base_executor.BaseExecutor):
 
         train = _load_stats(stats_artifact, "train")
         eval_ = _load_stats(stats_artifact, "eval")
-        baseline = (input_dict.get("baseline") or [None])[0]
-        previous = None
-        if baseline is not None and fileio.exists(aio.join(baseline.uri, BASELINE_STATS)):
-            previous = tfdv.load_stats_binary(aio.join(baseline.uri, BASELINE_STATS))
+        examples = (input_dict.get("examples") or [None])[0]
+        span = span_of(examples) if examples is not None else 0
+        previous_file, previous_span = drift_baseline(gate, span, (input_dict.get("baseline") or [None])[0])
+        previous = tfdv.load_stats_binary(previous_file) if previous_file else None
         findings += content_findings(gate, "train", train, previous) + content_findings(gate, "eval", eval_, previous)
         compare = comparator_schema(schema, gate)
         distances, found = compare_statistics(gate, compare, train, eval_, "skew", "train vs eval")
         findings += found
+        against = f"span {previous_span}" if gate.spans else "last passed run"
         if previous is not None:
-            rows, found = compare_statistics(gate, compare, train, previous, "drift", "train vs last passed run")
+            rows, found = compare_statistics(gate, compare, train, previous, "drift", f"train vs {against}")
             distances, findings = distances + rows, findings + found
 
         blocking = decide(findings, gate.validation)
         # TFX deletes a failed execution's output directory, so the report also goes where it survives.
         report_dir = aio.join(exec_properties.get("report_root") or out_uri, _execution_name(out_uri))
         report = aio.join(report_dir, REPORT_FILE)
-        aio.write_text(report, render_report(findings, blocking, distances, _stats_html(gate, train, eval_, previous)))
+        aio.write_text(report, render_report(findings, blocking, distances, _stats_html(gate, train, eval_, previous, against)))
         verdict = {"passed": not blocking, "findings": [asdict(f) for f in findings], "distances": distances,
                    "report": report, "rows": {"train": _rows(train), "eval": _rows(eval_)}}
+        if gate.spans:
+            verdict["span"], verdict["drift_baseline_span"] = span, (previous_span if previous is not None else None)
         for directory in {out_uri, report_dir}:
             verdicts.write(directory, "data", verdict, passed=not blocking)
         if report_dir != out_uri:
@@ -511,6 +541,13 @@ class Executor(base_executor.BaseExecutor):
         verdict_artifact = artifact_utils.get_single_instance(output_dict["verdict"])
         verdict_artifact.set_int_custom_property("passed", 1)
         verdict_artifact.set_int_custom_property("anomalies", len(findings))
+        # What the span window (``span_window``) and the next run's drift check read back.
+        verdict_artifact.set_int_custom_property(SPAN, span)
+        if examples is not None:
+            verdict_artifact.set_int_custom_property(EXAMPLES_ID, examples.id)
+        if previous_file:
+            aio.copy_file(previous_file, aio.join(out_uri, PREVIOUS_STATS))
+            verdict_artifact.set_int_custom_property(PREVIOUS_SPAN, previous_span)
 
 
 class DataGateSpec(types.ComponentSpec):
@@ -523,6 +560,8 @@ class DataGateSpec(types.ComponentSpec):
         "anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies),
         "schema": ChannelParameter(type=standard_artifacts.Schema),
         "baseline": ChannelParameter(type=DataVerdict, optional=True),
+        "examples": ChannelParameter(type=standard_artifacts.Examples, optional=True),
+        # read for its MLMD id only: a passed verdict names the Examples it passed (the span window's filter)
     }
     OUTPUTS = {"verdict": ChannelParameter(type=DataVerdict)}
 
@@ -534,8 +573,8 @@ class DataGate(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, statistics, anomalies, schema, gate: str, baseline: Optional[Any] = None,
-                 report_root: Optional[str] = None):
+                 report_root: Optional[str] = None, examples: Optional[Any] = None):
         verdict = types.Channel(type=DataVerdict)
         super().__init__(spec=DataGateSpec(statistics=statistics, anomalies=anomalies, schema=schema,
-                                           baseline=baseline, gate=gate,
+                                           baseline=baseline, gate=gate, examples=examples,
                                            report_root=report_root, verdict=verdict))

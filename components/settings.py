@@ -501,3 +501,18 @@ def _not_in(value: Any, allowed: Any, also: str = "") -> str:
     if hint:
         msg += f"; did you mean {hint[0]!r}?"
     return msg
+
+
+class BulkInferenceConfig(_Strict):
+    """``bulk_inference:``: once a run has pushed, the pipeline scores these files with the version it pushed
+    (``components/bulk_score.py``: ``sluice predict --output``'s Beam job, on the pipeline's Beam profile —
+    Dataflow in a compiled pipeline)."""
+
+    input: str
+    """CSV file, directory of ``*.csv`` or glob; relative to the config file, or a URI (``gs://…``: needed
+    for a compiled pipeline unless the files are in the image's data/)."""
+    keys: Optional[List[str]] = None
+    """Columns copied to each prediction (default: every column the model does not take)."""
+    allow_bad_rows: int = Field(default=0, ge=0)
+    """More rows than this in the dead-letter file fail the step (the pushed version stays pushed)."""
+    batch_size: int = Field(default=1024, ge=1)

@@ -235,7 +235,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         rows.append({
             "n": i, "run": r.run_id, "pipeline": r.pipeline,
             "started": dt.datetime.fromtimestamp(r.started).strftime("%Y-%m-%d %H:%M:%S"),
-            "seconds": round(r.seconds, 1), "data": r.data_fingerprint or "-",
+            "seconds": round(r.seconds, 1), "data": r.data_fingerprint or "-", "spans": r.spans,
             "blessed": {True: "yes", False: "no", None: "-"}[r.blessed],
             "pushed": r.pushed_version if r.pushed else "-",
             "failed": ",".join(n for n, e in r.executions.items() if e.state == "FAILED" and "Resolver" not in n),
@@ -245,12 +245,15 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row, sort_keys=True))
         return EXIT_OK
-    header = f"{'#':>3}  {'started':<19}  {'pipeline':<14} {'data':<12} {'blessed':<7}  {'pushed':<11} {'time':>7}  run"
+    spans = any(row["spans"] != "-" for row in rows)  # a column only for data that comes in spans
+    header = (f"{'#':>3}  {'started':<19}  {'pipeline':<14} {'data':<12} " + (f"{'spans':<20} " if spans else "")
+              + f"{'blessed':<7}  {'pushed':<11} {'time':>7}  run")
     print(header)
     for row in rows:
         note = f"  (failed: {row['failed']})" if row["failed"] else ""
         note += f"  (killed during: {row['killed']})" if row["killed"] else ""
-        print(f"{row['n']:>3}  {row['started']:<19}  {row['pipeline']:<14} {row['data']:<12} {row['blessed']:<7}  "
+        print(f"{row['n']:>3}  {row['started']:<19}  {row['pipeline']:<14} {row['data']:<12} "
+              + (f"{row['spans']:<20} " if spans else "") + f"{row['blessed']:<7}  "
               f"{row['pushed']:<11} {row['seconds']:>6.1f}s  {row['run']}{note}")
     return EXIT_OK
 
@@ -371,11 +374,11 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     config = _load(args.config, args.data) if args.config else None
     source = resolve_data_source(config.data_path if config else Path(args.data))
     check_columns(source, [])  # a header or rows CsvExampleGen would misread: one line, before TFDV
-    inferred = _infer_quietly(source.description)
+    inferred = _infer_quietly(source.location)
     if args.action == "infer":
         from sluice.pipeline.schema import draft_text
 
-        text = draft_text(inferred, source.description)
+        text = draft_text(inferred, source.location)
         if args.out:
             Path(args.out).write_text(text)
             print(f"wrote the inferred schema of {source.description} to {args.out}; curate it (domains, "
@@ -578,10 +581,9 @@ def _bulk_predict(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; errors still show
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from sluice.components.features import request_key
     from sluice.pipeline.errors import SluiceError
     from sluice.serving import batch
-    from sluice.serving.repository import available_versions, load_version
+    from sluice.serving.repository import available_versions
 
     model_dir = args.model_dir or "output/serving"
     batch_size = 1024 if args.batch_size is None else args.batch_size
@@ -617,24 +619,9 @@ def _bulk_predict(args: argparse.Namespace) -> int:
                           "run `sluice run` (it pushes) or pass the serving directory and version that exist")
     version = args.version if args.version is not None else versions[-1]
     batch.check_output(args.output)
-    files = batch.input_files(args.input)
-    try:
-        loaded = load_version(name, version, base / str(version))
-        signature = loaded.signature(batch.SIGNATURE)
-        if list(signature.inputs) != ["examples"] or "outputs" not in signature.outputs:
-            raise ValueError(f"{batch.SIGNATURE} takes {sorted(signature.inputs)} and answers "
-                             f"{sorted(signature.outputs)}, not examples -> outputs")
-        inputs, classes = batch.model_inputs(loaded), "classes" in signature.outputs
-    except Exception as e:  # noqa: BLE001 - a half-copied version, another program's SavedModel: one screen
-        from sluice.serving.repository import cause
-
-        raise SluiceError(f"{base / str(version)}", f"cannot be used: {cause(e)}", "score with a version sluice's "
-                          "Pusher wrote (serving_default and serving_raw signatures), or pass --version")
-    plan = batch.plan(files, inputs, request_key,
-                      [k.strip() for k in args.keys.split(",") if k.strip()] if args.keys else None,
-                      name, version, str(base / str(version)), classes)
-    del loaded
-    print(f"sluice: scoring {len(files)} file(s) with {name} version {version} on Beam ({' '.join(beam_args)})",
+    plan = batch.prepare(str(base / str(version)), name, version, args.input,  # SettingError: one screen
+                         [k.strip() for k in args.keys.split(",") if k.strip()] if args.keys else None)
+    print(f"sluice: scoring {len(plan.files)} file(s) with {name} version {version} on Beam ({' '.join(beam_args)})",
           file=sys.stderr)
     outcome = batch.run(plan, args.output, beam_args, max_batch=batch_size)
     print(f"sluice: {outcome.scored} row(s) scored in {outcome.seconds:.1f} s ({outcome.rows_per_second:,.0f} rows/s) "

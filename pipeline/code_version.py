@@ -37,6 +37,7 @@ COMPONENT_CODE: Dict[str, Tuple[str, ...]] = {
     "ModelExport": ("sluice.components.export.component",),
     "InfraCheck": ("sluice.components.infra_check",),
     "Pusher": ("sluice.components.pusher",),
+    "BulkScore": ("sluice.components.bulk_score", "sluice.serving.batch"),
 }
 
 

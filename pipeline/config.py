@@ -22,6 +22,7 @@ import yaml
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from sluice.components.contracts import (
+    BulkContract,
     EvaluationContract,
     ExportContract,
     GateContract,
@@ -34,6 +35,7 @@ from sluice.components.contracts import (
 )
 from sluice.components.features import name_clashes
 from sluice.components.settings import (
+    BulkInferenceConfig,
     UserCode,
     LOSSES,
     TASK_METRICS,
@@ -84,11 +86,43 @@ class ExportConfig(_Strict):
         return list(dict.fromkeys(v))
 
 
+# TFX's span spec in a data path (``example_gen.utils.SPAN_FULL_REGEX``, the width as digits): ``{SPAN}``, or
+# ``{SPAN:3}`` for span numbers zero-padded to three digits.
+SPAN_SPEC = r"\{SPAN(?::(?P<width>[1-9][0-9]*))?\}"
+
+
 class DataConfig(_Strict):
     path: str
-    """A CSV file, a directory of CSV files, or a glob; relative paths are relative to the config file."""
+    """A CSV file, a directory of CSV files, a glob, or a span pattern (``data/{SPAN}/*.csv``: each run ingests
+    the newest span, TFX's input-config semantics); relative paths are relative to the config file."""
     splits: Dict[str, int] = Field(default_factory=lambda: {"train": 4, "eval": 1})
     """Split name -> hash buckets (CsvExampleGen). ``train`` and ``eval`` are required."""
+    window: int = Field(default=1, ge=1)
+    """Span patterns: Transform, the Trainer, the Evaluator and the export read the newest ``window`` spans
+    whose data passed the DataGate (a rolling window); 1 = the new span alone."""
+
+    @property
+    def spans(self) -> bool:
+        """Whether ``path`` is a span pattern."""
+        return re.search(SPAN_SPEC, self.path) is not None
+
+    @field_validator("path")
+    @classmethod
+    def _one_span_spec(cls, v: str) -> str:
+        specs = re.findall(r"\{[^{}]*\}", v)
+        if any(not re.fullmatch(SPAN_SPEC, s) for s in specs):
+            raise ValueError(f"{v}: the only placeholder sluice reads is {{SPAN}} or {{SPAN:width}} (TFX's span "
+                             "spec; {VERSION} and date specs are not supported)")
+        if len(specs) > 1:
+            raise ValueError(f"{v}: a span pattern holds {{SPAN}} once (TFX reads one span number per file)")
+        return v
+
+    @model_validator(mode="after")
+    def _window_needs_spans(self) -> "DataConfig":
+        if self.window > 1 and not self.spans:
+            raise ValueError(f"window: {self.window} needs a span pattern in data.path (e.g. data/{{SPAN}}/*.csv): "
+                             "a window is counted in spans")
+        return self
 
     @field_validator("splits")
     @classmethod
@@ -118,6 +152,7 @@ class PipelineConfig(_Strict):
     beam: BeamConfig = Field(default_factory=BeamConfig)
     kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)
     code: UserCode = Field(default_factory=UserCode)
+    bulk_inference: Optional[BulkInferenceConfig] = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -282,7 +317,8 @@ class PipelineConfig(_Strict):
         for col in self.task.raw_label_columns():
             kinds.setdefault(col, label_kind)
         return GateContract(validation=self.validation, columns=kinds,
-                            label=None if self.task.derive else self.task.label, label_classes=self.task.classes)
+                            label=None if self.task.derive else self.task.label, label_classes=self.task.classes,
+                            spans=self.data.spans)
 
     def transform_contract(self) -> TransformContract:
         return TransformContract(task=self.task, features=data_features(self.features),
@@ -321,6 +357,11 @@ class PipelineConfig(_Strict):
     def push_contract(self) -> PushContract:
         return PushContract(pipeline=self.name, config_hash=self.fingerprint())
 
+    def bulk_contract(self) -> BulkContract:
+        bulk = self.bulk_inference
+        where = bulk.input if is_uri(bulk.input) else str(self.resolve(bulk.input))
+        return BulkContract(model_name=self.model_name, bulk=bulk.model_copy(update={"input": where}))
+
     def fingerprint(self) -> str:
         """Hash of what the pipeline computes. ``kubeflow`` (where and on what it runs) is left out, so
         editing platform settings neither changes a pushed model's ``config_hash`` nor a local cache key."""
@@ -330,7 +371,11 @@ class PipelineConfig(_Strict):
     def with_data_path(self, path: str) -> "PipelineConfig":
         """A copy whose data source is ``path`` (the CLI's ``--data``), resolved against the current dir."""
         resolved = path if is_uri(path) else str(Path(path).expanduser().resolve())
-        data = self.data.model_copy(update={"path": resolved})
+        try:  # validated like data.path (a span pattern's placeholders; a window needs spans)
+            data = DataConfig.model_validate({**self.data.model_dump(), "path": resolved})
+        except ValidationError as e:
+            raise ConfigError("--data", e.errors()[0]["msg"].removeprefix("Value error, "),
+                              "pass a CSV file, directory, glob or span pattern that fits the config's data settings")
         return self.model_copy(update={"data": data})
 
 

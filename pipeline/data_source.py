@@ -11,10 +11,13 @@ import csv
 import difflib
 import glob
 import os
+import posixpath
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Optional, Tuple
 
+from sluice.pipeline.config import SPAN_SPEC
 from sluice.pipeline.errors import DataError
 
 _GLOB_CHARS = set("*?[")
@@ -25,17 +28,91 @@ class DataSource:
     input_base: str
     """Directory CsvExampleGen reads from."""
     pattern: str
-    """Glob relative to ``input_base`` selecting the CSV files."""
+    """Glob relative to ``input_base`` selecting the CSV files; with a span pattern it holds ``{SPAN}``."""
     files: tuple
+    """The files this run reads (with a span pattern: the chosen span's)."""
+    span: Optional[int] = None
+    """With a span pattern: the span this run ingests (the newest one found, or the one asked for)."""
+
+    @property
+    def location(self) -> str:
+        """A glob of exactly the files this run reads (a span pattern with this run's span filled in)."""
+        pattern = self.pattern
+        if self.span is not None:
+            match = re.search(SPAN_SPEC, pattern)
+            width = int(match.group("width") or 0)
+            pattern = pattern[:match.start()] + str(self.span).zfill(width) + pattern[match.end():]
+        return os.path.join(self.input_base, pattern)
 
     @property
     def description(self) -> str:
-        return os.path.join(self.input_base, self.pattern)
+        where = os.path.join(self.input_base, self.pattern)
+        return where if self.span is None else f"{where} (span {self.span})"
 
 
-def resolve_data_source(path: Path) -> DataSource:
-    """A file, a directory of ``*.csv`` files, or a glob -> CsvExampleGen's (input_base, pattern)."""
+def split_location(text: str) -> Tuple[str, str]:
+    """``(base, pattern)``: the path up to the first part holding a glob character or ``{SPAN}``, and the rest.
+    Works on local paths and URIs alike (``/`` separated), so the compile and local runs split one way."""
+    parts = text.split("/")
+    first = next((i for i, p in enumerate(parts) if any(c in _GLOB_CHARS for c in p) or "{" in p), None)
+    if first is None:
+        return posixpath.dirname(text), posixpath.basename(text)
+    return "/".join(parts[:first]) or ("/" if text.startswith("/") else "."), "/".join(parts[first:])
+
+
+def span_regex(pattern: str) -> Tuple[str, "re.Pattern[str]"]:
+    """TFX's span matching (``example_gen.utils._create_matching_glob_and_regex``) for one ``{SPAN}`` /
+    ``{SPAN:width}`` spec: the glob that lists candidate files, and the regex that reads a file's span (any
+    text, or exactly ``width`` characters, that must then be an integer)."""
+    match = re.search(SPAN_SPEC, pattern)
+    width = match.group("width")
+    head, tail = pattern[:match.start()], pattern[match.end():]
+    span = f"(?P<span>.{{{width}}})" if width else "(?P<span>.*)"
+    return head + "*" + tail, re.compile(_glob_regex(head) + span + _glob_regex(tail) + r"\Z")
+
+
+def _glob_regex(part: str) -> str:
+    """A glob fragment as a regex over a relative path (``*`` and ``?`` stay inside one path part)."""
+    return "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c) for c in part)
+
+
+def spans_at(base: str, pattern: str) -> Dict[int, List[str]]:
+    """Every span under ``base`` matching ``pattern`` -> its files (sorted), as CsvExampleGen finds them. A
+    matching file whose span part is not a number stops CsvExampleGen ("Cannot find span number"), so it is a
+    DataError here, naming the file."""
+    glob_pattern, regex = span_regex(pattern)
+    found: Dict[int, List[str]] = {}
+    for f in glob.glob(os.path.join(base, glob_pattern)):
+        match = regex.match(os.path.relpath(f, base).replace(os.sep, "/"))
+        if match is None or not os.path.isfile(f):
+            continue
+        token = match.group("span")
+        if not token.isdigit():
+            raise DataError(f, f"matches the span pattern {pattern} but {token!r} is not a span number",
+                            "span folders or file parts must be whole numbers (move this file elsewhere)")
+        found.setdefault(int(token), []).append(f)
+    return {span: sorted(files) for span, files in sorted(found.items())}
+
+
+def resolve_data_source(path: Path, span: Optional[int] = None) -> DataSource:
+    """A file, a directory of ``*.csv`` files, a glob, or a span pattern (``data/{SPAN}/*.csv``) ->
+    CsvExampleGen's (input_base, pattern) and the files this run reads. With a span pattern the run reads the
+    newest span (TFX's rule), or ``span`` when given."""
     text = str(path)
+    if re.search(SPAN_SPEC, text):
+        base, pattern = split_location(text)
+        spans = spans_at(base, pattern)
+        if not spans:
+            raise DataError("data.path", f"no files match the span pattern {text}",
+                            "put each span's CSV files where {SPAN} stands for the span number (e.g. data/3/part.csv)")
+        chosen = max(spans) if span is None else span
+        if chosen not in spans:
+            raise DataError("--span", f"span {chosen} has no files under {text} (spans found: "
+                            f"{', '.join(map(str, spans))})", "pick one of the spans found")
+        return DataSource(str(Path(base).resolve()), pattern, tuple(spans[chosen]), chosen)
+    if span is not None:
+        raise DataError("--span", f"data.path {text} has no {{SPAN}} in it", "use a span pattern such as "
+                        "data/{SPAN}/*.csv, or leave --span out")
     if any(c in _GLOB_CHARS for c in text):
         parts = Path(text).parts
         first = next(i for i, p in enumerate(parts) if any(c in _GLOB_CHARS for c in p))

@@ -28,9 +28,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from sluice.pipeline.config import PipelineConfig, is_uri
+from sluice.pipeline.config import SPAN_SPEC, PipelineConfig, is_uri
 from sluice.pipeline.platform import ContainerResources
-from sluice.pipeline.data_source import DataSource
+from sluice.pipeline.data_source import DataSource, split_location
 from sluice.pipeline.errors import ConfigError, SluiceError
 from sluice.pipeline.kfp_spec import type_resolver_queries
 from sluice.pipeline.pipeline import Locations, create_pipeline
@@ -94,9 +94,12 @@ def remote(value: str) -> bool:
 
 
 def remote_source(data: str) -> DataSource:
-    """CsvExampleGen's (input_base, pattern) for a URI or image path, without touching it."""
+    """CsvExampleGen's (input_base, pattern) for a URI or image path, without touching it. A span pattern
+    (``gs://…/{SPAN}/*.csv``) stays open: each run of the compiled pipeline ingests the newest span."""
     last = posixpath.basename(data.rstrip("/"))
-    if any(c in last for c in "*?[") or last.endswith(".csv"):
+    if re.search(SPAN_SPEC, data) or any(c in data for c in "*?["):
+        return DataSource(*split_location(data.rstrip("/")), ())
+    if last.endswith(".csv"):
         return DataSource(posixpath.dirname(data.rstrip("/")), last, ())
     return DataSource(data.rstrip("/"), "*.csv", ())
 
@@ -129,6 +132,20 @@ def data_location(config: PipelineConfig, data: Optional[str]) -> str:
     mapped = image_path(config.data_path, roots)
     if mapped is None:
         raise _not_in_image("data.path", str(config.data_path), "data", fix)
+    return mapped
+
+
+def bulk_location(config: PipelineConfig) -> Optional[str]:
+    """Where the compiled BulkScore step reads ``bulk_inference.input``: the URI, or its path in the image."""
+    if config.bulk_inference is None:
+        return None
+    where, fix = "bulk_inference.input", "give a gs://BUCKET/… URI, or keep the files in the project's data/ folder"
+    value = config.bulk_inference.input
+    if is_uri(value):
+        return _remote_or_raise(where, value, fix)
+    mapped = image_path(config.resolve(value), project_roots(config))
+    if mapped is None:
+        raise _not_in_image(where, str(config.resolve(value)), "data", fix)
     return mapped
 
 
@@ -274,7 +291,17 @@ def compile_kubeflow(config: PipelineConfig, image: str, pipeline_root: str, out
     if serving_base is not None and not remote(serving_base):
         raise SluiceError("--serving-dir", f"{serving_base} is not a remote URI", "pass gs://BUCKET/serving, or "
                           "leave it out for <pipeline-root>/serving")
+    if config.data.window > 1:
+        raise ConfigError("data.window", f"window: {config.data.window} cannot be compiled for Kubeflow: TFX's "
+                          "Kubeflow V2 compiler builds resolvers only for the latest artifact and the latest blessed "
+                          "model (tfx/orchestration/kubeflow/v2/step_builder.py), and Vertex AI's resolver returns "
+                          "one artifact, so no window of spans can be resolved there",
+                          "compile with data.window: 1 (each run trains on the newest span, which the compiled "
+                          "pipeline ingests) or run the window with `sluice run`")
     data_uri = data_location(config, data)
+    bulk = bulk_location(config)
+    if bulk is not None:
+        config = config.model_copy(update={"bulk_inference": config.bulk_inference.model_copy(update={"input": bulk})})
     where = Locations(
         pipeline_root=_PLACEHOLDER,
         serving_base=serving_base or f"{_PLACEHOLDER}/serving",

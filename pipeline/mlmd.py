@@ -47,6 +47,19 @@ class RunRecord:
     """A short hash of CsvExampleGen's input fingerprint (file sizes and checksums): same data, same value."""
     abandoned: bool = False
     """The run's process died mid-run (found and marked by the next run: ``mark_abandoned``)."""
+    span: Optional[int] = None
+    """The span CsvExampleGen ingested (0 when the data has no span pattern)."""
+    window: List[int] = field(default_factory=list)
+    """The spans Transform read (newest first): the rolling window, or the new span alone."""
+
+    @property
+    def spans(self) -> str:
+        """``"3 (window 3,2,1)"``, ``"3"``, or ``"-"`` for data without spans, for tables and pages."""
+        if not self.span and set(self.window) <= {0}:
+            return "-"
+        if len(self.window) > 1:
+            return f"{self.span} (window {','.join(map(str, self.window))})"
+        return str(self.span)
 
 
 def open_store(metadata_path: Path):
@@ -176,36 +189,54 @@ def _record(store, run_ctx, pipeline_name: str) -> RunRecord:
 
 
 def _fill_artifacts(store, run_ctx, record: RunRecord) -> None:
+    """Inputs and outputs per node, and the run's facts from the artifacts its own nodes produced (or reused
+    from the cache). Read from execution events, not from the run's context: that also holds what resolvers
+    brought in, such as the previous blessed model, which says nothing about this run."""
     from ml_metadata.proto import metadata_store_pb2
 
     types = {t.id: t.name for t in store.get_artifact_types()}
     node_of = {e.execution_id: n for n, e in record.executions.items()}
-    artifacts = store.get_artifacts_by_context(run_ctx.id)
     output_kinds = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.INTERNAL_OUTPUT)
     input_kinds = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.INTERNAL_INPUT)
     events = [e for e in store.get_events_by_execution_ids(list(node_of)) if e.type in output_kinds + input_kinds]
     by_id = {a.id: a for a in store.get_artifacts_by_id(sorted({e.artifact_id for e in events}))} if events else {}
     for event in events:
-        if event.artifact_id in by_id:
-            artifact = by_id[event.artifact_id]
-            side = record.outputs if event.type in output_kinds else record.inputs
-            side.setdefault(node_of[event.execution_id], {})[types.get(artifact.type_id, "?")] = artifact.uri
-    for artifact in artifacts:
-        kind = types.get(artifact.type_id)
-        props = artifact.custom_properties
-        if kind == "ModelBlessing" and "blessed" in props:
-            record.blessed = bool(props["blessed"].int_value)
-            record.blessing_uri = artifact.uri
-        elif kind == "ModelEvaluation":
-            record.evaluation_uri = artifact.uri
-        elif kind == "PushedModel" and "pushed" in props:
-            record.pushed = bool(props["pushed"].int_value)
-            if record.pushed:
-                record.pushed_destination = props["pushed_destination"].string_value
-                record.pushed_version = props["pushed_version"].string_value
-        elif kind == "Model":
-            record.model_uri = artifact.uri
-        elif kind == "Examples" and "input_fingerprint" in props and record.data_fingerprint is None:
+        if event.artifact_id not in by_id:
+            continue
+        artifact, node = by_id[event.artifact_id], node_of[event.execution_id]
+        kind = types.get(artifact.type_id, "?")
+        if event.type in input_kinds:
+            record.inputs.setdefault(node, {})[kind] = artifact.uri
+            if kind == "Examples" and node == "Transform":
+                record.window = sorted({*record.window, _span(artifact)}, reverse=True)
+            continue
+        record.outputs.setdefault(node, {})[kind] = artifact.uri
+        _fill_output(record, node, kind, artifact)
+
+
+def _span(artifact) -> int:
+    """CsvExampleGen's ``span`` custom property (an int, or text in older TFX releases); 0 without one."""
+    value = artifact.custom_properties.get("span")
+    return int(value.string_value or value.int_value) if value is not None else 0
+
+
+def _fill_output(record: RunRecord, node: str, kind: str, artifact) -> None:
+    props = artifact.custom_properties
+    if kind == "ModelBlessing" and node == "Evaluator" and "blessed" in props:
+        record.blessed = bool(props["blessed"].int_value)
+        record.blessing_uri = artifact.uri
+    elif kind == "ModelEvaluation" and node == "Evaluator":
+        record.evaluation_uri = artifact.uri
+    elif kind == "PushedModel" and "pushed" in props:
+        record.pushed = bool(props["pushed"].int_value)
+        if record.pushed:
+            record.pushed_destination = props["pushed_destination"].string_value
+            record.pushed_version = props["pushed_version"].string_value
+    elif kind == "Model" and node == "Trainer":
+        record.model_uri = artifact.uri
+    elif kind == "Examples" and node == "CsvExampleGen":
+        record.span = _span(artifact)
+        if "input_fingerprint" in props:
             from sluice.components.export.component import data_fingerprint
 
             record.data_fingerprint = data_fingerprint(props["input_fingerprint"].string_value)

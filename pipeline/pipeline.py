@@ -100,7 +100,7 @@ def create_pipeline(
     where = paths.locations(config) if isinstance(paths, OutputPaths) else paths
     pipeline_root = where.pipeline_root.rstrip("/")
     from tfx import v1 as tfx
-    from tfx.proto import example_gen_pb2
+    from tfx.proto import example_gen_pb2, range_config_pb2
 
     from sluice.components import pusher as sluice_pusher
     from sluice.components.data_gate import DataGate, DataVerdict
@@ -120,11 +120,16 @@ def create_pipeline(
             version += "+" + user_code_version(user[node_id])
         return built.model_copy(update={"code_version": version})
 
+    # A span pattern is pinned to the span the pre-flight checked (a span landing meanwhile waits for the next
+    # run); the Kubeflow compile leaves it open, so each run on Vertex ingests the newest span (TFX's rule).
+    pinned = None if source.span is None else range_config_pb2.RangeConfig(
+        static_range=range_config_pb2.StaticRange(start_span_number=source.span, end_span_number=source.span))
     example_gen = tfx.components.CsvExampleGen(
         input_base=source.input_base,
         input_config=example_gen_pb2.Input(
             splits=[example_gen_pb2.Input.Split(name="single_split", pattern=source.pattern)]
         ),
+        range_config=pinned,
         output_config=example_gen_pb2.Output(
             split_config=example_gen_pb2.SplitConfig(
                 splits=[
@@ -155,7 +160,23 @@ def create_pipeline(
         baseline=last_passed_data.outputs["verdict"],
         gate=contract("DataGate", config.gate_contract()).to_json(),
         report_root=f"{pipeline_root}/_data_reports",
+        examples=example_gen.outputs["examples"],
     )
+    # What the model side reads: this run's span, or the rolling window of spans that passed the gate.
+    span_window = None
+    model_examples = example_gen.outputs["examples"]
+    if config.data.window > 1:
+        from sluice.components.span_window import PassedSpanWindow
+
+        span_window = tfx.dsl.Resolver(
+            strategy_class=PassedSpanWindow,
+            config={"num_spans": config.data.window},
+            examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                     producer_component_id=example_gen.id, output_key="examples"),
+            verdicts=tfx.dsl.Channel(type=DataVerdict),
+        ).with_id("SpanWindowResolver")
+        span_window.add_upstream_node(data_gate)  # resolved once this run's span has passed
+        model_examples = span_window.outputs["examples"]
     analyzer_cache = None
     if config.transform.reuse_analyzer_cache:
         analyzer_cache = tfx.dsl.Resolver(
@@ -164,7 +185,7 @@ def create_pipeline(
         ).with_id("LatestTransformCacheResolver")
     transform = tfx.components.Transform(
         analyzer_cache=analyzer_cache.outputs["cache"] if analyzer_cache else None,
-        examples=example_gen.outputs["examples"],
+        examples=model_examples,
         schema=schema_importer.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
@@ -206,7 +227,7 @@ def create_pipeline(
     ).with_id("LatestBlessedModelResolver")
     evaluation = config.evaluation_contract()
     evaluator = Evaluator(
-        examples=example_gen.outputs["examples"],
+        examples=model_examples,
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
         eval_config=build_eval_config(evaluation),
@@ -219,7 +240,7 @@ def create_pipeline(
     export = ModelExport(
         model=trainer.outputs["model"],
         transform_graph=transform.outputs["transform_graph"],
-        examples=example_gen.outputs["examples"],
+        examples=model_examples,
         contract=contract("ModelExport", config.export_contract()).to_json(),
     ).with_id("ModelExport")
     infra_check = InfraCheck(model=trainer.outputs["model"], export=export.outputs["exported"],
@@ -235,6 +256,17 @@ def create_pipeline(
         ),
         contract=contract("Pusher", config.push_contract()),
     )
+    bulk_score = None
+    if config.bulk_inference is not None:  # the pushed version scores a table (Dataflow when compiled)
+        from sluice.components.bulk_score import BulkScore
+
+        bulk = config.bulk_contract()
+        if isinstance(paths, OutputPaths):  # a local run: the table's content joins the cache key
+            from sluice.pipeline.shortcut import bulk_fingerprint
+
+            bulk = bulk.model_copy(update={"input_fingerprint": bulk_fingerprint(config)})
+        bulk_score = BulkScore(pushed_model=pusher.outputs["pushed_model"],
+                               contract=contract("BulkScore", bulk).to_json())
     components: List = [
         example_gen,
         statistics_gen,
@@ -251,6 +283,10 @@ def create_pipeline(
         infra_check,
         pusher,
     ]
+    if bulk_score is not None:
+        components.append(bulk_score)
+    if span_window is not None:
+        components.insert(components.index(transform), span_window)
     if analyzer_cache is not None:
         components.insert(components.index(transform), analyzer_cache)
     if tuner is not None:

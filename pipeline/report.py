@@ -223,7 +223,9 @@ def render_html(result: Dict[str, Any], config: Dict[str, Any], details: Dict[st
     fingerprint = details.get("data_fingerprint") or "—"
     parts.append(_table([("config", f"{result['pipeline']} ({config.get('task', {}).get('type', '')}, label "
                                     f"{config.get('task', {}).get('label', '')})"),
-                         ("data fingerprint", fingerprint), ("duration", f"{result['seconds']:.1f} s"),
+                         ("data fingerprint", fingerprint),
+                         *([("spans", details["spans"])] if details.get("spans", "-") != "-" else []),
+                         ("duration", f"{result['seconds']:.1f} s"),
                          ("log", result["log_file"])], ["", ""]))
     parts.append(_table(_gates(result, details), ["gate", "verdict"], raw=True))
     parts.append(_table([(c["name"], "cached" if c["cached"] else "ran", c["state"], f"{c['seconds']:.1f} s")

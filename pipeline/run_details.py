@@ -105,6 +105,7 @@ def gather(record: Optional[RunRecord], pipeline_root: Path, training: Dict[str,
         history = json.loads((Path(model_run) / "history.json").read_text())
     return {
         "data_fingerprint": record.data_fingerprint,
+        "spans": record.spans,
         "data_verdict": data_verdict(record, pipeline_root),
         "training": {
             "strategy": training.get("strategy"),

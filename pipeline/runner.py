@@ -71,6 +71,8 @@ class RunResult:
     """The ModelExport verdict (``parity.json``): per TFLite variant size, differences, metric, pass/fail."""
     infra: Dict[str, Any] = field(default_factory=dict)
     """The InfraCheck verdict (``infra_check.json``): requests replayed over gRPC/REST, failures."""
+    bulk: Dict[str, Any] = field(default_factory=dict)
+    """BulkScore's ``summary.json`` (config ``bulk_inference``): rows scored and not, where the output is."""
     data_report: Optional[str] = None
     error: Optional[str] = None
     warnings: List[str] = field(default_factory=list)
@@ -414,6 +416,7 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
 
     parity = _artifact_json(record, "ModelExport", "sluice.ExportedModel", read_parity)  # parity.json
     infra = _artifact_json(record, "InfraCheck", "InfraBlessing", read_report)  # infra_check.json
+    bulk = _artifact_json(record, "BulkScore", "InferenceResult", _bulk_summary)
     status = "succeeded" if pushed else ("not_blessed" if blessed is False else
                                          "parity_failed" if parity.get("passed") is False else
                                          "infra_failed" if infra.get("blessed") is False else "failed")
@@ -429,6 +432,7 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
         status=status,
         parity=parity,
         infra=infra,
+        bulk=bulk,
         tflite_path=str(tflite) if tflite and tflite.is_dir() else None,
         pipeline=config.name,
         run_id=run_id,
@@ -499,6 +503,14 @@ def _slice_summary(config: PipelineConfig, verdict: Dict[str, Any]) -> List[Dict
 
 def _safe(run_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in run_id)
+
+
+def _bulk_summary(uri: str) -> Dict[str, Any]:
+    """BulkScore's ``summary.json`` plus where its predictions are."""
+    from sluice.components.bulk_score import SCORED
+
+    summary = json.loads((Path(uri) / "summary.json").read_text())
+    return {**summary, "output": str(Path(uri) / SCORED)} if "skipped" not in summary else summary
 
 
 def _artifact_json(record: Any, node: str, artifact_type: str, read: Callable[[str], Any]) -> Dict[str, Any]:
@@ -575,6 +587,11 @@ def format_summary(result: RunResult) -> List[str]:
                      "in the local TF Serving-compatible server")
         for line in result.infra.get("failures", []):
             lines.append(f"  FAILED infra check: {line}")
+    if result.bulk:
+        bulk = result.bulk
+        lines.append(f"  bulk scoring: {bulk['skipped']}" if "skipped" in bulk else
+                     f"  bulk scoring: {bulk.get('scored', 0)} row(s) scored, {bulk.get('dead_letter', 0)} not, with "
+                     f"version {bulk.get('version')} -> {bulk.get('output')}")
     if result.tflite_path:
         lines.append(f"  TFLite: {result.tflite_path}")
     elif not result.parity.get("variants"):

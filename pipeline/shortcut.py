@@ -5,7 +5,8 @@ TensorFlow, TFX and Beam, building the graph and an MLMD round trip per node (ab
 decides *before any of that* whether the run would be a no-op: the key of a run is a hash of
 
 - the config (everything it computes, ``PipelineConfig.fingerprint``) and the curated schema's bytes,
-- the data: every input file's name and full content (not size or mtime, which a copy can keep),
+- the data: every input file's name and full content (not size or mtime, which a copy can keep), and
+  those of the ``bulk_inference`` table, which a pushing run scores,
 - sluice's code (every source file) and the versions of the packages that compute (TFX, TF, Beam, …).
 
 After a successful run the key, the run id and its report are recorded in ``<output>/.sluice/last_run.json``;
@@ -44,20 +45,38 @@ def file_digest(path: str) -> str:
     return h.hexdigest()
 
 
-def data_fingerprint(files: Iterable[str]) -> str:
-    """Hash of the input files' names and contents (sorted by name)."""
+def data_fingerprint(files: Iterable[str], base: str = "") -> str:
+    """Hash of the input files' names (relative to ``base``, so that span 3's ``part.csv`` differs from span
+    2's) and contents, sorted by name."""
     h = hashlib.sha256()
     for f in sorted(files):
-        h.update(os.path.basename(f).encode() + b"\0" + file_digest(f).encode() + b"\0")
+        name = os.path.relpath(f, base) if base else os.path.basename(f)
+        h.update(name.encode() + b"\0" + file_digest(f).encode() + b"\0")
     return h.hexdigest()[:16]
 
 
-def run_key(config: PipelineConfig, data_files: Iterable[str]) -> Dict[str, str]:
+def bulk_fingerprint(config: PipelineConfig) -> str:
+    """Hash of the ``bulk_inference`` table's files (names and contents), "" without one or when it cannot be
+    read (the BulkScore step then says why)."""
+    from sluice.pipeline.data_source import resolve_data_source
+    from sluice.pipeline.errors import SluiceError
+
+    if config.bulk_inference is None:
+        return ""
+    try:
+        source = resolve_data_source(Path(config.bulk_contract().bulk.input))
+    except (SluiceError, OSError):
+        return ""
+    return data_fingerprint(source.files, source.input_base)
+
+
+def run_key(config: PipelineConfig, data_files: Iterable[str], data_base: str = "") -> Dict[str, str]:
     """What a run's result depends on, each part hashed (kept apart so a mismatch can be explained)."""
     return {
+        "bulk": bulk_fingerprint(config),
         "config": config.fingerprint(),
         "schema": file_digest(str(config.schema_file))[:16],
-        "data": data_fingerprint(data_files),
+        "data": data_fingerprint(data_files, data_base),
         "code": package_fingerprint() + user_code_version(
             [config.code.preprocessing_fn, config.code.model_fn, *config.code.custom_objects]),
         "packages": hashlib.sha256(json.dumps(package_versions(PACKAGES), sort_keys=True).encode()).hexdigest()[:16],
@@ -71,7 +90,8 @@ def key_of(config: PipelineConfig) -> Optional[Dict[str, str]]:
     from sluice.pipeline.errors import SluiceError
 
     try:
-        return run_key(config, resolve_data_source(config.data_path).files)
+        source = resolve_data_source(config.data_path)
+        return run_key(config, source.files, source.input_base)
     except (SluiceError, OSError):
         return None
 

@@ -32,7 +32,6 @@ import io
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from sluice.serving.errors import SettingError
@@ -168,6 +167,27 @@ def plan(files: Sequence[str], inputs: Mapping[str, str], input_key: Callable[[s
     else:  # an earlier predictions file re-scored: its prediction column is not copied as a key
         chosen = tuple(c for c in (common or []) if c not in OUTPUT_COLUMNS)
     return Plan(tuple(plans), chosen, model, version, model_path, classes)
+
+
+def prepare(model_path: str, model: str, version: int, input_spec: str, keys: Optional[Sequence[str]]) -> Plan:
+    """The plan to score ``input_spec``'s files with the version at ``model_path`` (a local path or a URI):
+    the version loaded once to check it is a sluice export and to read its inputs, then each file's header
+    checked against them. Raises SettingError (one screen) for files, keys or a version that cannot be used."""
+    from sluice.components.features import request_key
+    from sluice.serving.repository import cause, load_version
+
+    files = input_files(input_spec)
+    try:
+        loaded = load_version(model, version, model_path)
+        signature = loaded.signature(SIGNATURE)
+        if list(signature.inputs) != ["examples"] or "outputs" not in signature.outputs:
+            raise ValueError(f"{SIGNATURE} takes {sorted(signature.inputs)} and answers "
+                             f"{sorted(signature.outputs)}, not examples -> outputs")
+        inputs, classes = model_inputs(loaded), "classes" in signature.outputs
+    except Exception as e:  # noqa: BLE001 - a half-copied version, another program's SavedModel: one screen
+        raise SettingError(model_path, f"cannot be used: {cause(e)}", "score with a version sluice's Pusher wrote "
+                           "(serving_default and serving_raw signatures), or pass --version")
+    return plan(files, inputs, request_key, keys, model, version, model_path, classes)
 
 
 # ---------------------------------------------------------------------------------------------- rows
@@ -329,7 +349,7 @@ def _handler(model_path: str, model: str, version: int, max_batch: int) -> Any:
         def load_model(self) -> Any:
             from sluice.serving.repository import load_version
 
-            return load_version(model, version, Path(model_path))
+            return load_version(model, version, model_path)
 
         def run_inference(self, batch: Sequence[bytes], loaded: Any, inference_args: Any = None) -> Iterable[Any]:
             import tensorflow as tf

@@ -136,14 +136,16 @@ def cause(error: BaseException) -> str:
     return (text or type(error).__name__)[:500]
 
 
-def load_version(name: str, version: int, path: Path) -> LoadedVersion:
+def load_version(name: str, version: int, path: "Path | str") -> LoadedVersion:
+    """Load a version from a local path or a URI (``gs://…``: bulk scoring inside a compiled pipeline)."""
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
     from tensorflow.core.function.polymorphism.function_type import sanitize_arg_name
 
     loaded = tf.saved_model.load(str(path))
-    proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    with tf.io.gfile.GFile(f"{str(path).rstrip('/')}/saved_model.pb", "rb") as f:
+        proto = saved_model_pb2.SavedModel.FromString(f.read())
     defs = proto.meta_graphs[0].signature_def
     signatures = {}
     for key, fn in loaded.signatures.items():

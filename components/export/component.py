@@ -35,6 +35,7 @@ from tfx.utils import io_utils, path_utils
 from sluice.components import artifact_io as aio, verdicts
 from sluice.components.contracts import ExportContract
 from sluice.components.export import parity, rows as rows_lib, tflite, warmup
+from sluice.components.span_window import span_of
 
 PARITY_FILE = verdicts.FILES["parity"]
 WARMUP_PATH = aio.join("warmup", warmup.WARMUP_FILE)
@@ -199,7 +200,9 @@ class Executor(base_executor.BaseExecutor):
         contract = ExportContract.parse(exec_properties["export"])
         model_uri = artifact_utils.get_single_uri(input_dict["model"])
         transform_dir = artifact_utils.get_single_uri(input_dict["transform_graph"])
-        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        # A span window gives several Examples: warmup and parity rows come from the newest span, the data the
+        # served model meets next.
+        examples = max(input_dict["examples"], key=lambda a: (span_of(a), a.id or 0))
         exported = artifact_utils.get_single_instance(output_dict["exported"])
         out_uri = exported.uri
         fileio.makedirs(out_uri)

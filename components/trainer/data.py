@@ -22,6 +22,7 @@ each option contributes.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
 
@@ -113,6 +114,14 @@ def regression_scale(contract: "TrainerContract", train_files: List[str],
     return label_moments(train_files, key, dtype=tft_output.transformed_feature_spec()[key].dtype)
 
 
+def reader_threads(wanted: int, files: int) -> int:
+    """Parallel file reads TFXIO may ask for. TFXIO interleaves the files with tf.data's default
+    ``cycle_length``, the machine's CPU count, and tf.data refuses more parallel calls than that cycle (as it
+    refuses more than there are files): 3 readers over a 3-span window failed on 2 cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(wanted, files, cores))
+
+
 def input_fn(
     file_pattern: List[str],
     tft_output: tft.TFTransformOutput,
@@ -127,8 +136,7 @@ def input_fn(
         shuffle=options.shuffle,
         shuffle_buffer_size=options.shuffle_buffer,
         shuffle_seed=options.seed,
-        # Parallel reads interleave files: more readers than files is an error in tf.data.
-        reader_num_threads=max(1, min(options.reader_threads, len(files))),
+        reader_num_threads=reader_threads(options.reader_threads, len(files)),
         parser_num_threads=options.reader_threads,
         sloppy_ordering=not options.deterministic,
         # With a cache, read once and repeat from memory; without, let TFXIO repeat the files.

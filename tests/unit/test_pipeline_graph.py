@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import yaml
 
@@ -42,3 +43,33 @@ def test_enabled_tuner_feeds_the_trainer(tmp_path):
     tuner, trainer = _node(p, "Tuner"), _node(p, "Trainer")
     assert tuner.exec_properties["tuner_fn"] == "sluice.components.trainer.tuning.tuner_fn"
     assert trainer.inputs["hyperparameters"].producer_component_id == "Tuner"
+
+
+def test_bulk_inference_scores_after_the_push_with_its_own_contract(tmp_path):
+    p = _pipeline(tmp_path, bulk_inference={"input": "../data/taxi/data.csv", "keys": ["fare"]})
+    bulk = _node(p, "BulkScore")
+    assert p.components[-1] is bulk
+    assert bulk.inputs["pushed_model"] is _node(p, "Pusher").outputs["pushed_model"]
+    contract = json.loads(bulk.exec_properties["contract"])
+    assert contract["bulk"]["input"] == str((CONFIGS / "../data/taxi/data.csv").resolve())  # the config's dir
+    assert contract["bulk"]["keys"] == ["fare"] and contract["code_version"]
+    assert "BulkScore" not in [c.id for c in _pipeline(tmp_path / "none").components]
+
+
+def test_a_changed_bulk_table_is_scored_again_and_is_no_no_op(tmp_path):
+    from sluice.pipeline import shortcut
+
+    table = tmp_path / "nightly.csv"
+    table.write_text("fare,trip_miles\n1,2\n")
+
+    def contract_and_key():
+        p = _pipeline(tmp_path, bulk_inference={"input": str(table)})
+        raw = yaml.safe_load((CONFIGS / "taxi_fare.yaml").read_text())
+        raw["bulk_inference"] = {"input": str(table)}
+        key = shortcut.run_key(parse_config(raw, base_dir=str(CONFIGS)), [])
+        return json.loads(_node(p, "BulkScore").exec_properties["contract"])["input_fingerprint"], key["bulk"]
+
+    before = contract_and_key()
+    table.write_text("fare,trip_miles\n1,3\n")  # same name, new rows
+    after = contract_and_key()
+    assert before[0] and before[0] != after[0] and before[1] != after[1]

@@ -1,0 +1,258 @@
+"""Data in spans (``data.path: data/{SPAN}/*.csv``, ``data.window: N``) without running a pipeline: which span a
+run reads (checked against TFX's own resolution), the config's refusals, the window's choice of Examples, the
+drift baseline, the graph, the Kubeflow compile, and how runs show their spans."""
+
+from __future__ import annotations
+
+import copy
+import json
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from sluice.pipeline.config import parse_config
+from sluice.pipeline.data_source import resolve_data_source
+from sluice.pipeline.errors import ConfigError, DataError
+from tests.helpers import CONFIGS
+
+HEADER = "trip_miles,fare\n"
+
+
+def _span(root, name, rows="1.0,2.0\n", file="part.csv"):
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / file).write_text(HEADER + rows)
+    return folder / file
+
+
+def _raw(**data):
+    raw = copy.deepcopy(yaml.safe_load((CONFIGS / "taxi_fare.yaml").read_text()))
+    raw["data"].update(data)
+    return raw
+
+
+# ------------------------------------------------------------------------------------ which span a run reads
+@pytest.mark.parametrize("pattern,folders,expected", [
+    ("{SPAN}/*.csv", ["1", "2", "10"], 10),  # numbers, not text order ("10" < "2")
+    ("span-{SPAN:3}/*.csv", ["span-001", "span-007", "span-012"], 12),
+    ("{SPAN}/*.csv", ["0"], 0),
+])
+def test_the_newest_span_is_the_one_tfx_would_ingest(tmp_path, pattern, folders, expected):
+    from tfx.components.example_gen import utils
+    from tfx.proto import example_gen_pb2
+
+    for folder in folders:
+        _span(tmp_path, folder)
+    source = resolve_data_source(tmp_path / pattern)
+    assert source.span == expected and source.pattern == pattern and source.input_base == str(tmp_path)
+    assert source.files == (str(tmp_path / folders[-1] / "part.csv"),)
+    _, tfx_span, _ = utils.calculate_splits_fingerprint_span_and_version(
+        str(tmp_path), [example_gen_pb2.Input.Split(name="single_split", pattern=pattern)])
+    assert tfx_span == expected
+    assert "(span" in source.description
+    assert sorted(__import__("glob").glob(source.location)) == list(source.files)  # what `schema infer` reads
+
+
+def test_a_span_of_several_files_reads_them_all(tmp_path):
+    _span(tmp_path, "1")
+    _span(tmp_path, "2", file="a.csv")
+    _span(tmp_path, "2", file="b.csv")
+    source = resolve_data_source(tmp_path / "{SPAN}" / "*.csv")
+    assert source.span == 2 and [f.rsplit("/", 1)[1] for f in source.files] == ["a.csv", "b.csv"]
+
+
+def test_a_matching_folder_that_is_not_a_span_number_is_named_before_tfx_crashes_on_it(tmp_path):
+    from tfx.components.example_gen import utils
+    from tfx.proto import example_gen_pb2
+
+    _span(tmp_path, "1")
+    _span(tmp_path, "latest")
+    with pytest.raises(DataError) as e:
+        resolve_data_source(tmp_path / "{SPAN}" / "*.csv")
+    assert "latest" in str(e.value) and "not a span number" in str(e.value)
+    with pytest.raises(ValueError):  # what CsvExampleGen would have done minutes later
+        utils.calculate_splits_fingerprint_span_and_version(
+            str(tmp_path), [example_gen_pb2.Input.Split(name="single_split", pattern="{SPAN}/*.csv")])
+
+
+def test_no_span_at_all_is_one_screen(tmp_path):
+    with pytest.raises(DataError) as e:
+        resolve_data_source(tmp_path / "{SPAN}" / "*.csv")
+    assert "no files match the span pattern" in str(e.value)
+
+
+def test_the_no_op_key_tells_two_spans_with_the_same_file_name_apart(tmp_path):
+    from sluice.pipeline import shortcut
+
+    one, two = _span(tmp_path, "1"), _span(tmp_path, "2")
+    assert shortcut.data_fingerprint([str(one)], str(tmp_path)) != shortcut.data_fingerprint([str(two)], str(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------- the config
+@pytest.mark.parametrize("data,problem", [
+    ({"path": "data/{VERSION}/*.csv"}, "only placeholder"),
+    ({"path": "data/{YYYY}-{MM}-{DD}/*.csv"}, "only placeholder"),
+    ({"path": "data/{SPAN}/{SPAN}.csv"}, "holds {SPAN} once"),
+    ({"path": "data/taxi/data.csv", "window": 3}, "needs a span pattern"),
+    ({"path": "data/{SPAN}/*.csv", "window": 0}, "window"),
+])
+def test_span_settings_the_config_refuses(data, problem):
+    with pytest.raises(ConfigError) as e:
+        parse_config(_raw(**data), base_dir=str(CONFIGS))
+    assert problem in str(e.value)
+
+
+def test_data_flag_is_held_to_the_same_rules(tmp_path):
+    cfg = parse_config(_raw(path="data/{SPAN}/*.csv", window=3), base_dir=str(CONFIGS))
+    with pytest.raises(ConfigError) as e:
+        cfg.with_data_path(str(tmp_path / "plain.csv"))
+    assert "--data" in str(e.value) and "needs a span pattern" in str(e.value)
+    assert cfg.with_data_path(str(tmp_path / "{SPAN:2}" / "*.csv")).data.window == 3
+
+
+# ------------------------------------------------------------------------------------------------ the window
+def _examples(id_, span):
+    from tfx.types import standard_artifacts
+
+    artifact = standard_artifacts.Examples()
+    artifact.id = id_
+    artifact.set_int_custom_property("span", span)
+    return artifact
+
+
+def test_the_window_takes_the_newest_passed_spans_and_the_newest_ingestion_of_each():
+    from sluice.components.span_window import window
+
+    ingested = [_examples(1, 1), _examples(2, 2), _examples(3, 3), _examples(4, 2), _examples(5, 4)]
+    # span 3 failed the gate; span 2 was ingested twice (a corrected file): both passed
+    passed = {1, 2, 4, 5}
+    assert [a.id for a in window(ingested, passed, 3)] == [5, 4, 1]
+    assert [a.id for a in window(ingested, passed, 1)] == [5]
+    assert [a.id for a in window(ingested, {3}, 3)] == [3]
+    assert window(ingested, set(), 3) == []
+
+
+def test_the_window_resolver_needs_a_passed_verdict_naming_the_examples():
+    from sluice.components.data_gate import DataVerdict
+    from sluice.components.span_window import EXAMPLES_ID, PassedSpanWindow
+
+    def verdict(examples_id, passed=1):
+        v = DataVerdict()
+        v.set_int_custom_property(EXAMPLES_ID, examples_id)
+        v.set_int_custom_property("passed", passed)
+        return v
+
+    resolved = PassedSpanWindow(num_spans=2).resolve_artifacts(None, {
+        "examples": [_examples(1, 1), _examples(2, 2), _examples(3, 3)],
+        "verdicts": [verdict(1), verdict(2), verdict(3, passed=0)]})
+    assert [a.id for a in resolved["examples"]] == [2, 1]
+    with pytest.raises(ValueError):
+        PassedSpanWindow(num_spans=0)
+
+
+def test_a_string_span_property_is_read_as_tfx_reads_it():
+    from sluice.components.span_window import span_of
+
+    artifact = _examples(1, 0)
+    artifact.set_string_custom_property("span", "17")
+    assert span_of(artifact) == 17
+
+
+# -------------------------------------------------------------------------------------------- drift baseline
+def _verdict(tmp_path, name, span, previous_span=None):
+    from sluice.components import data_gate
+
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / data_gate.BASELINE_STATS).write_bytes(b"this span")
+    v = data_gate.DataVerdict()
+    v.uri = str(folder)
+    v.set_int_custom_property(data_gate.SPAN, span)
+    if previous_span is not None:
+        (folder / data_gate.PREVIOUS_STATS).write_bytes(b"previous span")
+        v.set_int_custom_property(data_gate.PREVIOUS_SPAN, previous_span)
+    return v
+
+
+def test_drift_is_measured_against_the_previous_span_even_on_a_re_run(tmp_path):
+    from sluice.components.data_gate import BASELINE_STATS, PREVIOUS_STATS, drift_baseline
+
+    spans, plain = SimpleNamespace(spans=True), SimpleNamespace(spans=False)
+    newest = _verdict(tmp_path, "v2", span=2, previous_span=1)
+    assert drift_baseline(spans, 3, newest) == (str(tmp_path / "v2" / BASELINE_STATS), 2)  # a new span
+    assert drift_baseline(spans, 2, newest) == (str(tmp_path / "v2" / PREVIOUS_STATS), 1)  # span 2 again
+    first = _verdict(tmp_path, "v1", span=1)
+    assert drift_baseline(spans, 1, first) == (None, 0)  # the first span, again: nothing before it
+    assert drift_baseline(plain, 0, _verdict(tmp_path, "v0", span=0, previous_span=0))[0].endswith(BASELINE_STATS)
+    assert drift_baseline(spans, 1, None) == (None, 0)
+
+
+# --------------------------------------------------------------------------------------- graph and compile
+def _graph(tmp_path, window, span=4):
+    from sluice.pipeline.data_source import DataSource
+    from sluice.pipeline.pipeline import OutputPaths, create_pipeline
+
+    cfg = parse_config(_raw(path=str(tmp_path / "{SPAN}" / "*.csv"), window=window), base_dir=str(CONFIGS))
+    source = DataSource(str(tmp_path), "{SPAN}/*.csv", (str(tmp_path / "4" / "a.csv"),), span)
+    return cfg, {c.id: c for c in create_pipeline(cfg, source, OutputPaths(tmp_path / "out")).components}
+
+
+def test_the_model_side_reads_the_window_and_the_gate_the_new_span(tmp_path):
+    cfg, nodes = _graph(tmp_path, window=3)
+    window = nodes["SpanWindowResolver"]
+    assert window.exec_properties["source_uri"] == {"num_spans": 3}  # TFX's key for a resolver's config
+    for node in ("Transform", "Evaluator", "ModelExport"):
+        assert nodes[node].inputs["examples"] is window.outputs["examples"], node
+    assert nodes["StatisticsGen"].inputs["examples"] is nodes["CsvExampleGen"].outputs["examples"]
+    assert nodes["DataGate"].inputs["examples"] is nodes["CsvExampleGen"].outputs["examples"]
+    assert "DataGate" in {n.id for n in window.upstream_nodes}  # resolved once this span has passed
+    pinned = json.loads(nodes["CsvExampleGen"].exec_properties["range_config"])["static_range"]
+    assert pinned == {"start_span_number": 4, "end_span_number": 4}  # the span the pre-flight checked
+    assert cfg.gate_contract().spans is True
+    _, nodes = _graph(tmp_path / "one", window=1)
+    assert "SpanWindowResolver" not in nodes
+    assert nodes["Transform"].inputs["examples"] is nodes["CsvExampleGen"].outputs["examples"]
+
+
+def test_kubeflow_compiles_an_open_span_pattern_and_refuses_a_window(tmp_path):
+    from sluice.pipeline.kubeflow import compile_kubeflow
+
+    raw = _raw(path="gs://bucket/taxi/{SPAN}/*.csv")
+    out = compile_kubeflow(parse_config(raw, base_dir=str(CONFIGS)), "img:1", "gs://bucket/root", tmp_path / "p.json")
+    params = json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]["CsvExampleGen"]["inputs"]["parameters"]
+    value = {k: v["runtimeValue"]["constantValue"].get("stringValue") for k, v in params.items() if "runtimeValue" in v}
+    assert value["input_base"] == "gs://bucket/taxi"
+    assert json.loads(value["input_config"])["splits"][0]["pattern"] == "{SPAN}/*.csv"
+    assert "range_config" not in value  # open: each run on Vertex ingests the newest span (TFX's driver)
+    with pytest.raises(ConfigError) as e:
+        compile_kubeflow(parse_config(_raw(path="gs://bucket/taxi/{SPAN}/*.csv", window=3), base_dir=str(CONFIGS)),
+                         "img:1", "gs://bucket/root", tmp_path / "w.json")
+    assert "data.window" in str(e.value) and "step_builder" in str(e.value)
+    assert not (tmp_path / "w.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------------- runs
+@pytest.mark.parametrize("span,window,shown", [
+    (0, [0], "-"), (None, [], "-"), (3, [], "3"), (3, [3], "3"), (4, [4, 2, 1], "4 (window 4,2,1)")])
+def test_runs_show_their_spans(span, window, shown):
+    from sluice.pipeline.mlmd import RunRecord
+
+    assert RunRecord(run_id="r", span=span, window=window).spans == shown
+
+
+def test_kubeflow_compiles_the_bulk_step_and_refuses_a_table_its_machines_cannot_read(tmp_path):
+    from sluice.pipeline.errors import SluiceError
+    from sluice.pipeline.kubeflow import compile_kubeflow
+
+    raw = _raw(path="gs://bucket/taxi/{SPAN}/*.csv")
+    raw["bulk_inference"] = {"input": "gs://bucket/nightly/*.csv"}
+    out = compile_kubeflow(parse_config(raw, base_dir=str(CONFIGS)), "img:1", "gs://bucket/root", tmp_path / "p.json")
+    tasks = json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert tasks["BulkScore"]["dependentTasks"] == ["Pusher"]
+    contract = json.loads(tasks["BulkScore"]["inputs"]["parameters"]["contract"]["runtimeValue"]["constantValue"]["stringValue"])
+    assert contract["bulk"]["input"] == "gs://bucket/nightly/*.csv"
+    raw["bulk_inference"] = {"input": str(tmp_path / "nightly.csv")}  # this machine's disk, not in the image
+    with pytest.raises(SluiceError) as e:
+        compile_kubeflow(parse_config(raw, base_dir=str(CONFIGS)), "img:1", "gs://bucket/root", tmp_path / "q.json")
+    assert "bulk_inference.input" in str(e.value) and not (tmp_path / "q.json").exists()
