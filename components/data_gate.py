@@ -278,10 +278,14 @@ def decile_jsd(baseline, current) -> float:
     last one, and the same halves measure below 0.01 while fares x 10 measure above 0.5.
     """
     edges = sorted({low for low, _, _ in baseline} | {high for _, high, _ in baseline})
-    inner = edges[1:-1]  # the outermost buckets extend to -inf and +inf
+    # Cells (-inf, c1], (c1, c2], …, (ck, +inf). With 4+ distinct boundaries the cuts are the inner ones: the
+    # outermost cells stay open, so values beyond the baseline's range (outliers, a small sample's extremes)
+    # share the outer deciles. With fewer (a constant, a 0/1 flag, three values) that would leave one or two
+    # cells, and 5 → 10 or a flag's 10 % → 90 % measured 0: every boundary is a cut there.
+    cuts = edges[1:-1] if len(edges) > 3 else edges
 
     def masses(buckets):
-        cdf = [0.0] + [_cdf(buckets, x) for x in inner] + [1.0]
+        cdf = [0.0] + [_cdf(buckets, x) for x in cuts] + [1.0]
         return [max(0.0, b - a) for a, b in zip(cdf, cdf[1:])]
 
     p, q = masses(baseline), masses(current)

@@ -31,9 +31,15 @@ class Rows:
 
 
 def split_files(examples_uri: str, split: str) -> List[str]:
+    """The files of one split of an Examples artifact known by its URI (an MLMD record, a test): its split
+    directory as TFX names it (``artifact_utils.get_split_uri``), not a hand-written ``Split-…``."""
     from tfx.dsl.io import fileio
+    from tfx.types import artifact_utils, standard_artifacts
 
-    files = sorted(fileio.glob(f"{examples_uri.rstrip('/')}/Split-{split}/*"))
+    artifact = standard_artifacts.Examples()
+    artifact.uri = examples_uri
+    artifact.split_names = artifact_utils.encode_split_names([split])
+    files = sorted(fileio.glob(f"{artifact_utils.get_split_uri([artifact], split).rstrip('/')}/*"))
     if not files:
         raise FileNotFoundError(f"no {split} split under {examples_uri}")
     return files

@@ -99,6 +99,8 @@ def test_good_spans_train_on_their_window_and_the_corrupted_one_stops_at_the_gat
     assert [r["spans"] for r in loop["runs_json"]] == ["1", "2 (window 2,1)", "3", "4 (window 4,2,1)"]
     assert [r["pushed"] != "-" for r in loop["runs_json"]] == [True, True, False, True]
     assert loop["runs_json"][CORRUPT - 1]["blessed"] == "-"  # the previous blessing is not this run's
+    page = (Path(runs[-1]["report_dir"]) / "index.html").read_text()
+    assert "<td>spans</td><td>4 (window 4,2,1)</td>" in page
     # Drift is measured against the previous span that passed: span 4 against 2, not the rejected 3.
     assert _verdicts(loop["out"]) == [(True, 1, None), (True, 2, 1), (False, 3, 2), (True, 4, 2)]
 

@@ -120,6 +120,19 @@ def test_decile_jsd_is_zero_for_the_same_data_and_large_for_a_scaled_one():
     assert 0.0 <= decile_jsd(_deciles(fares), _deciles(fares + 1000)) <= 1.0
 
 
+def test_decile_jsd_sees_a_shifted_constant_and_a_flipped_flag():
+    import numpy as np
+
+    assert decile_jsd(_deciles(np.full(1000, 5.0)), _deciles(np.full(1000, 10.0))) == pytest.approx(1.0)
+    assert decile_jsd(_deciles(np.full(1000, 5.0)), _deciles(np.full(1000, 5.0))) == pytest.approx(0.0, abs=1e-9)
+    rare = np.array([0.0] * 900 + [1.0] * 100)  # a 0/1 flag set on 10 % of rows, then on 90 %
+    assert decile_jsd(_deciles(rare), _deciles(1 - rare)) > 0.3
+    assert decile_jsd(_deciles(rare), _deciles(rare)) == pytest.approx(0.0, abs=1e-9)
+    rng = np.random.default_rng(1)
+    days = rng.integers(1, 8, 4000).astype(float)  # a weekday column: two random halves stay close
+    assert decile_jsd(_deciles(days[::2]), _deciles(days[1::2])) < 0.05
+
+
 # ------------------------------------------------------------------ columns TFDV lets through (real TFDV stats)
 def _stats(columns):
     """TFDV statistics of a DataFrame built from ``columns`` (as CsvExampleGen's examples would give)."""
