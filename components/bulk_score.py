@@ -59,6 +59,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         except SettingError as e:  # the table (a missing column, no file): one screen, as `sluice predict`
             raise Refused(f"bulk_inference ({e.where})", e.problem, f"{e.fix}; version {version} is pushed")
         aio.copy_file(aio.join(out, batch.SUMMARY), aio.join(result.uri, batch.SUMMARY))
+        if outcome.scored + outcome.dead == 0:  # a nightly export that came out empty is no success
+            raise Refused(f"bulk_inference.input {settings.input}", "has no data rows: nothing was scored",
+                          f"check the export that writes the table; version {version} is pushed")
         result.set_int_custom_property("scored", outcome.scored)
         result.set_int_custom_property("dead_letter", outcome.dead)
         if outcome.dead > settings.allow_bad_rows:

@@ -126,6 +126,9 @@ class GateContract(Contract):
     """Multi-class: ``task.classes``, the only label values the gate lets through."""
     spans: bool = False
     """The data comes in spans (``data.path`` has ``{SPAN}``): drift is measured against the previous span."""
+    data_source: str = ""
+    """``<input_base>/<pattern>`` CsvExampleGen reads (set by the pipeline): a passed verdict names it, and the
+    span window counts only this source's verdicts."""
 
 
 class EvaluationContract(Contract):

@@ -30,7 +30,7 @@ from sluice.components import artifact_io as aio, verdicts
 from sluice.components.contracts import GateContract
 from sluice.components.settings import ValidationConfig, class_number
 from sluice.components.schema_hints import schema_change
-from sluice.components.span_window import EXAMPLES_ID, SPAN, span_of
+from sluice.components.span_window import DATA_SOURCE, EXAMPLES_ID, SPAN, span_of
 
 VERDICT_FILE = verdicts.FILES["data"]
 REPORT_FILE = "data_report.html"
@@ -549,6 +549,7 @@ class Executor(base_executor.BaseExecutor):
         verdict_artifact.set_int_custom_property(SPAN, span)
         if examples is not None:
             verdict_artifact.set_int_custom_property(EXAMPLES_ID, examples.id)
+        verdict_artifact.set_string_custom_property(DATA_SOURCE, gate.data_source)
         if previous_file:
             aio.copy_file(previous_file, aio.join(out_uri, PREVIOUS_STATS))
             verdict_artifact.set_int_custom_property(PREVIOUS_SPAN, previous_span)

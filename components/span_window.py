@@ -3,13 +3,21 @@
 TFX's own ``SpanRangeStrategy`` (``rolling_range``) takes every Examples artifact whose span is among the
 newest N span numbers. That is not safe for a pipeline that gates its data: a span that failed the DataGate
 was still ingested by CsvExampleGen, so it would enter the next run's window and be trained on. It also keeps
-every ingested version of a span (a corrected file re-ingested gives two artifacts of one span), so the
-corrected rows would be read next to the wrong ones.
+every ingested version of a span, and every span the pipeline ever ingested from any data source.
 
-``PassedSpanWindow`` takes the Examples artifacts that a passed ``DataVerdict`` names (``examples_id``,
-written by the gate), keeps the newest artifact of each span, and returns the newest ``num_spans`` spans.
-The resolver runs after the DataGate (``create_pipeline`` wires it downstream), so this run's span, once it
-has passed, is always in its own window.
+``PassedSpanWindow`` decides from the passed ``DataVerdict``s, each of which names its Examples
+(``examples_id``), its span and its data source (``data_source``, written by the gate):
+
+- only verdicts of this data source count (a one-off ``--data`` elsewhere, or the plain CSV the pipeline read
+  before it moved to spans, never enters the window);
+- per span, the Examples of the *newest passed verdict* is the span's data: a corrected file that passed
+  replaces the wrong one, and a roll-back (TFX's cache then hands back the older Examples) is followed too;
+- a span whose files are gone from the data source is left out (deleting a span's folder retracts it);
+- then the newest ``num_spans`` spans.
+
+A span whose re-ingestion failed the gate keeps its last passed data in the window (that failure has no
+verdict). The resolver runs after the DataGate (``create_pipeline`` wires it downstream), so this run's span,
+once it has passed, is in its own window.
 
 Local orchestrators only: TFX's Kubeflow V2 compiler compiles resolvers of ``LatestArtifactStrategy`` and
 ``LatestBlessedModelStrategy`` alone (``kubeflow/v2/step_builder.py``), so ``sluice compile`` refuses
@@ -18,7 +26,7 @@ Local orchestrators only: TFX's Kubeflow V2 compiler compiles resolvers of ``Lat
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from tfx import types
 from tfx.dsl.components.common import resolver
@@ -38,33 +46,54 @@ def span_of(artifact: types.Artifact) -> int:
     return int(text) if text else artifact.get_int_custom_property(SPAN)
 
 
-def window(examples: List[types.Artifact], passed_ids: set, num_spans: int) -> List[types.Artifact]:
-    """The newest artifact of each of the newest ``num_spans`` spans among ``examples`` that passed, newest
-    span first (the order of TFX's ``SpanRangeStrategy``)."""
-    newest: Dict[int, types.Artifact] = {}
-    for artifact in examples:
-        if artifact.id not in passed_ids:
+DATA_SOURCE = "data_source"
+"""Custom property of a passed ``DataVerdict``: ``<input_base>/<pattern>`` of the data it passed."""
+
+
+def window(examples: List[types.Artifact], verdicts: List[types.Artifact], num_spans: int, source: str,
+           present: Callable[[int], bool] = lambda span: True) -> List[types.Artifact]:
+    """The window (see the module docstring), newest span first (the order of TFX's ``SpanRangeStrategy``).
+    ``present(span)``: whether the span still has files in the data source."""
+    by_id = {a.id: a for a in examples}
+    chosen: Dict[int, types.Artifact] = {}
+    for verdict in sorted(verdicts, key=lambda v: v.id):  # newer verdicts overwrite older ones per span
+        if (verdict.get_int_custom_property("passed") != 1 or not verdict.has_custom_property(EXAMPLES_ID)
+                or verdict.get_string_custom_property(DATA_SOURCE) != source):
             continue
-        span = span_of(artifact)
-        # Within a span the newer ingestion (the later MLMD id) wins: a corrected file replaces the wrong one.
-        if span not in newest or artifact.id > newest[span].id:
-            newest[span] = artifact
-    return [newest[span] for span in sorted(newest, reverse=True)[:num_spans]]
+        artifact = by_id.get(verdict.get_int_custom_property(EXAMPLES_ID))
+        if artifact is not None:
+            chosen[span_of(artifact)] = artifact
+    spans = [span for span in sorted(chosen, reverse=True) if present(span)]
+    return [chosen[span] for span in spans[:num_spans]]
+
+
+def span_present(input_base: str, pattern: str, span: int) -> bool:
+    """Whether ``span`` still has files under the data source (TFX's own pattern filling, ``{SPAN:w}`` too)."""
+    from tfx.components.example_gen import utils
+    from tfx.dsl.io import fileio
+
+    filled = utils.get_pattern_for_span_version(pattern, True, False, False, span, None)
+    return bool(fileio.glob(f"{input_base.rstrip('/')}/{filled}"))
 
 
 class PassedSpanWindow(resolver.ResolverStrategy):
-    """``Resolver(strategy_class=PassedSpanWindow, config={"num_spans": N}, examples=…, verdicts=…)`` ->
-    ``examples``: the window (see the module docstring)."""
+    """``Resolver(strategy_class=PassedSpanWindow, config={"num_spans": N, "input_base": …, "pattern": …},
+    examples=…, verdicts=…)`` -> ``examples``: the window (see the module docstring)."""
 
-    def __init__(self, num_spans: int):
+    def __init__(self, num_spans: int, input_base: str, pattern: str):
         if num_spans < 1:
             raise ValueError("num_spans must be at least 1")
-        self._num_spans = num_spans
+        self._num_spans, self._base, self._pattern = num_spans, input_base, pattern
 
     def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
                           ) -> Optional[Dict[str, List[types.Artifact]]]:
-        passed = {v.get_int_custom_property(EXAMPLES_ID) for v in input_dict.get("verdicts", [])
-                  if v.has_custom_property(EXAMPLES_ID) and v.get_int_custom_property("passed") == 1}
-        chosen = window(input_dict.get("examples", []), passed, self._num_spans)
+        chosen = window(input_dict.get("examples", []), input_dict.get("verdicts", []), self._num_spans,
+                        source_key(self._base, self._pattern),
+                        lambda span: span_present(self._base, self._pattern, span))
         # A resolver answers for every input key; only ``examples`` is read downstream.
         return {"examples": chosen, "verdicts": list(input_dict.get("verdicts", []))} if chosen else None
+
+
+def source_key(input_base: str, pattern: str) -> str:
+    """How a verdict names its data source."""
+    return f"{input_base.rstrip('/')}/{pattern}"

@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="run the pipeline even when nothing changed since the last successful run in --output "
                           "(otherwise that run's result is printed in a second; TFX's cache still applies)")
     run.add_argument("--json", action="store_true", help="print the final summary as one JSON object on stdout")
+    run.add_argument("--span", type=int, help="data in spans: ingest this span instead of the newest (backfill "
+                                              "older spans oldest first, or re-ingest a corrected one)")
 
     check = sub.add_parser("check", help="validate a config and its data/schema without running anything")
     check.add_argument("--config", required=True, help="pipeline config YAML")
@@ -413,7 +415,9 @@ def _run_locked(args: argparse.Namespace, config: Any, output: Path, console: An
 
     from sluice.pipeline import shortcut
 
-    key = shortcut.key_of(config)  # None when the inputs cannot be read: the pre-flight says why
+    # None when the inputs cannot be read (the pre-flight says why) or when --span picks a span: the key is
+    # of the newest span's files.
+    key = shortcut.key_of(config) if args.span is None else None
     answer = None if (args.fresh or args.rerun or key is None) else shortcut.lookup(output, key)
     if answer is not None:
         return _answered(answer, args.json, console)
@@ -421,7 +425,7 @@ def _run_locked(args: argparse.Namespace, config: Any, output: Path, console: An
     # model): only a run that succeeds is recorded again.
     shortcut.forget(output)
     try:
-        result = run_local(config, output, fresh=args.fresh, console=console)
+        result = run_local(config, output, fresh=args.fresh, console=console, span=args.span)
     except RunFailed as failed:
         traceback.print_exception(type(failed.cause), failed.cause, failed.cause.__traceback__, file=sys.stderr)
         print(f"sluice: {failed} — full log: {failed.log_file}; report: {failed.result.report_dir}/index.html",
@@ -630,6 +634,9 @@ def _bulk_predict(args: argparse.Namespace) -> int:
         worst = "; ".join(f"{n} x {reason}" for reason, n in sorted(outcome.reasons.items(), key=lambda kv: -kv[1])[:3])
         print(f"sluice: {outcome.dead} row(s) not scored -> {args.output}/dead_letter-*.jsonl ({worst})",
               file=sys.stderr)
+    if outcome.scored + outcome.dead == 0:
+        print(f"sluice: {args.input} has no data rows: nothing was scored (exit {EXIT_GATE})", file=sys.stderr)
+        return EXIT_GATE
     if outcome.dead > allowed:
         print(f"sluice: more rows in the dead-letter file than --allow-bad-rows {allowed}: exit "
               f"{EXIT_GATE}; fix them (each letter names the file, line and reason) or raise the allowance",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import difflib
-import glob
+import fnmatch
 import os
 import posixpath
 import re
@@ -72,24 +72,86 @@ def span_regex(pattern: str) -> Tuple[str, "re.Pattern[str]"]:
 
 
 def _glob_regex(part: str) -> str:
-    """A glob fragment as a regex over a relative path (``*`` and ``?`` stay inside one path part)."""
-    return "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c) for c in part)
+    """A glob fragment as a regex over a relative path: ``*``, ``?`` and ``[…]`` stay inside one path part."""
+    out, i = [], 0
+    while i < len(part):
+        c = part[i]
+        close = part.find("]", i + 2) if c == "[" else -1
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif close > 0:
+            body = part[i + 1:close]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]")
+            i = close
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+def list_matching(base: str, pattern: str) -> List[str]:
+    """The paths under ``base`` that the ``/``-separated glob ``pattern`` matches, names starting with a dot
+    included: ``tf.io.gfile.glob``'s matching, which is what CsvExampleGen lists (Python's ``glob`` skips dot
+    names, so a macOS ``._part.csv`` beside ``part.csv`` would be read by TFX but not checked here)."""
+    paths = [base]
+    for part in (p for p in pattern.split("/") if p):
+        matched = []
+        for path in paths:
+            if not any(c in part for c in _GLOB_CHARS):
+                if os.path.lexists(os.path.join(path, part)):
+                    matched.append(os.path.join(path, part))
+                continue
+            try:
+                names = sorted(os.listdir(path))
+            except OSError:  # not a directory, gone, unreadable: nothing below it
+                continue
+            matched += [os.path.join(path, n) for n in names if fnmatch.fnmatchcase(n, part)]
+        paths = matched
+    return paths
+
+
+INT32_MAX = 2**31 - 1
+"""TFX keeps a span in ``RangeConfig.StaticRange`` as int32 (``range_config.proto``)."""
+_TFX_REGEX = set("$^|{}")
+"""Characters TFX's span matching leaves unescaped when it reads the whole path as a regex
+(``example_gen.utils._glob_to_regex`` escapes only ``\\ . + ( )``): a folder named with one fails there."""
 
 
 def spans_at(base: str, pattern: str) -> Dict[int, List[str]]:
-    """Every span under ``base`` matching ``pattern`` -> its files (sorted), as CsvExampleGen finds them. A
-    matching file whose span part is not a number stops CsvExampleGen ("Cannot find span number"), so it is a
-    DataError here, naming the file."""
+    """Every span under ``base`` matching ``pattern`` -> its files (sorted), as CsvExampleGen finds them.
+    What would stop CsvExampleGen later, or make it read other files than checked here, is a DataError now,
+    naming the file: a span part that is not a number, a zero-padded span without ``{SPAN:width}`` (TFX then
+    looks for the unpadded name), a glob hit the span regex does not match (a span wider than its width), a
+    folder where a file is expected, a span beyond int32, a character TFX reads as regex syntax."""
     glob_pattern, regex = span_regex(pattern)
+    width = re.search(SPAN_SPEC, pattern).group("width")
+    odd = sorted(_TFX_REGEX & set(re.sub(SPAN_SPEC, "", os.path.join(base, pattern))))
+    if odd:
+        raise DataError("data.path", f"{os.path.join(base, pattern)} has {' '.join(odd)}, which TFX's span "
+                        "matching reads as regular-expression syntax (CsvExampleGen would fail)",
+                        "rename the folders or files without those characters")
     found: Dict[int, List[str]] = {}
-    for f in glob.glob(os.path.join(base, glob_pattern)):
+    for f in list_matching(base, glob_pattern):
         match = regex.match(os.path.relpath(f, base).replace(os.sep, "/"))
-        if match is None or not os.path.isfile(f):
-            continue
+        if match is None:
+            raise DataError(f, f"matches {glob_pattern} but not the span pattern {pattern} (a span wider than "
+                            f"{{SPAN:{width}}}?); CsvExampleGen stops on it", "move it, or fix the width")
         token = match.group("span")
-        if not token.isdigit():
+        if not (token.isascii() and token.isdigit()):
             raise DataError(f, f"matches the span pattern {pattern} but {token!r} is not a span number",
                             "span folders or file parts must be whole numbers (move this file elsewhere)")
+        if not width and token != str(int(token)):
+            raise DataError(f, f"its span {token!r} is zero-padded: with {{SPAN}} TFX looks for "
+                            f"{int(token)!r}", f"write {{SPAN:{len(token)}}} in data.path for spans of "
+                            f"{len(token)} digits")
+        if int(token) > INT32_MAX:
+            raise DataError(f, f"span {token} is beyond TFX's span numbers (int32, at most {INT32_MAX})",
+                            "number spans by day or sequence (e.g. 20240115, not a timestamp in ms)")
+        if os.path.isdir(f):
+            raise DataError(f, f"is a folder where {pattern} expects files",
+                            f"end data.path with the files of a span, e.g. {pattern.rstrip('/')}/*.csv")
         found.setdefault(int(token), []).append(f)
     return {span: sorted(files) for span, files in sorted(found.items())}
 
@@ -124,7 +186,7 @@ def resolve_data_source(path: Path, span: Optional[int] = None) -> DataSource:
         base, pattern = path.parent, path.name
     else:
         raise DataError("data.path", f"{text} does not exist", "point data.path or --data at a CSV file or directory")
-    files = tuple(sorted(f for f in glob.glob(str(base / pattern)) if os.path.isfile(f)))
+    files = tuple(sorted(f for f in list_matching(str(base), pattern) if os.path.isfile(f)))
     if not files:
         raise DataError("data.path", f"no CSV files match {base / pattern}", "check the path or glob")
     return DataSource(str(base.resolve()), pattern, files)

@@ -97,9 +97,9 @@ def remote_source(data: str) -> DataSource:
     """CsvExampleGen's (input_base, pattern) for a URI or image path, without touching it. A span pattern
     (``gs://…/{SPAN}/*.csv``) stays open: each run of the compiled pipeline ingests the newest span."""
     last = posixpath.basename(data.rstrip("/"))
-    if re.search(SPAN_SPEC, data) or any(c in data for c in "*?["):
+    if re.search(SPAN_SPEC, data):
         return DataSource(*split_location(data.rstrip("/")), ())
-    if last.endswith(".csv"):
+    if any(c in last for c in "*?[") or last.endswith(".csv"):
         return DataSource(posixpath.dirname(data.rstrip("/")), last, ())
     return DataSource(data.rstrip("/"), "*.csv", ())
 

@@ -82,6 +82,22 @@ def pinned_schema(schema_file: Path, pipeline_root: Path) -> Path:
     return target
 
 
+def remote_fingerprint(spec: str) -> str:
+    """A table at a URI, by its files' names, sizes and modification times (``tf.io.gfile``: a new upload of
+    the same name changes the time); "" when it cannot be listed (BulkScore then says why)."""
+    import tensorflow as tf
+
+    from sluice.serving.batch import input_files
+    from sluice.serving.errors import SettingError
+
+    try:
+        stats = [(f, tf.io.gfile.stat(f)) for f in input_files(spec)]
+    except (SettingError, tf.errors.OpError):
+        return ""
+    body = "\n".join(f"{f}\t{s.length}\t{s.mtime_nsec}" for f, s in stats)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
 def create_pipeline(
     config: PipelineConfig,
     source: DataSource,
@@ -108,6 +124,7 @@ def create_pipeline(
     from sluice.components.evaluator import Evaluator
     from sluice.components.export.component import ModelExport
     from sluice.components.infra_check import InfraCheck
+    from sluice.components.span_window import source_key
 
     # Each component gets only its contract (components/contracts.py) plus the fingerprint of the code it
     # runs: TFX's cache then re-runs a component exactly when something it uses changed.
@@ -158,7 +175,10 @@ def create_pipeline(
         anomalies=example_validator.outputs["anomalies"],
         schema=schema_importer.outputs["schema"],
         baseline=last_passed_data.outputs["verdict"],
-        gate=contract("DataGate", config.gate_contract()).to_json(),
+        # Local runs name their data source on each passed verdict (the span window counts only its own);
+        # a compiled pipeline has no window (see the compile), so its gate names none.
+        gate=contract("DataGate", config.gate_contract().model_copy(update={"data_source": source_key(
+            source.input_base, source.pattern) if isinstance(paths, OutputPaths) else ""})).to_json(),
         report_root=f"{pipeline_root}/_data_reports",
         examples=example_gen.outputs["examples"],
     )
@@ -170,7 +190,7 @@ def create_pipeline(
 
         span_window = tfx.dsl.Resolver(
             strategy_class=PassedSpanWindow,
-            config={"num_spans": config.data.window},
+            config={"num_spans": config.data.window, "input_base": source.input_base, "pattern": source.pattern},
             examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
                                      producer_component_id=example_gen.id, output_key="examples"),
             verdicts=tfx.dsl.Channel(type=DataVerdict),
@@ -264,7 +284,10 @@ def create_pipeline(
         if isinstance(paths, OutputPaths):  # a local run: the table's content joins the cache key
             from sluice.pipeline.shortcut import bulk_fingerprint
 
-            bulk = bulk.model_copy(update={"input_fingerprint": bulk_fingerprint(config)})
+            fingerprint = bulk_fingerprint(config)
+            if fingerprint is None:
+                fingerprint = remote_fingerprint(bulk.bulk.input)
+            bulk = bulk.model_copy(update={"input_fingerprint": fingerprint})
         bulk_score = BulkScore(pushed_model=pusher.outputs["pushed_model"],
                                contract=contract("BulkScore", bulk).to_json())
     components: List = [

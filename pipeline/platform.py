@@ -159,8 +159,11 @@ class BeamConfig(_Strict):
             if p.parallelism:
                 args.append(f"--parallelism={p.parallelism}")
             return args
+        # multi_processing: Beam's engine with workers that die with this process (components/beam_runner.py)
+        runner = "sluice.components.beam_runner.DirectRunner" if self.direct_running_mode == "multi_processing" \
+            else "DirectRunner"
         return [
-            "--runner=DirectRunner",
+            f"--runner={runner}",
             f"--direct_running_mode={self.direct_running_mode}",
             f"--direct_num_workers={self.direct_num_workers}",
         ]

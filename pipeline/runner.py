@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, TextIO
 
 from sluice.components.refusal import Refused
-from sluice.pipeline.config import PipelineConfig
+from sluice.pipeline.config import PipelineConfig, is_uri
 from sluice.pipeline.data_source import DataSource, check_columns, resolve_data_source
 from sluice.pipeline.errors import DataError, SluiceError
 from sluice.pipeline.pipeline import OutputPaths
@@ -170,12 +170,40 @@ def _quiet_absl() -> None:
     logging.getLogger().removeHandler(handler)
 
 
-def preflight(config: PipelineConfig) -> DataSource:
-    """Cheap checks before any TFX work: data exists, has the columns, and the schema describes them."""
-    source = resolve_data_source(config.data_path)
+def preflight(config: PipelineConfig, span: Optional[int] = None) -> DataSource:
+    """Cheap checks before any TFX work: data exists, has the columns, and the schema describes them
+    (``span``: the span to ingest instead of the newest, ``sluice run --span``)."""
+    source = resolve_data_source(config.data_path, span)
     check_columns(source, config.raw_columns())
     check_schema_columns(config.schema_file, config.raw_columns())
+    check_bulk_table(config)
     return source
+
+
+def check_bulk_table(config: PipelineConfig) -> None:
+    """The ``bulk_inference`` table exists and has every feature column, before training: otherwise the run
+    would train and push, and only then find it cannot score (a table at a URI is checked by BulkScore)."""
+    if config.bulk_inference is None or is_uri(config.bulk_inference.input):
+        return
+    import csv
+
+    try:
+        table = resolve_data_source(Path(config.bulk_contract().bulk.input))
+    except DataError as e:
+        raise DataError("bulk_inference.input", e.problem, e.fix)
+    for path in table.files:
+        with open(path, "rb") as f:
+            first = f.readline()
+        try:
+            header = next(csv.reader([first.decode("utf-8-sig")]), [])
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise DataError(f"bulk_inference.input {path}", f"the header row cannot be read ({e})",
+                            "save the table as UTF-8 CSV with a header row")
+        missing = [f.name for f in config.features if f.name not in header]
+        if missing:
+            raise DataError(f"bulk_inference.input {path}", f"has no column {', '.join(missing)} (the model's "
+                            "inputs)", "score a table with the training data's columns (an empty cell is a "
+                            "missing value)")
 
 
 def run_local(
@@ -183,6 +211,7 @@ def run_local(
     output_dir: Path,
     fresh: bool = False,
     console: TextIO = sys.stdout,
+    span: Optional[int] = None,
 ) -> RunResult:
     """Run the pipeline locally, printing progress to ``console`` (``sys.stdout`` or ``sys.stderr``).
 
@@ -192,13 +221,14 @@ def run_local(
     from sluice.pipeline import run_lock
 
     with run_lock.hold(Path(output_dir)) as dead:
-        return _run_locked(config, output_dir, fresh, console, dead)
+        return _run_locked(config, output_dir, fresh, console, dead, span)
 
 
-def _run_locked(config: PipelineConfig, output_dir: Path, fresh: bool, console: TextIO, dead: Any) -> RunResult:
+def _run_locked(config: PipelineConfig, output_dir: Path, fresh: bool, console: TextIO, dead: Any,
+                span: Optional[int] = None) -> RunResult:
     printer = lambda line: print(line, file=console, flush=True)  # noqa: E731
     start = time.monotonic()
-    source = preflight(config)
+    source = preflight(config, span)
     paths = OutputPaths(Path(output_dir).resolve())
     for d in (paths.root, paths.logs, paths.reports):
         d.mkdir(parents=True, exist_ok=True)
@@ -271,12 +301,14 @@ MIN_EVAL_ROWS = 200
 (one row of 100 is 1 % of an accuracy): the run says so next to its verdict."""
 
 
-def evidence_notes(details: Dict[str, Any], batch_size: int = 0, eval_steps: int = 0) -> List[str]:
+def evidence_notes(details: Dict[str, Any], batch_size: int = 0, eval_steps: int = 0,
+                   window_rows: Optional[float] = None) -> List[str]:
     """Notes on how much the run's verdict rests on, from the eval split's size as the DataGate counted it:
     a small eval split, and validation steps beyond it (the Trainer then validates on one pass:
-    ``trainer.guards.eval_steps_for``)."""
+    ``trainer.guards.eval_steps_for``). ``window_rows``: with a window of spans, the eval rows the model side
+    read (the Evaluator's ``example_count``), not the new span's alone."""
     rows = ((details or {}).get("data_verdict") or {}).get("rows") or {}
-    evaluated = rows.get("eval")
+    evaluated = rows.get("eval") if window_rows is None else int(window_rows)
     if evaluated is None:
         return []
     notes = []
@@ -453,7 +485,8 @@ def _summarize(config: PipelineConfig, paths: OutputPaths, log_file: Path, lines
         evaluation_report=evaluation_report,
         details=details,
         warnings=warnings,
-        notes=evidence_notes(details, config.model.batch_size, config.model.eval_steps),
+        notes=evidence_notes(details, config.model.batch_size, config.model.eval_steps,
+                             verdict.get("overall", {}).get("example_count") if config.data.window > 1 else None),
     )
 
 

@@ -55,16 +55,21 @@ def data_fingerprint(files: Iterable[str], base: str = "") -> str:
     return h.hexdigest()[:16]
 
 
-def bulk_fingerprint(config: PipelineConfig) -> str:
-    """Hash of the ``bulk_inference`` table's files (names and contents), "" without one or when it cannot be
-    read (the BulkScore step then says why)."""
+def bulk_fingerprint(config: PipelineConfig) -> Optional[str]:
+    """Hash of the ``bulk_inference`` table's files (names and contents); "" without a table or when it cannot
+    be read (the pre-flight says why); None for a table at a URI, which is not read without TensorFlow (the
+    shortcut then never answers, and the pipeline fingerprints it through ``tf.io.gfile``)."""
+    from sluice.pipeline.config import is_uri
     from sluice.pipeline.data_source import resolve_data_source
     from sluice.pipeline.errors import SluiceError
 
     if config.bulk_inference is None:
         return ""
+    where = config.bulk_contract().bulk.input
+    if is_uri(where):
+        return None
     try:
-        source = resolve_data_source(Path(config.bulk_contract().bulk.input))
+        source = resolve_data_source(Path(where))
     except (SluiceError, OSError):
         return ""
     return data_fingerprint(source.files, source.input_base)
@@ -73,7 +78,7 @@ def bulk_fingerprint(config: PipelineConfig) -> str:
 def run_key(config: PipelineConfig, data_files: Iterable[str], data_base: str = "") -> Dict[str, str]:
     """What a run's result depends on, each part hashed (kept apart so a mismatch can be explained)."""
     return {
-        "bulk": bulk_fingerprint(config),
+        "bulk": bulk_fingerprint(config) or "",
         "config": config.fingerprint(),
         "schema": file_digest(str(config.schema_file))[:16],
         "data": data_fingerprint(data_files, data_base),
@@ -91,6 +96,8 @@ def key_of(config: PipelineConfig) -> Optional[Dict[str, str]]:
 
     try:
         source = resolve_data_source(config.data_path)
+        if bulk_fingerprint(config) is None:  # a bulk table at a URI: its change cannot be seen here
+            return None
         return run_key(config, source.files, source.input_base)
     except (SluiceError, OSError):
         return None

@@ -491,8 +491,8 @@ def run(plan: Plan, output: str, beam_args: Sequence[str], max_batch: int = 1024
         yield beam.pvalue.TaggedOutput(LOGS, prediction_log(plan, result.example, result.inference, stamp))
 
     started = time.perf_counter()
-    runner, options = _runner(list(beam_args))
-    p = beam.Pipeline(runner=runner, options=PipelineOptions(options))
+    # A multi_processing profile names components/beam_runner.py's runner: its workers die with this process.
+    p = beam.Pipeline(options=PipelineOptions(list(beam_args)))
     rows = (p | "Files" >> beam.Create([f.path for f in plan.files])
             | "Read" >> beam.FlatMap(read).with_outputs(DEAD, main="ok"))
     scored = rows.ok
@@ -531,29 +531,6 @@ def run(plan: Plan, output: str, beam_args: Sequence[str], max_batch: int = 1024
     with tf.io.gfile.GFile(f"{out}/{SUMMARY}", "w") as f:
         f.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return outcome
-
-
-def _runner(beam_args: List[str]) -> Tuple[Any, List[str]]:
-    """``(runner, args)`` for ``beam.Pipeline``: the runner the args name (None), except the DirectRunner's
-    multi_processing mode, whose SDK workers Beam starts as ``sh -c "python -m …sdk_worker_main"`` and which
-    outlived a SIGKILLed ``sluice predict`` (still scoring 30 s later: tests/faults). There the same runner
-    (Beam's FnApiRunner, the DirectRunner's engine) gets that worker command wrapped by ``lifeline`` behind an
-    ``exec`` (the shell becomes the wrapper, so this process stays the parent whose death kills the worker).
-    Beam starts each worker from a thread that waits for it, so the worker outlives no thread still in use."""
-    if "--direct_running_mode=multi_processing" not in beam_args:
-        return None, beam_args
-    import shlex
-    import sys
-
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-    from apache_beam.transforms import environments
-
-    from sluice.components import lifeline
-
-    worker = lifeline.command([sys.executable, "-m", "apache_beam.runners.worker.sdk_worker_main"])
-    environment = environments.SubprocessSDKEnvironment.from_command_string("exec " + shlex.join(worker))
-    rest = [a for a in beam_args if not a.startswith(("--runner", "--direct_running_mode"))]
-    return FnApiRunner(default_environment=environment), rest
 
 
 def _kind(reason: str) -> str:

@@ -72,8 +72,17 @@ def test_bad_rows_beyond_the_allowance_and_a_wrong_table_are_refused_with_one_sc
     with pytest.raises(Refused) as e:
         _run(tmp_path, table, name="strict")
     assert "1 row(s) not scored" in e.value.problem and "dead_letter" in e.value.fix and "version 7" in e.value.fix
-    _run(tmp_path, table, allow=1, name="lenient")  # within the allowance: the step passes
+    lenient = _run(tmp_path, table, allow=1, name="lenient")  # within the allowance: the step passes
+    assert (lenient.get_int_custom_property("scored"), lenient.get_int_custom_property("dead_letter")) == (1, 1)
     wrong = _write(tmp_path / "w.csv", ["id", "a", "b"], [[1, "1", "x"]])
     with pytest.raises(Refused) as e:
         _run(tmp_path, wrong, name="wrong")
     assert "no column for the model input(s) c" in e.value.problem
+
+
+def test_an_empty_table_is_no_success(tmp_path):
+    from sluice.components.refusal import Refused
+
+    with pytest.raises(Refused) as e:
+        _run(tmp_path, _write(tmp_path / "empty.csv", ["id", "a", "b", "c"], []))
+    assert "no data rows" in e.value.problem

@@ -1,6 +1,7 @@
 """The production loop on one output directory, as it runs after launch (issue 20's "done means"):
 
-- data arrives in spans (``data/{SPAN}/*.csv``, ``data.window: 3``): spans 1 and 2 pass and train on their
+- data arrives in spans (``data/{SPAN}/*.csv``, ``data.window: 3``): spans 1 and 2 are there at the start,
+  the first run backfills span 1 (``--span 1``), the next takes the newest; both pass and train on their
   window; span 3 is corrupted (``trip_miles`` ×100, as a unit change upstream would do) and stops at the
   DataGate with the served model untouched; span 4 passes and its window leaves span 3 out;
 - the pushed model scores a 100,000-row table in bulk (``sluice predict --output``);
@@ -74,10 +75,12 @@ def loop(tmp_path_factory):
     out = work / "output"
     runs, served_before_corrupt = [], None
     for span in range(1, SPANS + 1):
-        _write_span(work, span, header, rows[span - 1::SPANS])
+        # spans 1 and 2 are there from the start: the first run backfills span 1 (--span), the second the newest
+        for new in ((1, 2) if span == 1 else () if span == 2 else (span,)):
+            _write_span(work, new, header, rows[new - 1::SPANS])
         if span == CORRUPT:
             served_before_corrupt = _served(out)
-        runs.append(run_json("run", "--config", str(cfg), "--output", str(out)))
+        runs.append(run_json("run", "--config", str(cfg), "--output", str(out), *(["--span", "1"] if span == 1 else [])))
         if span == CORRUPT:
             served_after_corrupt = _served(out)
     listed = run_cli("runs", "--output", str(out), "--json")

@@ -89,7 +89,8 @@ def test_every_container_runs_the_image_with_the_beam_profile_and_package_code(c
 @pytest.mark.parametrize("beam,expected", [
     ({}, ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]),
     ({"direct_running_mode": "multi_processing", "direct_num_workers": 0},
-     ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=0"]),
+     ["--runner=sluice.components.beam_runner.DirectRunner", "--direct_running_mode=multi_processing",
+      "--direct_num_workers=0"]),
     ({"profile": "flink", "flink": {"job_endpoint": "flink:8099", "environment_type": "EXTERNAL",
                                      "environment_config": "localhost:50000", "parallelism": 4}},
      ["--runner=PortableRunner", "--job_endpoint=flink:8099", "--environment_type=EXTERNAL",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 
+import pytest
 import yaml
 
 from sluice.pipeline.config import parse_config
@@ -73,3 +75,43 @@ def test_a_changed_bulk_table_is_scored_again_and_is_no_no_op(tmp_path):
     table.write_text("fare,trip_miles\n1,3\n")  # same name, new rows
     after = contract_and_key()
     assert before[0] and before[0] != after[0] and before[1] != after[1]
+
+
+def test_a_bulk_table_that_cannot_be_scored_stops_the_run_before_training(tmp_path):
+    from sluice.pipeline.errors import DataError
+    from sluice.pipeline.runner import check_bulk_table
+
+    raw = yaml.safe_load((CONFIGS / "taxi_fare.yaml").read_text())
+    for table, problem in ((tmp_path / "missing.csv", "does not exist"), (tmp_path / "short.csv", "no column")):
+        if table.name == "short.csv":
+            table.write_text("trip_miles,fare\n1,2\n")
+        raw["bulk_inference"] = {"input": str(table)}
+        with pytest.raises(DataError) as e:
+            check_bulk_table(parse_config(raw, base_dir=str(CONFIGS)))
+        assert "bulk_inference.input" in str(e.value) and problem in str(e.value)
+
+
+def test_a_bulk_table_at_a_uri_is_fingerprinted_through_tensorflow_and_never_answered_by_the_shortcut(tmp_path):
+    import uuid
+
+    import tensorflow as tf
+
+    from sluice.pipeline import shortcut
+
+    table = f"ram://{uuid.uuid4().hex[:8]}/nightly.csv"
+    with tf.io.gfile.GFile(table, "w") as f:
+        f.write("fare,trip_miles\n1,2\n")
+    raw = yaml.safe_load((CONFIGS / "taxi_fare.yaml").read_text())
+    raw["bulk_inference"] = {"input": table}
+    assert shortcut.bulk_fingerprint(parse_config(raw, base_dir=str(CONFIGS))) is None
+
+    def fingerprint():
+        bulk = _node(_pipeline(tmp_path, bulk_inference={"input": table}), "BulkScore")
+        return json.loads(bulk.exec_properties["contract"])["input_fingerprint"]
+
+    before = fingerprint()
+    time.sleep(0.01)
+    with tf.io.gfile.GFile(table + ".tmp", "w") as f:
+        f.write("fare,trip_miles\n1,2\n3,4\n")
+    tf.io.gfile.rename(table + ".tmp", table, overwrite=True)
+    assert before and fingerprint() != before

@@ -76,6 +76,59 @@ def test_a_matching_folder_that_is_not_a_span_number_is_named_before_tfx_crashes
             str(tmp_path), [example_gen_pb2.Input.Split(name="single_split", pattern="{SPAN}/*.csv")])
 
 
+def _tfx_files(base, pattern, span):
+    """The files TFX's ExampleGen driver reads for ``span`` (pinned, as local runs pin it)."""
+    from tfx.components.example_gen import utils
+    from tfx.dsl.io import fileio
+    from tfx.proto import example_gen_pb2, range_config_pb2
+
+    split = example_gen_pb2.Input.Split(name="single_split", pattern=pattern)
+    pinned = range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
+        start_span_number=span, end_span_number=span))
+    _, found, _ = utils.calculate_splits_fingerprint_span_and_version(str(base), [split], pinned)
+    assert found == span
+    return sorted(fileio.glob(str(base / utils.get_pattern_for_span_version(pattern, True, False, False, span, None))))
+
+
+@pytest.mark.parametrize("pattern,names", [
+    ("{SPAN}/part-[0-9].csv", ["1/part-1.csv", "10/part-2.csv", "10/part-x.csv"]),  # a class in the pattern
+    ("{SPAN}/*.csv", ["1/a.csv", "2/a.csv", "2/.b.csv"]),  # a dot file: TFX lists it (a macOS ._ copy)
+    ("day-{SPAN:2}/*.csv", ["day-01/a.csv", "day-02/a.csv"]),
+])
+def test_the_files_checked_are_the_files_tfx_reads_for_the_pinned_span(tmp_path, pattern, names):
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(HEADER + "1,2\n")
+    source = resolve_data_source(tmp_path / pattern)
+    assert list(source.files) == _tfx_files(tmp_path, pattern, source.span)
+    assert sorted(__import__("glob").glob(source.location) + [f for f in source.files if "/." in f]) == \
+        sorted(source.files)
+
+
+@pytest.mark.parametrize("pattern,names,problem", [
+    ("{SPAN}/*.csv", ["01/a.csv", "02/a.csv"], "zero-padded"),  # TFX would look for 2/, which is not there
+    ("{SPAN:1}/*.csv", ["9/a.csv", "10/a.csv"], "not the span pattern"),  # wider than its width
+    ("{SPAN}/*.csv", ["202401151230/a.csv"], "int32"),  # a timestamp: beyond TFX's span numbers
+    ("{SPAN}/*.csv", ["1/a.csv", "\u00b2/a.csv"], "not a span number"),  # a superscript two is no ASCII digit
+    ("{SPAN}", ["1/a.csv"], "folder where"),  # one folder per span, without the files part
+    ("{SPAN}/*.csv", ["1/a.csv/x"], "folder where"),  # a directory named like a file
+])
+def test_layouts_tfx_would_stop_on_or_read_otherwise_are_one_screen(tmp_path, pattern, names, problem):
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(HEADER)
+    with pytest.raises(DataError) as e:
+        resolve_data_source(tmp_path / pattern)
+    assert problem in str(e.value)
+
+
+def test_a_folder_name_tfx_reads_as_regex_is_refused(tmp_path):
+    _span(tmp_path / "cost$", "1")
+    with pytest.raises(DataError) as e:
+        resolve_data_source(tmp_path / "cost$" / "{SPAN}" / "*.csv")
+    assert "regular-expression" in str(e.value)
+
+
 def test_no_span_at_all_is_one_screen(tmp_path):
     with pytest.raises(DataError) as e:
         resolve_data_source(tmp_path / "{SPAN}" / "*.csv")
@@ -121,34 +174,53 @@ def _examples(id_, span):
     return artifact
 
 
-def test_the_window_takes_the_newest_passed_spans_and_the_newest_ingestion_of_each():
+SOURCE = "/data/{SPAN}/*.csv"
+
+
+def _verdict_of(id_, examples_id, passed=1, source=SOURCE):
+    from sluice.components.data_gate import DataVerdict
+    from sluice.components.span_window import DATA_SOURCE, EXAMPLES_ID
+
+    v = DataVerdict()
+    v.id = id_
+    v.set_int_custom_property(EXAMPLES_ID, examples_id)
+    v.set_int_custom_property("passed", passed)
+    v.set_string_custom_property(DATA_SOURCE, source)
+    return v
+
+
+def test_the_window_takes_the_newest_passed_spans_each_as_its_newest_passed_verdict_names_it():
     from sluice.components.span_window import window
 
+    # span 3 failed the gate (no verdict); span 2 was ingested twice (a corrected file) and both passed
     ingested = [_examples(1, 1), _examples(2, 2), _examples(3, 3), _examples(4, 2), _examples(5, 4)]
-    # span 3 failed the gate; span 2 was ingested twice (a corrected file): both passed
-    passed = {1, 2, 4, 5}
-    assert [a.id for a in window(ingested, passed, 3)] == [5, 4, 1]
-    assert [a.id for a in window(ingested, passed, 1)] == [5]
-    assert [a.id for a in window(ingested, {3}, 3)] == [3]
-    assert window(ingested, set(), 3) == []
+    verdicts = [_verdict_of(11, 1), _verdict_of(12, 2), _verdict_of(14, 4), _verdict_of(15, 5)]
+    assert [a.id for a in window(ingested, verdicts, 3, SOURCE)] == [5, 4, 1]
+    assert [a.id for a in window(ingested, verdicts, 1, SOURCE)] == [5]
+    # rolled back: span 2's files are the first ones again; TFX's cache hands back Examples 2, which passes anew
+    rolled_back = verdicts + [_verdict_of(16, 2)]
+    assert [a.id for a in window(ingested, rolled_back, 3, SOURCE)] == [5, 2, 1]
+    # a verdict that did not pass, or of another data source, counts for nothing
+    others = [_verdict_of(11, 1), _verdict_of(13, 3, passed=0), _verdict_of(17, 5, source="/old/data.csv")]
+    assert [a.id for a in window(ingested, others, 3, SOURCE)] == [1]
+    assert window(ingested, [], 3, SOURCE) == []
+    # span 4's folder was deleted: retracted
+    assert [a.id for a in window(ingested, verdicts, 3, SOURCE, present=lambda span: span != 4)] == [4, 1]
 
 
-def test_the_window_resolver_needs_a_passed_verdict_naming_the_examples():
-    from sluice.components.data_gate import DataVerdict
-    from sluice.components.span_window import EXAMPLES_ID, PassedSpanWindow
+def test_the_window_resolver_reads_the_files_that_are_still_there(tmp_path):
+    from sluice.components.span_window import PassedSpanWindow, source_key
 
-    def verdict(examples_id, passed=1):
-        v = DataVerdict()
-        v.set_int_custom_property(EXAMPLES_ID, examples_id)
-        v.set_int_custom_property("passed", passed)
-        return v
-
-    resolved = PassedSpanWindow(num_spans=2).resolve_artifacts(None, {
-        "examples": [_examples(1, 1), _examples(2, 2), _examples(3, 3)],
-        "verdicts": [verdict(1), verdict(2), verdict(3, passed=0)]})
-    assert [a.id for a in resolved["examples"]] == [2, 1]
+    for span in ("01", "02"):
+        _span(tmp_path, span)
+    source = source_key(str(tmp_path), "{SPAN:2}/*.csv")
+    strategy = PassedSpanWindow(num_spans=3, input_base=str(tmp_path), pattern="{SPAN:2}/*.csv")
+    inputs = {"examples": [_examples(1, 1), _examples(2, 2), _examples(3, 3)],
+              "verdicts": [_verdict_of(11, 1, source=source), _verdict_of(12, 2, source=source),
+                           _verdict_of(13, 3, source=source)]}  # span 3 passed, then its folder was deleted
+    assert [a.id for a in strategy.resolve_artifacts(None, inputs)["examples"]] == [2, 1]
     with pytest.raises(ValueError):
-        PassedSpanWindow(num_spans=0)
+        PassedSpanWindow(num_spans=0, input_base=str(tmp_path), pattern="{SPAN}/*.csv")
 
 
 def test_a_string_span_property_is_read_as_tfx_reads_it():
@@ -201,7 +273,8 @@ def _graph(tmp_path, window, span=4):
 def test_the_model_side_reads_the_window_and_the_gate_the_new_span(tmp_path):
     cfg, nodes = _graph(tmp_path, window=3)
     window = nodes["SpanWindowResolver"]
-    assert window.exec_properties["source_uri"] == {"num_spans": 3}  # TFX's key for a resolver's config
+    assert window.exec_properties["source_uri"] == {"num_spans": 3, "input_base": str(tmp_path),  # TFX's key
+                                                    "pattern": "{SPAN}/*.csv"}  # for a resolver's config
     for node in ("Transform", "Evaluator", "ModelExport"):
         assert nodes[node].inputs["examples"] is window.outputs["examples"], node
     assert nodes["StatisticsGen"].inputs["examples"] is nodes["CsvExampleGen"].outputs["examples"]
@@ -210,6 +283,8 @@ def test_the_model_side_reads_the_window_and_the_gate_the_new_span(tmp_path):
     pinned = json.loads(nodes["CsvExampleGen"].exec_properties["range_config"])["static_range"]
     assert pinned == {"start_span_number": 4, "end_span_number": 4}  # the span the pre-flight checked
     assert cfg.gate_contract().spans is True
+    gate = json.loads(nodes["DataGate"].exec_properties["gate"])
+    assert gate["data_source"] == f"{tmp_path}/{{SPAN}}/*.csv"  # what a passed verdict names
     _, nodes = _graph(tmp_path / "one", window=1)
     assert "SpanWindowResolver" not in nodes
     assert nodes["Transform"].inputs["examples"] is nodes["CsvExampleGen"].outputs["examples"]
