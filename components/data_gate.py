@@ -269,6 +269,18 @@ def _cdf(buckets, x: float) -> float:
     return mass / total
 
 
+def _below(buckets, x: float) -> float:
+    """Fraction of the mass strictly below ``x`` (a bucket of one value at ``x`` does not count)."""
+    total = sum(c for _, _, c in buckets) or 1.0
+    mass = 0.0
+    for low, high, count in buckets:
+        if high < x:
+            mass += count
+        elif low < x:
+            mass += count * (x - low) / (high - low)
+    return mass / total
+
+
 def decile_jsd(baseline, current) -> float:
     """Jensen-Shannon divergence (base 2, in [0, 1]) of ``current`` against ``baseline``'s quantile buckets.
 
@@ -282,10 +294,13 @@ def decile_jsd(baseline, current) -> float:
     # outermost cells stay open, so values beyond the baseline's range (outliers, a small sample's extremes)
     # share the outer deciles. With fewer (a constant, a 0/1 flag, three values) that would leave one or two
     # cells, and 5 → 10 or a flag's 10 % → 90 % measured 0: every boundary is a cut there.
-    cuts = edges[1:-1] if len(edges) > 3 else edges
+    # There the lowest cell is split at the smallest boundary too (strictly below it vs at it), so 5 → 3
+    # shows as well as 5 → 10.
+    few = len(edges) <= 3
+    cuts = edges if few else edges[1:-1]
 
     def masses(buckets):
-        cdf = [0.0] + [_cdf(buckets, x) for x in cuts] + [1.0]
+        cdf = [0.0] + ([_below(buckets, edges[0])] if few else []) + [_cdf(buckets, x) for x in cuts] + [1.0]
         return [max(0.0, b - a) for a, b in zip(cdf, cdf[1:])]
 
     p, q = masses(baseline), masses(current)
@@ -550,7 +565,7 @@ class Executor(base_executor.BaseExecutor):
         if examples is not None:
             verdict_artifact.set_int_custom_property(EXAMPLES_ID, examples.id)
         verdict_artifact.set_string_custom_property(DATA_SOURCE, gate.data_source)
-        if previous_file:
+        if previous_file and gate.spans:  # what a re-run of this span compares with (``drift_baseline``)
             aio.copy_file(previous_file, aio.join(out_uri, PREVIOUS_STATS))
             verdict_artifact.set_int_custom_property(PREVIOUS_SPAN, previous_span)
 

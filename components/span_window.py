@@ -17,7 +17,8 @@ every ingested version of a span, and every span the pipeline ever ingested from
 
 A span whose re-ingestion failed the gate keeps its last passed data in the window (that failure has no
 verdict). The resolver runs after the DataGate (``create_pipeline`` wires it downstream), so this run's span,
-once it has passed, is in its own window.
+once it has passed, is in its own window if it is among the newest ``num_spans`` (a ``--span`` backfill of
+an older span is not: that run trains on the newest spans, and its record shows which).
 
 Local orchestrators only: TFX's Kubeflow V2 compiler compiles resolvers of ``LatestArtifactStrategy`` and
 ``LatestBlessedModelStrategy`` alone (``kubeflow/v2/step_builder.py``), so ``sluice compile`` refuses
@@ -55,15 +56,14 @@ def window(examples: List[types.Artifact], verdicts: List[types.Artifact], num_s
     """The window (see the module docstring), newest span first (the order of TFX's ``SpanRangeStrategy``).
     ``present(span)``: whether the span still has files in the data source."""
     by_id = {a.id: a for a in examples}
-    chosen: Dict[int, types.Artifact] = {}
+    chosen: Dict[int, Optional[types.Artifact]] = {}
     for verdict in sorted(verdicts, key=lambda v: v.id):  # newer verdicts overwrite older ones per span
         if (verdict.get_int_custom_property("passed") != 1 or not verdict.has_custom_property(EXAMPLES_ID)
-                or verdict.get_string_custom_property(DATA_SOURCE) != source):
+                or not verdict.has_custom_property(SPAN) or verdict.get_string_custom_property(DATA_SOURCE) != source):
             continue
-        artifact = by_id.get(verdict.get_int_custom_property(EXAMPLES_ID))
-        if artifact is not None:
-            chosen[span_of(artifact)] = artifact
-    spans = [span for span in sorted(chosen, reverse=True) if present(span)]
+        # None when the Examples it names is gone: the span is then left out, not served by older data
+        chosen[verdict.get_int_custom_property(SPAN)] = by_id.get(verdict.get_int_custom_property(EXAMPLES_ID))
+    spans = [span for span in sorted(chosen, reverse=True) if chosen[span] is not None and present(span)]
     return [chosen[span] for span in spans[:num_spans]]
 
 
@@ -97,3 +97,30 @@ class PassedSpanWindow(resolver.ResolverStrategy):
 def source_key(input_base: str, pattern: str) -> str:
     """How a verdict names its data source."""
     return f"{input_base.rstrip('/')}/{pattern}"
+
+
+def previous_span_verdict(verdicts: List[types.Artifact], source: str, span: int) -> List[types.Artifact]:
+    """The drift baseline of a run ingesting ``span``: the passed verdict of this data source with the largest
+    span below it (newest of that span); without one, the newest passed verdict of this span itself (a
+    re-run: the gate then uses the statistics that verdict was compared with), else none."""
+    own = [v for v in verdicts if v.get_int_custom_property("passed") == 1 and v.has_custom_property(SPAN)
+           and v.get_string_custom_property(DATA_SOURCE) == source]
+    below = [v for v in own if v.get_int_custom_property(SPAN) < span]
+    same = [v for v in own if v.get_int_custom_property(SPAN) == span]
+    pool = below or same
+    return [max(pool, key=lambda v: (v.get_int_custom_property(SPAN), v.id))] if pool else []
+
+
+class PreviousSpanVerdict(resolver.ResolverStrategy):
+    """``Resolver(strategy_class=PreviousSpanVerdict, config={"input_base", "pattern", "span"}, verdict=…)``:
+    the DataGate's drift baseline for data in spans, in local runs. TFX's ``LatestArtifactStrategy`` (used
+    otherwise, and on Kubeflow, whose compiler builds nothing else) takes the newest verdict by time: after
+    ``sluice run --span 2`` that is span 2, and the next span would be compared with it instead of with the
+    span before it."""
+
+    def __init__(self, input_base: str, pattern: str, span: int):
+        self._source, self._span = source_key(input_base, pattern), span
+
+    def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
+                          ) -> Optional[Dict[str, List[types.Artifact]]]:
+        return {"verdict": previous_span_verdict(input_dict.get("verdict", []), self._source, self._span)}

@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
                           "(otherwise that run's result is printed in a second; TFX's cache still applies)")
     run.add_argument("--json", action="store_true", help="print the final summary as one JSON object on stdout")
     run.add_argument("--span", type=int, help="data in spans: ingest this span instead of the newest (backfill "
-                                              "older spans oldest first, or re-ingest a corrected one)")
+                                              "older spans oldest first, or re-ingest a corrected one; the run "
+                                              "trains on the newest data.window spans that passed)")
 
     check = sub.add_parser("check", help="validate a config and its data/schema without running anything")
     check.add_argument("--config", required=True, help="pipeline config YAML")

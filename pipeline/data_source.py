@@ -127,7 +127,12 @@ def spans_at(base: str, pattern: str) -> Dict[int, List[str]]:
     folder where a file is expected, a span beyond int32, a character TFX reads as regex syntax."""
     glob_pattern, regex = span_regex(pattern)
     width = re.search(SPAN_SPEC, pattern).group("width")
-    odd = sorted(_TFX_REGEX & set(re.sub(SPAN_SPEC, "", os.path.join(base, pattern))))
+    classes = re.findall(r"\[[^\]]*\]", pattern)
+    if any(c.startswith("[!") or "*" in c or "?" in c for c in classes):
+        raise DataError("data.path", f"{pattern} has a character class TFX's span matching reads otherwise than a "
+                        "glob ([!…], or * or ? inside [ ]): CsvExampleGen would stop on it",
+                        "use plain classes such as [0-9], or * and ?")
+    odd = sorted(_TFX_REGEX & set(re.sub(SPAN_SPEC, "", os.path.join(str(Path(base).resolve()), pattern))))
     if odd:
         raise DataError("data.path", f"{os.path.join(base, pattern)} has {' '.join(odd)}, which TFX's span "
                         "matching reads as regular-expression syntax (CsvExampleGen would fail)",
@@ -152,6 +157,9 @@ def spans_at(base: str, pattern: str) -> Dict[int, List[str]]:
         if os.path.isdir(f):
             raise DataError(f, f"is a folder where {pattern} expects files",
                             f"end data.path with the files of a span, e.g. {pattern.rstrip('/')}/*.csv")
+        if not os.path.isfile(f):
+            raise DataError(f, "matches the span pattern but cannot be read (a broken link?)",
+                            "remove it or point it at the file")
         found.setdefault(int(token), []).append(f)
     return {span: sorted(files) for span, files in sorted(found.items())}
 

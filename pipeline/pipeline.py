@@ -166,9 +166,15 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"]
     )
+    if source.span is not None and isinstance(paths, OutputPaths):  # spans, locally: the span before this one
+        from sluice.components.span_window import PreviousSpanVerdict
+
+        baseline_strategy = dict(strategy_class=PreviousSpanVerdict, config={
+            "input_base": source.input_base, "pattern": source.pattern, "span": source.span})
+    else:
+        baseline_strategy = dict(strategy_class=tfx.dsl.experimental.LatestArtifactStrategy)
     last_passed_data = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-        verdict=tfx.dsl.Channel(type=DataVerdict),
+        **baseline_strategy, verdict=tfx.dsl.Channel(type=DataVerdict),
     ).with_id("LastPassedDataResolver")
     data_gate = DataGate(
         statistics=statistics_gen.outputs["statistics"],

@@ -194,11 +194,17 @@ def check_bulk_table(config: PipelineConfig) -> None:
     for path in table.files:
         with open(path, "rb") as f:
             first = f.readline()
+            rows = any(line.strip() for line in f)
         try:
             header = next(csv.reader([first.decode("utf-8-sig")]), [])
         except (UnicodeDecodeError, csv.Error) as e:
             raise DataError(f"bulk_inference.input {path}", f"the header row cannot be read ({e})",
                             "save the table as UTF-8 CSV with a header row")
+        repeated = sorted({c for c in header if header.count(c) > 1})
+        if repeated or not rows:
+            raise DataError(f"bulk_inference.input {path}", f"names {', '.join(repeated)} twice" if repeated else
+                            "has no data rows", "give every column its own name" if repeated else
+                            "check the export that writes the table")
         missing = [f.name for f in config.features if f.name not in header]
         if missing:
             raise DataError(f"bulk_inference.input {path}", f"has no column {', '.join(missing)} (the model's "

@@ -91,14 +91,17 @@ def run_key(config: PipelineConfig, data_files: Iterable[str], data_base: str = 
 def key_of(config: PipelineConfig) -> Optional[Dict[str, str]]:
     """``run_key`` of the config's data, or None when the data or schema cannot be read (the run's
     pre-flight then reports that with its fix; the shortcut never answers for it)."""
-    from sluice.pipeline.data_source import resolve_data_source
+    from sluice.pipeline.data_source import resolve_data_source, spans_at
     from sluice.pipeline.errors import SluiceError
 
     try:
         source = resolve_data_source(config.data_path)
         if bulk_fingerprint(config) is None:  # a bulk table at a URI: its change cannot be seen here
             return None
-        return run_key(config, source.files, source.input_base)
+        files = source.files
+        if config.data.window > 1:  # the window reads older spans too: a deleted one retracts it
+            files = tuple(f for span_files in spans_at(source.input_base, source.pattern).values() for f in span_files)
+        return run_key(config, files, source.input_base)
     except (SluiceError, OSError):
         return None
 

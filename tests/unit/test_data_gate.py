@@ -124,6 +124,8 @@ def test_decile_jsd_sees_a_shifted_constant_and_a_flipped_flag():
     import numpy as np
 
     assert decile_jsd(_deciles(np.full(1000, 5.0)), _deciles(np.full(1000, 10.0))) == pytest.approx(1.0)
+    assert decile_jsd(_deciles(np.full(1000, 5.0)), _deciles(np.full(1000, 3.0))) == pytest.approx(1.0)  # down too
+    assert decile_jsd(_deciles(np.array([0.0] * 500 + [1.0] * 500)), _deciles(np.full(1000, -1.0))) > 0.9
     assert decile_jsd(_deciles(np.full(1000, 5.0)), _deciles(np.full(1000, 5.0))) == pytest.approx(0.0, abs=1e-9)
     rare = np.array([0.0] * 900 + [1.0] * 100)  # a 0/1 flag set on 10 % of rows, then on 90 %
     assert decile_jsd(_deciles(rare), _deciles(1 - rare)) > 0.3

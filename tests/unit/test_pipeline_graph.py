@@ -82,9 +82,10 @@ def test_a_bulk_table_that_cannot_be_scored_stops_the_run_before_training(tmp_pa
     from sluice.pipeline.runner import check_bulk_table
 
     raw = yaml.safe_load((CONFIGS / "taxi_fare.yaml").read_text())
-    for table, problem in ((tmp_path / "missing.csv", "does not exist"), (tmp_path / "short.csv", "no column")):
-        if table.name == "short.csv":
-            table.write_text("trip_miles,fare\n1,2\n")
+    (tmp_path / "short.csv").write_text("trip_miles,fare\n1,2\n")
+    (tmp_path / "empty.csv").write_text("trip_miles,fare\n\n")
+    for table, problem in ((tmp_path / "missing.csv", "does not exist"), (tmp_path / "short.csv", "no column"),
+                           (tmp_path / "empty.csv", "no data rows")):
         raw["bulk_inference"] = {"input": str(table)}
         with pytest.raises(DataError) as e:
             check_bulk_table(parse_config(raw, base_dir=str(CONFIGS)))

@@ -122,6 +122,22 @@ def test_layouts_tfx_would_stop_on_or_read_otherwise_are_one_screen(tmp_path, pa
     assert problem in str(e.value)
 
 
+@pytest.mark.parametrize("pattern", ["{SPAN}/part-[!_]*.csv", "{SPAN}/part-[*a].csv"])
+def test_character_classes_tfx_reads_otherwise_are_refused(tmp_path, pattern):
+    _span(tmp_path, "3", file="part-a1.csv")
+    with pytest.raises(DataError) as e:
+        resolve_data_source(tmp_path / pattern)
+    assert "character class" in str(e.value)
+
+
+def test_a_broken_link_among_a_spans_files_is_one_screen(tmp_path):
+    _span(tmp_path, "1")
+    (tmp_path / "1" / "b.csv").symlink_to(tmp_path / "gone.csv")
+    with pytest.raises(DataError) as e:
+        resolve_data_source(tmp_path / "{SPAN}" / "*.csv")
+    assert "broken link" in str(e.value)
+
+
 def test_a_folder_name_tfx_reads_as_regex_is_refused(tmp_path):
     _span(tmp_path / "cost$", "1")
     with pytest.raises(DataError) as e:
@@ -177,13 +193,17 @@ def _examples(id_, span):
 SOURCE = "/data/{SPAN}/*.csv"
 
 
+SPAN_OF_EXAMPLES = {1: 1, 2: 2, 3: 3, 4: 2, 5: 4}  # the Examples ids of the window tests -> their span
+
+
 def _verdict_of(id_, examples_id, passed=1, source=SOURCE):
     from sluice.components.data_gate import DataVerdict
-    from sluice.components.span_window import DATA_SOURCE, EXAMPLES_ID
+    from sluice.components.span_window import DATA_SOURCE, EXAMPLES_ID, SPAN
 
     v = DataVerdict()
     v.id = id_
     v.set_int_custom_property(EXAMPLES_ID, examples_id)
+    v.set_int_custom_property(SPAN, SPAN_OF_EXAMPLES.get(examples_id, 0))
     v.set_int_custom_property("passed", passed)
     v.set_string_custom_property(DATA_SOURCE, source)
     return v
@@ -206,6 +226,8 @@ def test_the_window_takes_the_newest_passed_spans_each_as_its_newest_passed_verd
     assert window(ingested, [], 3, SOURCE) == []
     # span 4's folder was deleted: retracted
     assert [a.id for a in window(ingested, verdicts, 3, SOURCE, present=lambda span: span != 4)] == [4, 1]
+    # the Examples span 2's newest verdict names is gone: span 2 is left out, not served by its older data
+    assert [a.id for a in window([a for a in ingested if a.id != 4], verdicts, 3, SOURCE)] == [5, 1]
 
 
 def test_the_window_resolver_reads_the_files_that_are_still_there(tmp_path):
@@ -280,6 +302,8 @@ def test_the_model_side_reads_the_window_and_the_gate_the_new_span(tmp_path):
     assert nodes["StatisticsGen"].inputs["examples"] is nodes["CsvExampleGen"].outputs["examples"]
     assert nodes["DataGate"].inputs["examples"] is nodes["CsvExampleGen"].outputs["examples"]
     assert "DataGate" in {n.id for n in window.upstream_nodes}  # resolved once this span has passed
+    baseline = nodes["LastPassedDataResolver"].exec_properties
+    assert baseline["resolver_class"].__name__ == "PreviousSpanVerdict" and baseline["source_uri"]["span"] == 4
     pinned = json.loads(nodes["CsvExampleGen"].exec_properties["range_config"])["static_range"]
     assert pinned == {"start_span_number": 4, "end_span_number": 4}  # the span the pre-flight checked
     assert cfg.gate_contract().spans is True
@@ -331,3 +355,32 @@ def test_kubeflow_compiles_the_bulk_step_and_refuses_a_table_its_machines_cannot
     with pytest.raises(SluiceError) as e:
         compile_kubeflow(parse_config(raw, base_dir=str(CONFIGS)), "img:1", "gs://bucket/root", tmp_path / "q.json")
     assert "bulk_inference.input" in str(e.value) and not (tmp_path / "q.json").exists()
+
+
+def test_drift_after_a_backfill_is_against_the_span_before_not_the_newest_verdict():
+    from sluice.components.span_window import SPAN, previous_span_verdict
+
+    def verdict(id_, span, source=SOURCE, passed=1):
+        v = _verdict_of(id_, id_, passed=passed, source=source)
+        v.set_int_custom_property(SPAN, span)
+        return v
+
+    # spans 1..5 passed, then `--span 2` re-ran (verdict 16), and a one-off run elsewhere passed (17)
+    verdicts = [verdict(10 + s, s) for s in range(1, 6)] + [verdict(16, 2), verdict(17, 9, source="/tmp/x")]
+    assert [v.id for v in previous_span_verdict(verdicts, SOURCE, 6)] == [15]  # the next span: against 5
+    assert [v.id for v in previous_span_verdict(verdicts, SOURCE, 3)] == [16]  # span 3 again: against 2
+    assert [v.id for v in previous_span_verdict(verdicts, SOURCE, 1)] == [11]  # span 1: its own (a re-run)
+    assert previous_span_verdict(verdicts + [verdict(18, 0, passed=0)], SOURCE, 0) == []
+
+
+def test_with_a_window_deleting_an_older_span_is_no_no_op(tmp_path):
+    import shutil
+
+    from sluice.pipeline import shortcut
+
+    for span in ("1", "2", "3"):
+        _span(tmp_path / "data", span)
+    cfg = parse_config(_raw(path=str(tmp_path / "data" / "{SPAN}" / "*.csv"), window=3), base_dir=str(CONFIGS))
+    before = shortcut.key_of(cfg)
+    shutil.rmtree(tmp_path / "data" / "2")
+    assert before is not None and shortcut.key_of(cfg) != before
