@@ -129,6 +129,19 @@ class GateContract(Contract):
     data_source: str = ""
     """``<input_base>/<pattern>`` CsvExampleGen reads (set by the pipeline): a passed verdict names it, and the
     span window counts only this source's verdicts."""
+    span_ledger: str = ""
+    """A compiled pipeline with spans: the span ledger's folder (``span_ledger``), where a passed verdict is
+    recorded and the drift baseline (the previous span) is read, since Vertex's resolvers cannot find it."""
+
+
+class WindowContract(Contract):
+    """SpanWindow (compiled pipelines): the rolling window, read from the span ledger."""
+
+    num_spans: int = Field(ge=2)
+    ledger: str
+    data_source: str
+    """``<input_base>/<pattern>`` CsvExampleGen reads: whose spans the window holds; a span whose files are gone
+    from it leaves the window."""
 
 
 class EvaluationContract(Contract):

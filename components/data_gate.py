@@ -26,11 +26,11 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from sluice.components import artifact_io as aio, verdicts
+from sluice.components import artifact_io as aio, span_ledger, verdicts
 from sluice.components.contracts import GateContract
 from sluice.components.settings import ValidationConfig, class_number
 from sluice.components.schema_hints import schema_change
-from sluice.components.span_window import DATA_SOURCE, EXAMPLES_ID, SPAN, span_of
+from sluice.components.span_window import DATA_SOURCE, EXAMPLES_ID, SPAN, pick_previous, span_of
 
 VERDICT_FILE = verdicts.FILES["data"]
 REPORT_FILE = "data_report.html"
@@ -478,24 +478,49 @@ def compare_statistics(gate, compare, train, other, which: str, label: str):
             distance_findings(result, label) + found)
 
 
-def drift_baseline(gate: GateContract, span: int, baseline: Optional[types.Artifact]) -> Tuple[Optional[str], int]:
+@dataclass(frozen=True)
+class Baseline:
+    """A passed verdict the drift check may compare with: its folder, its span, and the span it was itself
+    compared with. From MLMD (``of_verdict``) or from the span ledger (``of_entry``)."""
+
+    uri: str
+    span: Optional[int]
+    previous_span: Optional[int]
+
+    @classmethod
+    def of_verdict(cls, verdict: types.Artifact) -> "Baseline":
+        def prop(name: str) -> Optional[int]:
+            return verdict.get_int_custom_property(name) if verdict.has_custom_property(name) else None
+        return cls(verdict.uri, prop(SPAN), prop(PREVIOUS_SPAN))
+
+    @classmethod
+    def of_entry(cls, entry: span_ledger.Entry) -> "Baseline":
+        return cls(entry.verdict, entry.span, entry.previous_span)
+
+
+def drift_baseline(gate: GateContract, span: int, baseline: Optional[Baseline]) -> Tuple[Optional[str], int]:
     """``(statistics file, its span)`` that this run's train split is compared with for drift, or ``(None, 0)``.
 
-    The baseline is the newest verdict that passed (``LastPassedDataResolver``). Without spans that is the last
-    passed run's data. With spans, drift is measured against the *previous span*: when the newest passed
-    verdict is of this very span (a re-run: another hyperparameter, a corrected file), the verdict's own
-    baseline, which it kept (``PREVIOUS_STATS``), is used instead of comparing the span with itself."""
+    The baseline is the newest verdict that passed (``LastPassedDataResolver``), or with spans the one of the
+    span before (``PreviousSpanVerdict`` locally, the span ledger when compiled). Without spans that is the
+    last passed run's data. With spans, when the baseline is of this very span (a re-run: another
+    hyperparameter, a corrected file), the verdict's own baseline, which it kept (``PREVIOUS_STATS``), is used
+    instead of comparing the span with itself."""
     if baseline is None:
         return None, 0
-    same_span = gate.spans and baseline.has_custom_property(SPAN) and baseline.get_int_custom_property(SPAN) == span
-    if not same_span:
+    if not (gate.spans and baseline.span == span):
         path = aio.join(baseline.uri, BASELINE_STATS)
-        return (path if fileio.exists(path) else None), (baseline.get_int_custom_property(SPAN)
-                                                         if baseline.has_custom_property(SPAN) else 0)
+        return (path if fileio.exists(path) else None), (baseline.span or 0)
     path = aio.join(baseline.uri, PREVIOUS_STATS)
-    if not fileio.exists(path):
+    if not fileio.exists(path) or baseline.previous_span is None:
         return None, 0
-    return path, baseline.get_int_custom_property(PREVIOUS_SPAN)
+    return path, baseline.previous_span
+
+
+def ledger_baseline(gate: GateContract, span: int) -> Optional[Baseline]:
+    """The drift baseline from the span ledger (compiled pipelines): the passed verdict of the span before."""
+    found = pick_previous(span_ledger.passed(span_ledger.entries(gate.span_ledger, gate.data_source)), span)
+    return Baseline.of_entry(found.data) if found else None
 
 
 def _execution_name(out_uri: str) -> str:
@@ -529,7 +554,12 @@ class Executor(base_executor.BaseExecutor):
         eval_ = _load_stats(stats_artifact, "eval")
         examples = (input_dict.get("examples") or [None])[0]
         span = span_of(examples) if examples is not None else 0
-        previous_file, previous_span = drift_baseline(gate, span, (input_dict.get("baseline") or [None])[0])
+        if gate.span_ledger:
+            baseline = ledger_baseline(gate, span)
+        else:
+            resolved = (input_dict.get("baseline") or [None])[0]
+            baseline = Baseline.of_verdict(resolved) if resolved is not None else None
+        previous_file, previous_span = drift_baseline(gate, span, baseline)
         previous = tfdv.load_stats_binary(previous_file) if previous_file else None
         findings += content_findings(gate, "train", train, previous) + content_findings(gate, "eval", eval_, previous)
         compare = comparator_schema(schema, gate)
@@ -568,6 +598,10 @@ class Executor(base_executor.BaseExecutor):
         if previous_file and gate.spans:  # what a re-run of this span compares with (``drift_baseline``)
             aio.copy_file(previous_file, aio.join(out_uri, PREVIOUS_STATS))
             verdict_artifact.set_int_custom_property(PREVIOUS_SPAN, previous_span)
+        if gate.span_ledger and examples is not None:  # last: a recorded verdict has its statistics in place
+            span_ledger.record(gate.span_ledger, span_ledger.Entry(
+                span=span, examples=examples.uri, verdict=out_uri, data_source=gate.data_source, written_ns=0,
+                previous_span=previous_span if previous_file else None))
 
 
 class DataGateSpec(types.ComponentSpec):

@@ -20,14 +20,17 @@ verdict). The resolver runs after the DataGate (``create_pipeline`` wires it dow
 once it has passed, is in its own window if it is among the newest ``num_spans`` (a ``--span`` backfill of
 an older span is not: that run trains on the newest spans, and its record shows which).
 
-Local orchestrators only: TFX's Kubeflow V2 compiler compiles resolvers of ``LatestArtifactStrategy`` and
-``LatestBlessedModelStrategy`` alone (``kubeflow/v2/step_builder.py``), so ``sluice compile`` refuses
-``data.window > 1`` with that reason.
+The rule itself (``pick_window``, ``pick_previous``) works on ``PassedSpan`` records, so the same rule serves
+two sources of passed verdicts: MLMD, through the resolvers below (local runs), and the span ledger in the
+pipeline root (``span_ledger``, read by the ``SpanWindow`` step of a compiled pipeline): TFX's Kubeflow V2
+compiler compiles resolvers of ``LatestArtifactStrategy`` and ``LatestBlessedModelStrategy`` alone
+(``kubeflow/v2/step_builder.py``) and Vertex's resolver returns one artifact.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from tfx import types
 from tfx.dsl.components.common import resolver
@@ -51,29 +54,75 @@ DATA_SOURCE = "data_source"
 """Custom property of a passed ``DataVerdict``: ``<input_base>/<pattern>`` of the data it passed."""
 
 
+@dataclass(frozen=True)
+class PassedSpan:
+    """One passed verdict of this data source, wherever it was read from (MLMD or the span ledger)."""
+
+    span: int
+    order: Tuple[Any, ...]
+    """Newer verdicts sort higher: the MLMD id, or the ledger entry's write time and name."""
+    data: Any
+    """What the window returns for the span (an Examples artifact, a ledger entry); None when it is gone."""
+
+
+def newest_per_span(passed: Iterable[PassedSpan]) -> Dict[int, PassedSpan]:
+    """Per span, its newest passed verdict: a corrected file that passed replaces the wrong one, and a
+    roll-back to older files (a newer verdict naming older Examples) is followed too."""
+    chosen: Dict[int, PassedSpan] = {}
+    for record in sorted(passed, key=lambda r: r.order):
+        chosen[record.span] = record
+    return chosen
+
+
+def pick_window(passed: Iterable[PassedSpan], num_spans: int,
+                present: Callable[[PassedSpan], bool] = lambda record: True) -> List[Any]:
+    """The window's data, newest span first (the order of TFX's ``SpanRangeStrategy``): per span the newest
+    passed verdict, spans whose data is gone (``data`` None, or ``present`` false: the files were deleted) left
+    out, then the newest ``num_spans``. ``present`` is asked only until the window is full (each call may list
+    a bucket)."""
+    chosen = newest_per_span(passed)
+    out: List[Any] = []
+    for span in sorted(chosen, reverse=True):
+        if len(out) == num_spans:
+            break
+        if chosen[span].data is not None and present(chosen[span]):
+            out.append(chosen[span].data)
+    return out
+
+
+def pick_previous(passed: Iterable[PassedSpan], span: int) -> Optional[PassedSpan]:
+    """The drift baseline of a run ingesting ``span``: the newest passed verdict of the largest span below it;
+    without one, the newest of this span itself (a re-run: the gate then uses the statistics that verdict was
+    compared with), else None."""
+    records = list(passed)
+    pool = [r for r in records if r.span < span] or [r for r in records if r.span == span]
+    return max(pool, key=lambda r: (r.span, r.order)) if pool else None
+
+
+def _passed_verdicts(verdicts: List[types.Artifact], source: str) -> List[types.Artifact]:
+    return [v for v in verdicts if v.get_int_custom_property("passed") == 1 and v.has_custom_property(SPAN)
+            and v.get_string_custom_property(DATA_SOURCE) == source]
+
+
 def window(examples: List[types.Artifact], verdicts: List[types.Artifact], num_spans: int, source: str,
            present: Callable[[int], bool] = lambda span: True) -> List[types.Artifact]:
-    """The window (see the module docstring), newest span first (the order of TFX's ``SpanRangeStrategy``).
-    ``present(span)``: whether the span still has files in the data source."""
+    """The window from MLMD's artifacts (see the module docstring), newest span first. ``present(span)``:
+    whether the span still has files in the data source."""
     by_id = {a.id: a for a in examples}
-    chosen: Dict[int, Optional[types.Artifact]] = {}
-    for verdict in sorted(verdicts, key=lambda v: v.id):  # newer verdicts overwrite older ones per span
-        if (verdict.get_int_custom_property("passed") != 1 or not verdict.has_custom_property(EXAMPLES_ID)
-                or not verdict.has_custom_property(SPAN) or verdict.get_string_custom_property(DATA_SOURCE) != source):
-            continue
-        # None when the Examples it names is gone: the span is then left out, not served by older data
-        chosen[verdict.get_int_custom_property(SPAN)] = by_id.get(verdict.get_int_custom_property(EXAMPLES_ID))
-    spans = [span for span in sorted(chosen, reverse=True) if chosen[span] is not None and present(span)]
-    return [chosen[span] for span in spans[:num_spans]]
+    passed = [PassedSpan(v.get_int_custom_property(SPAN), (v.id,),
+                         # None when the Examples it names is gone: the span is then left out, not served older data
+                         by_id.get(v.get_int_custom_property(EXAMPLES_ID)))
+              for v in _passed_verdicts(verdicts, source) if v.has_custom_property(EXAMPLES_ID)]
+    return pick_window(passed, num_spans, lambda record: present(record.span))
 
 
-def span_present(input_base: str, pattern: str, span: int) -> bool:
-    """Whether ``span`` still has files under the data source (TFX's own pattern filling, ``{SPAN:w}`` too)."""
+def span_present(location: str, span: int) -> bool:
+    """Whether ``span`` still has files at ``location`` (``<input_base>/<pattern>``, ``source_key``): TFX's own
+    pattern filling, ``{SPAN:w}`` too."""
     from tfx.components.example_gen import utils
     from tfx.dsl.io import fileio
 
-    filled = utils.get_pattern_for_span_version(pattern, True, False, False, span, None)
-    return bool(fileio.glob(f"{input_base.rstrip('/')}/{filled}"))
+    return bool(fileio.glob(utils.get_pattern_for_span_version(location, True, False, False, span, None)))
 
 
 class PassedSpanWindow(resolver.ResolverStrategy):
@@ -87,9 +136,9 @@ class PassedSpanWindow(resolver.ResolverStrategy):
 
     def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
                           ) -> Optional[Dict[str, List[types.Artifact]]]:
-        chosen = window(input_dict.get("examples", []), input_dict.get("verdicts", []), self._num_spans,
-                        source_key(self._base, self._pattern),
-                        lambda span: span_present(self._base, self._pattern, span))
+        source = source_key(self._base, self._pattern)
+        chosen = window(input_dict.get("examples", []), input_dict.get("verdicts", []), self._num_spans, source,
+                        lambda span: span_present(source, span))
         # A resolver answers for every input key; only ``examples`` is read downstream.
         return {"examples": chosen, "verdicts": list(input_dict.get("verdicts", []))} if chosen else None
 
@@ -100,15 +149,10 @@ def source_key(input_base: str, pattern: str) -> str:
 
 
 def previous_span_verdict(verdicts: List[types.Artifact], source: str, span: int) -> List[types.Artifact]:
-    """The drift baseline of a run ingesting ``span``: the passed verdict of this data source with the largest
-    span below it (newest of that span); without one, the newest passed verdict of this span itself (a
-    re-run: the gate then uses the statistics that verdict was compared with), else none."""
-    own = [v for v in verdicts if v.get_int_custom_property("passed") == 1 and v.has_custom_property(SPAN)
-           and v.get_string_custom_property(DATA_SOURCE) == source]
-    below = [v for v in own if v.get_int_custom_property(SPAN) < span]
-    same = [v for v in own if v.get_int_custom_property(SPAN) == span]
-    pool = below or same
-    return [max(pool, key=lambda v: (v.get_int_custom_property(SPAN), v.id))] if pool else []
+    """The drift baseline from MLMD's verdicts (``pick_previous``), as a resolver answers: a list."""
+    found = pick_previous([PassedSpan(v.get_int_custom_property(SPAN), (v.id,), v)
+                           for v in _passed_verdicts(verdicts, source)], span)
+    return [found.data] if found else []
 
 
 class PreviousSpanVerdict(resolver.ResolverStrategy):

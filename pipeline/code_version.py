@@ -30,6 +30,7 @@ _DOTTED = re.compile(r"^sluice(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 # Each component node's entry point(s). Everything they reach is found by ``closure``.
 COMPONENT_CODE: Dict[str, Tuple[str, ...]] = {
     "DataGate": ("sluice.components.data_gate",),
+    "SpanWindow": ("sluice.components.span_window_step",),
     "Transform": ("sluice.components.transform",),
     "Tuner": ("sluice.components.trainer.tuning",),
     "Trainer": ("sluice.components.trainer.run_fn",),

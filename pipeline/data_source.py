@@ -184,10 +184,8 @@ def resolve_data_source(path: Path, span: Optional[int] = None) -> DataSource:
         raise DataError("--span", f"data.path {text} has no {{SPAN}} in it", "use a span pattern such as "
                         "data/{SPAN}/*.csv, or leave --span out")
     if any(c in _GLOB_CHARS for c in text):
-        parts = Path(text).parts
-        first = next(i for i, p in enumerate(parts) if any(c in _GLOB_CHARS for c in p))
-        base = Path(*parts[:first]) if first else Path(".")
-        pattern = str(Path(*parts[first:]))
+        head, pattern = split_location(text)
+        base = Path(head)
     elif path.is_dir():
         base, pattern = path, "*.csv"
     elif path.is_file():

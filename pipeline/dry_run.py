@@ -232,11 +232,20 @@ def localize(body: Dict[str, Any], root: Path, data_dir: Optional[str], data_pat
                           "does not copy it there", "add it to a COPY line, or give it as a gs:// URI")
     if data_dir:
         params = kfp_spec.tasks(local)["CsvExampleGen"]["inputs"]["parameters"]
+        compiled_base = params["input_base"]["runtimeValue"]["constantValue"]["stringValue"]
         params["input_base"]["runtimeValue"]["constantValue"] = {"stringValue": data_dir}
         config = json.loads(params["input_config"]["runtimeValue"]["constantValue"]["stringValue"])
+        compiled_source = f"{compiled_base.rstrip('/')}/{config['splits'][0]['pattern']}"
         for split in config["splits"]:
             split["pattern"] = data_pattern
         params["input_config"]["runtimeValue"]["constantValue"] = {"stringValue": json.dumps(config, indent=2)}
+        # Steps that name the data source (the DataGate's verdicts, the span window) name the local data too.
+        local_source = f"{data_dir.rstrip('/')}/{data_pattern}"
+        for task in kfp_spec.tasks(local).values():
+            for param in task.get("inputs", {}).get("parameters", {}).values():
+                value = param.get("runtimeValue", {}).get("constantValue", {})
+                if isinstance(value.get("stringValue"), str):
+                    value["stringValue"] = value["stringValue"].replace(compiled_source, local_source)
     for name, task in kfp_spec.tasks(local).items():
         for key, param in task.get("inputs", {}).get("parameters", {}).items():
             if "runtimeValue" not in param:
@@ -457,7 +466,11 @@ def run_record(result: DryRunResult, pipeline: str):
                         record.pushed_version = str(meta.get("pushed_version"))
                 elif kind == "Model":
                     record.model_uri = artifact["uri"]
+                elif kind == "Examples" and meta.get("window_spans"):  # the SpanWindow step's
+                    record.window = [int(span) for span in str(meta["window_spans"]).split(",")]
                 elif kind == "Examples" and meta.get("input_fingerprint"):
                     record.data_fingerprint = data_fingerprint(meta["input_fingerprint"])
+                    if meta.get("span") is not None:
+                        record.span = int(meta["span"])
     record.seconds = sum(t.seconds for t in result.tasks)
     return record

@@ -291,13 +291,6 @@ def compile_kubeflow(config: PipelineConfig, image: str, pipeline_root: str, out
     if serving_base is not None and not remote(serving_base):
         raise SluiceError("--serving-dir", f"{serving_base} is not a remote URI", "pass gs://BUCKET/serving, or "
                           "leave it out for <pipeline-root>/serving")
-    if config.data.window > 1:
-        raise ConfigError("data.window", f"window: {config.data.window} cannot be compiled for Kubeflow: TFX's "
-                          "Kubeflow V2 compiler builds resolvers only for the latest artifact and the latest blessed "
-                          "model (tfx/orchestration/kubeflow/v2/step_builder.py), and Vertex AI's resolver returns "
-                          "one artifact, so no window of spans can be resolved there",
-                          "compile with data.window: 1 (each run trains on the newest span, which the compiled "
-                          "pipeline ingests) or run the window with `sluice run`")
     data_uri = data_location(config, data)
     bulk = bulk_location(config)
     if bulk is not None:

@@ -7,17 +7,20 @@ same graph runs locally and in a Kubeflow image) and every value from the valida
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from sluice.pipeline.code_version import component_code_version, user_code_version
-from sluice.pipeline.config import PipelineConfig
+from sluice.pipeline.config import SPAN_SPEC, PipelineConfig
 from sluice.pipeline.data_source import DataSource
 
 PREPROCESSING_FN = "sluice.components.transform.preprocessing_fn"
 RUN_FN = "sluice.components.trainer.run_fn.run_fn"
 TUNER_FN = "sluice.components.trainer.tuning.tuner_fn"
+SPAN_LEDGER = "_span_ledger"
+"""The span ledger's folder under the pipeline root (compiled pipelines with spans)."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,12 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"]
     )
-    if source.span is not None and isinstance(paths, OutputPaths):  # spans, locally: the span before this one
+    local = isinstance(paths, OutputPaths)
+    spans = source.span is not None or re.search(SPAN_SPEC, source.pattern) is not None
+    # A compiled pipeline with spans keeps its passed verdicts in a ledger under the pipeline root: Vertex's
+    # resolvers can find neither the previous span (drift) nor the window (components/span_ledger.py).
+    ledger = f"{pipeline_root}/{SPAN_LEDGER}" if spans and not local else ""
+    if spans and local:  # the span before this one, from MLMD
         from sluice.components.span_window import PreviousSpanVerdict
 
         baseline_strategy = dict(strategy_class=PreviousSpanVerdict, config={
@@ -180,18 +188,27 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"],
         anomalies=example_validator.outputs["anomalies"],
         schema=schema_importer.outputs["schema"],
-        baseline=last_passed_data.outputs["verdict"],
-        # Local runs name their data source on each passed verdict (the span window counts only its own);
-        # a compiled pipeline has no window (see the compile), so its gate names none.
-        gate=contract("DataGate", config.gate_contract().model_copy(update={"data_source": source_key(
-            source.input_base, source.pattern) if isinstance(paths, OutputPaths) else ""})).to_json(),
+        baseline=None if ledger else last_passed_data.outputs["verdict"],  # with a ledger, the gate reads that
+        # A passed verdict names its data source: the span window counts only its own.
+        gate=contract("DataGate", config.gate_contract().model_copy(update={
+            "data_source": source_key(source.input_base, source.pattern), "spans": spans,
+            "span_ledger": ledger})).to_json(),
         report_root=f"{pipeline_root}/_data_reports",
         examples=example_gen.outputs["examples"],
     )
     # What the model side reads: this run's span, or the rolling window of spans that passed the gate.
     span_window = None
     model_examples = example_gen.outputs["examples"]
-    if config.data.window > 1:
+    if config.data.window > 1 and not local:  # compiled: the window from the ledger, as one Examples artifact
+        from sluice.components.contracts import WindowContract
+        from sluice.components.span_window_step import SpanWindow
+
+        span_window = SpanWindow(examples=example_gen.outputs["examples"], verdict=data_gate.outputs["verdict"],
+                                 contract=contract("SpanWindow", WindowContract(
+                                     num_spans=config.data.window, ledger=ledger,
+                                     data_source=source_key(source.input_base, source.pattern))).to_json())
+        model_examples = span_window.outputs["window"]
+    elif config.data.window > 1:
         from sluice.components.span_window import PassedSpanWindow
 
         span_window = tfx.dsl.Resolver(
@@ -287,7 +304,7 @@ def create_pipeline(
         from sluice.components.bulk_score import BulkScore
 
         bulk = config.bulk_contract()
-        if isinstance(paths, OutputPaths):  # a local run: the table's content joins the cache key
+        if local:  # a local run: the table's content joins the cache key
             from sluice.pipeline.shortcut import bulk_fingerprint
 
             fingerprint = bulk_fingerprint(config)
@@ -302,7 +319,6 @@ def create_pipeline(
         schema_importer,
         inferred_schema,
         example_validator,
-        last_passed_data,
         data_gate,
         transform,
         trainer,
@@ -314,6 +330,8 @@ def create_pipeline(
     ]
     if bulk_score is not None:
         components.append(bulk_score)
+    if not ledger:
+        components.insert(components.index(data_gate), last_passed_data)
     if span_window is not None:
         components.insert(components.index(transform), span_window)
     if analyzer_cache is not None:

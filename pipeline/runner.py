@@ -185,7 +185,8 @@ def check_bulk_table(config: PipelineConfig) -> None:
     would train and push, and only then find it cannot score (a table at a URI is checked by BulkScore)."""
     if config.bulk_inference is None or is_uri(config.bulk_inference.input):
         return
-    import csv
+    from sluice.serving.batch import parse_header
+    from sluice.serving.errors import SettingError
 
     try:
         table = resolve_data_source(Path(config.bulk_contract().bulk.input))
@@ -195,16 +196,12 @@ def check_bulk_table(config: PipelineConfig) -> None:
         with open(path, "rb") as f:
             first = f.readline()
             rows = any(line.strip() for line in f)
-        try:
-            header = next(csv.reader([first.decode("utf-8-sig")]), [])
-        except (UnicodeDecodeError, csv.Error) as e:
-            raise DataError(f"bulk_inference.input {path}", f"the header row cannot be read ({e})",
-                            "save the table as UTF-8 CSV with a header row")
-        repeated = sorted({c for c in header if header.count(c) > 1})
-        if repeated or not rows:
-            raise DataError(f"bulk_inference.input {path}", f"names {', '.join(repeated)} twice" if repeated else
-                            "has no data rows", "give every column its own name" if repeated else
-                            "check the export that writes the table")
+        try:  # the rules sluice predict / BulkScore apply
+            header = parse_header(first, path)
+        except SettingError as e:
+            raise DataError(f"bulk_inference.input {path}", e.problem, e.fix)
+        if not rows:
+            raise DataError(f"bulk_inference.input {path}", "has no data rows", "check the export that writes the table")
         missing = [f.name for f in config.features if f.name not in header]
         if missing:
             raise DataError(f"bulk_inference.input {path}", f"has no column {', '.join(missing)} (the model's "

@@ -75,10 +75,12 @@ def bulk_fingerprint(config: PipelineConfig) -> Optional[str]:
     return data_fingerprint(source.files, source.input_base)
 
 
-def run_key(config: PipelineConfig, data_files: Iterable[str], data_base: str = "") -> Dict[str, str]:
-    """What a run's result depends on, each part hashed (kept apart so a mismatch can be explained)."""
+def run_key(config: PipelineConfig, data_files: Iterable[str], data_base: str = "",
+            bulk: Optional[str] = None) -> Dict[str, str]:
+    """What a run's result depends on, each part hashed (kept apart so a mismatch can be explained).
+    ``bulk``: the bulk table's ``bulk_fingerprint`` when the caller has it (a table is hashed once)."""
     return {
-        "bulk": bulk_fingerprint(config) or "",
+        "bulk": (bulk_fingerprint(config) if bulk is None else bulk) or "",
         "config": config.fingerprint(),
         "schema": file_digest(str(config.schema_file))[:16],
         "data": data_fingerprint(data_files, data_base),
@@ -96,12 +98,13 @@ def key_of(config: PipelineConfig) -> Optional[Dict[str, str]]:
 
     try:
         source = resolve_data_source(config.data_path)
-        if bulk_fingerprint(config) is None:  # a bulk table at a URI: its change cannot be seen here
+        bulk = bulk_fingerprint(config)
+        if bulk is None:  # a bulk table at a URI: its change cannot be seen here
             return None
         files = source.files
         if config.data.window > 1:  # the window reads older spans too: a deleted one retracts it
             files = tuple(f for span_files in spans_at(source.input_base, source.pattern).values() for f in span_files)
-        return run_key(config, files, source.input_base)
+        return run_key(config, files, source.input_base, bulk)
     except (SluiceError, OSError):
         return None
 

@@ -109,18 +109,26 @@ def input_files(spec: str) -> List[str]:
 
 
 def read_header(path: str) -> List[str]:
+    """The column names of a CSV file at ``path`` (local or any TensorFlow filesystem)."""
     import tensorflow as tf
 
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
             first = f.readline()
+    except tf.errors.OpError as e:
+        raise SettingError(f"--input {path}", f"cannot read the file: {e.message}", "check the path and its access")
+    return parse_header(first, path)
+
+
+def parse_header(first: bytes, path: str) -> List[str]:
+    """The column names in a CSV file's first line (a UTF-8 BOM dropped); ``SettingError`` for a line that is
+    not UTF-8 CSV, an empty one, or a name given twice. No TensorFlow: the run's pre-flight uses it too."""
+    try:
         header = next(csv.reader([first.decode("utf-8").lstrip("\ufeff")]), None)
     except UnicodeDecodeError:
         raise SettingError(f"--input {path}", "the header row is not UTF-8 text", "save the file as UTF-8 CSV")
     except csv.Error as e:
         raise SettingError(f"--input {path}", f"the header row cannot be read as CSV ({e})", "fix the first line")
-    except tf.errors.OpError as e:
-        raise SettingError(f"--input {path}", f"cannot read the file: {e.message}", "check the path and its access")
     if not header:
         raise SettingError(f"--input {path}", "the file is empty or has no header row",
                            "give CSV files whose first line names the columns")

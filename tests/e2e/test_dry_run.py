@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import WINE_DATA, WINE_SCHEMA, config_variant, run_cli
+import yaml
+
+from tests.helpers import DATA, WINE_DATA, WINE_SCHEMA, config_variant, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -131,3 +133,62 @@ def test_multiclass_dry_run_blesses_and_pushes_with_class_names(tmp_path_factory
     assert set(summary["per_class"]) == {"class_0", "class_1", "class_2"}
     model = tf.saved_model.load(summary["saved_model_path"])
     assert set(model.signatures["serving_raw"].structured_outputs) == {"outputs", "classes"}
+
+
+def _records(folder: Path) -> int:
+    import tensorflow as tf
+
+    files = sorted(str(p) for p in folder.iterdir())
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+
+
+def test_spans_on_kubeflow_the_window_and_the_drift_baseline_come_from_the_ledger(tmp_path):
+    """data.window: 2 compiled for Vertex: span 1, then span 2 (other rows of the same data). The second run's DataGate
+    compares with span 1 (from the span ledger, not a resolver), its SpanWindow step holds both spans, and
+    Transform reads that window: its train split has the rows of both spans' train splits."""
+    lines = DATA.read_text().splitlines(keepends=True)
+
+    def span(number: int, rows) -> None:
+        folder = tmp_path / "spans" / str(number)
+        folder.mkdir(parents=True)
+        (folder / "part.csv").write_text(lines[0] + "".join(rows))
+
+    pattern = tmp_path / "spans" / "{SPAN}" / "*.csv"
+    cfg = config_variant("taxi_fare", tmp_path, pattern, tflite=False, train_steps=150)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["data"]["window"] = 2
+    cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
+    directory = tmp_path / "dry"
+
+    def dry_run():
+        before = set((directory / "reports").glob("*/summary.json"))
+        proc = run_cli("compile", "--config", str(cfg), "--image", "europe-docker.pkg.dev/p/sluice/pipeline:1",
+                       "--pipeline-root", ROOT_URI, "--data", "gs://bucket/data/{SPAN}/*.csv",
+                       "--output", str(tmp_path / "p.json"), "--dry-run", str(directory),
+                       "--dry-run-data", str(pattern), timeout=1500)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        [new] = sorted(set((directory / "reports").glob("*/summary.json")) - before)
+        return json.loads(new.read_text())
+
+    span(1, lines[1::2][:2000])  # interleaved rows: the file is ordered, and its halves would drift
+    first = dry_run()
+    span(2, lines[2::2][:2000])
+    second = dry_run()
+    assert (first["details"]["data_verdict"]["span"], first["details"]["data_verdict"]["drift_baseline_span"]) == (1, None)
+    assert (second["details"]["data_verdict"]["span"], second["details"]["data_verdict"]["drift_baseline_span"]) == (2, 1)
+    assert [d for d in second["details"]["data_verdict"]["distances"] if d["comparison"] == "drift"]
+    assert (first["details"]["spans"], second["details"]["spans"]) == ("1", "2 (window 2,1)")  # the run page's
+
+    store = json.loads((directory / "metadata.json").read_text())
+    windows = [a for a in store if a["metadata"].get("window_spans")]
+    assert [w["metadata"]["window_spans"] for w in windows] == ["1", "2,1"]
+    ingested = [a for a in store if a["name"].endswith("-CsvExampleGen-examples")]
+    assert len(ingested) == 2
+    window = Path(windows[1]["uri"])
+    assert sorted(p.name.split("-")[1] for p in (window / "Split-train").iterdir()) == ["1", "2"]
+    both = sum(_records(Path(a["uri"]) / "Split-train") for a in ingested)
+    assert _records(window / "Split-train") == both
+    [transformed] = [a for a in store if a["name"].endswith("-Transform-transformed_examples")][1:]
+    assert _records(Path(transformed["uri"]) / "Split-train") == both  # Transform read the window
+    ledger = list((directory / "pipeline_root" / "_span_ledger").glob("*/span-*/*.json"))
+    assert sorted(p.parent.name for p in ledger) == ["span-1", "span-2"]

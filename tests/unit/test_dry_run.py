@@ -215,3 +215,28 @@ def test_import_sluice_stays_free_of_tensorflow():
 
     code = "import sys, sluice, sluice.pipeline.cli; print('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_localize_names_the_local_data_wherever_the_compiled_data_source_is_named(tmp_path):
+    """The gate's verdicts and the span window name the data source: with --dry-run-data they name that, and
+    no step is left reading the compiled gs:// data."""
+    from sluice.pipeline.config import parse_config
+    from sluice.pipeline.kubeflow import compile_kubeflow
+
+    raw = yaml.safe_load((CONFIGS / "taxi_fare.yaml").read_text())
+    raw["data"].update(path="gs://bucket/taxi/{SPAN}/*.csv", window=2)
+    out = compile_kubeflow(parse_config(raw, base_dir=str(CONFIGS)), "img:1", ROOT_URI, tmp_path / "p.json")
+    body = json.loads(out.read_text())
+    with pytest.raises(SluiceError) as e:  # without local data the gate's data source is unreachable
+        dry_run.localize(body, tmp_path / "root", None, None)
+    assert "--dry-run-data" in str(e.value)
+    local = dry_run.localize(body, tmp_path / "root", "/data/spans", "{SPAN}/*.csv")
+    tasks = kfp_spec.tasks(local)
+
+    def param(task, key):
+        return json.loads(tasks[task]["inputs"]["parameters"][key]["runtimeValue"]["constantValue"]["stringValue"])
+
+    assert param("DataGate", "gate")["data_source"] == "/data/spans/{SPAN}/*.csv"
+    assert param("DataGate", "gate")["span_ledger"] == f"{tmp_path / 'root'}/_span_ledger"
+    assert param("SpanWindow", "contract")["data_source"] == "/data/spans/{SPAN}/*.csv"
+    assert "gs://bucket/taxi" not in json.dumps(local)

@@ -12,7 +12,7 @@ import yaml
 from sluice.pipeline.config import parse_config
 from sluice.pipeline.data_source import DataSource
 from sluice.pipeline.pipeline import OutputPaths, create_pipeline
-from tests.helpers import CONFIGS
+from tests.helpers import CONFIGS, DATA
 
 
 def _pipeline(tmp_path, **sections):
@@ -84,12 +84,19 @@ def test_a_bulk_table_that_cannot_be_scored_stops_the_run_before_training(tmp_pa
     raw = yaml.safe_load((CONFIGS / "taxi_fare.yaml").read_text())
     (tmp_path / "short.csv").write_text("trip_miles,fare\n1,2\n")
     (tmp_path / "empty.csv").write_text("trip_miles,fare\n\n")
+    (tmp_path / "twice.csv").write_text("trip_miles,fare,fare\n1,2,3\n")
+    (tmp_path / "latin.csv").write_bytes("trip_miles,fär\n1,2\n".encode("latin-1"))
     for table, problem in ((tmp_path / "missing.csv", "does not exist"), (tmp_path / "short.csv", "no column"),
-                           (tmp_path / "empty.csv", "no data rows")):
+                           (tmp_path / "empty.csv", "no data rows"), (tmp_path / "twice.csv", "'fare' twice"),
+                           (tmp_path / "latin.csv", "not UTF-8")):
         raw["bulk_inference"] = {"input": str(table)}
         with pytest.raises(DataError) as e:
             check_bulk_table(parse_config(raw, base_dir=str(CONFIGS)))
         assert "bulk_inference.input" in str(e.value) and problem in str(e.value)
+    lines = DATA.read_text().splitlines(keepends=True)
+    (tmp_path / "bom.csv").write_text("\ufeff" + lines[0] + lines[1], encoding="utf-8")  # Excel's UTF-8 CSV
+    raw["bulk_inference"] = {"input": str(tmp_path / "bom.csv")}
+    check_bulk_table(parse_config(raw, base_dir=str(CONFIGS)))  # the same rules sluice predict applies
 
 
 def test_a_bulk_table_at_a_uri_is_fingerprinted_through_tensorflow_and_never_answered_by_the_shortcut(tmp_path):

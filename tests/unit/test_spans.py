@@ -270,7 +270,11 @@ def _verdict(tmp_path, name, span, previous_span=None):
 
 
 def test_drift_is_measured_against_the_previous_span_even_on_a_re_run(tmp_path):
-    from sluice.components.data_gate import BASELINE_STATS, PREVIOUS_STATS, drift_baseline
+    from sluice.components.data_gate import BASELINE_STATS, PREVIOUS_STATS, Baseline
+    from sluice.components.data_gate import drift_baseline as from_verdict
+
+    def drift_baseline(gate, span, verdict):
+        return from_verdict(gate, span, Baseline.of_verdict(verdict) if verdict is not None else None)
 
     spans, plain = SimpleNamespace(spans=True), SimpleNamespace(spans=False)
     newest = _verdict(tmp_path, "v2", span=2, previous_span=1)
@@ -314,21 +318,40 @@ def test_the_model_side_reads_the_window_and_the_gate_the_new_span(tmp_path):
     assert nodes["Transform"].inputs["examples"] is nodes["CsvExampleGen"].outputs["examples"]
 
 
-def test_kubeflow_compiles_an_open_span_pattern_and_refuses_a_window(tmp_path):
+def test_kubeflow_compiles_an_open_span_pattern_and_the_window_as_a_step_over_the_ledger(tmp_path):
     from sluice.pipeline.kubeflow import compile_kubeflow
 
-    raw = _raw(path="gs://bucket/taxi/{SPAN}/*.csv")
-    out = compile_kubeflow(parse_config(raw, base_dir=str(CONFIGS)), "img:1", "gs://bucket/root", tmp_path / "p.json")
-    params = json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]["CsvExampleGen"]["inputs"]["parameters"]
-    value = {k: v["runtimeValue"]["constantValue"].get("stringValue") for k, v in params.items() if "runtimeValue" in v}
+    def compiled(window):
+        raw = _raw(path="gs://bucket/taxi/{SPAN}/*.csv", window=window)
+        out = compile_kubeflow(parse_config(raw, base_dir=str(CONFIGS)), "img:1", "gs://bucket/root",
+                               tmp_path / f"w{window}.json")
+        return json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
+
+    def params(task):
+        return {k: v["runtimeValue"]["constantValue"].get("stringValue") for k, v in task["inputs"]["parameters"].items()
+                if "runtimeValue" in v}
+
+    tasks = compiled(1)
+    value = params(tasks["CsvExampleGen"])
     assert value["input_base"] == "gs://bucket/taxi"
     assert json.loads(value["input_config"])["splits"][0]["pattern"] == "{SPAN}/*.csv"
     assert "range_config" not in value  # open: each run on Vertex ingests the newest span (TFX's driver)
-    with pytest.raises(ConfigError) as e:
-        compile_kubeflow(parse_config(_raw(path="gs://bucket/taxi/{SPAN}/*.csv", window=3), base_dir=str(CONFIGS)),
-                         "img:1", "gs://bucket/root", tmp_path / "w.json")
-    assert "data.window" in str(e.value) and "step_builder" in str(e.value)
-    assert not (tmp_path / "w.json").exists()
+    gate = json.loads(params(tasks["DataGate"])["gate"])
+    # the drift baseline is the previous span, from the ledger (Vertex's resolver would give the newest verdict)
+    assert gate["span_ledger"] == "gs://bucket/root/_span_ledger" and gate["spans"] is True
+    assert gate["data_source"] == "gs://bucket/taxi/{SPAN}/*.csv"
+    assert "LastPassedDataResolver" not in tasks and "baseline" not in tasks["DataGate"]["inputs"].get("artifacts", {})
+    assert "SpanWindow" not in tasks
+
+    tasks = compiled(3)
+    assert sorted(tasks["SpanWindow"]["dependentTasks"]) == ["CsvExampleGen", "DataGate"]  # after the gate recorded
+    window = json.loads(params(tasks["SpanWindow"])["contract"])
+    assert {k: window[k] for k in ("num_spans", "ledger", "data_source")} == {
+        "num_spans": 3, "ledger": "gs://bucket/root/_span_ledger", "data_source": "gs://bucket/taxi/{SPAN}/*.csv"}
+    for node in ("Transform", "Evaluator", "ModelExport"):
+        assert tasks[node]["inputs"]["artifacts"]["examples"]["taskOutputArtifact"] == {
+            "outputArtifactKey": "window", "producerTask": "SpanWindow"}, node
+    assert tasks["StatisticsGen"]["inputs"]["artifacts"]["examples"]["taskOutputArtifact"]["producerTask"] == "CsvExampleGen"
 
 
 # ---------------------------------------------------------------------------------------------------- runs
@@ -384,3 +407,16 @@ def test_with_a_window_deleting_an_older_span_is_no_no_op(tmp_path):
     before = shortcut.key_of(cfg)
     shutil.rmtree(tmp_path / "data" / "2")
     assert before is not None and shortcut.key_of(cfg) != before
+
+
+@pytest.mark.parametrize("pattern,span", [("{SPAN}/*.csv", 7), ("span-{SPAN:3}/*.csv", 7), ("d{SPAN:2}x/p-*.csv", 12),
+                                          ("{SPAN}.csv", 0)])
+def test_the_files_a_run_names_are_filled_in_as_tfx_fills_them(pattern, span):
+    """``DataSource.location`` fills the span without TFX (the no-op shortcut must not import it): the same
+    text as TFX's own ``get_pattern_for_span_version``."""
+    from tfx.components.example_gen import utils
+
+    from sluice.pipeline.data_source import DataSource
+
+    assert DataSource("/data", pattern, (), span).location == \
+        "/data/" + utils.get_pattern_for_span_version(pattern, True, False, False, span, None)
