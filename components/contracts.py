@@ -138,7 +138,7 @@ class WindowContract(Contract):
     """SpanWindow (compiled pipelines): the rolling window, read from the span ledger."""
 
     num_spans: int = Field(ge=2)
-    ledger: str
+    ledger: str = Field(min_length=1)
     data_source: str
     """``<input_base>/<pattern>`` CsvExampleGen reads: whose spans the window holds; a span whose files are gone
     from it leaves the window."""

@@ -30,7 +30,8 @@ from sluice.components import artifact_io as aio, span_ledger, verdicts
 from sluice.components.contracts import GateContract
 from sluice.components.settings import ValidationConfig, class_number
 from sluice.components.schema_hints import schema_change
-from sluice.components.span_window import DATA_SOURCE, EXAMPLES_ID, SPAN, pick_previous, span_of
+from sluice.components.refusal import Refused
+from sluice.components.span_window import DATA_SOURCE, EXAMPLES_ID, SPAN, pick_previous, span_of, span_present
 
 VERDICT_FILE = verdicts.FILES["data"]
 REPORT_FILE = "data_report.html"
@@ -509,17 +510,25 @@ def drift_baseline(gate: GateContract, span: int, baseline: Optional[Baseline]) 
     if baseline is None:
         return None, 0
     if not (gate.spans and baseline.span == span):
-        path = aio.join(baseline.uri, BASELINE_STATS)
-        return (path if fileio.exists(path) else None), (baseline.span or 0)
-    path = aio.join(baseline.uri, PREVIOUS_STATS)
-    if not fileio.exists(path) or baseline.previous_span is None:
+        path, its_span = aio.join(baseline.uri, BASELINE_STATS), baseline.span or 0
+    elif baseline.previous_span is None:  # this span again, and its first pass had nothing to compare with
         return None, 0
-    return path, baseline.previous_span
+    else:
+        path, its_span = aio.join(baseline.uri, PREVIOUS_STATS), baseline.previous_span
+    if not fileio.exists(path):  # fail closed: passing unchecked would hide the drift the gate exists for
+        raise Refused(f"DataGate drift baseline {path}", "the statistics this run's data is to be compared with "
+                      f"(of {'span ' + str(its_span) if gate.spans else 'the last passed run'}) are gone",
+                      "restore them (was the pipeline root pruned?); if they are gone for good, remove that "
+                      "verdict's record: its span ledger entry (compiled pipelines), or start a new --output "
+                      "directory (local runs)")
+    return path, its_span
 
 
 def ledger_baseline(gate: GateContract, span: int) -> Optional[Baseline]:
-    """The drift baseline from the span ledger (compiled pipelines): the passed verdict of the span before."""
-    found = pick_previous(span_ledger.passed(span_ledger.entries(gate.span_ledger, gate.data_source)), span)
+    """The drift baseline from the span ledger (compiled pipelines): the passed verdict of the span before
+    whose files are still there."""
+    found = pick_previous(span_ledger.passed(span_ledger.entries(gate.span_ledger, gate.data_source)), span,
+                          lambda record: span_present(gate.data_source, record.span))
     return Baseline.of_entry(found.data) if found else None
 
 

@@ -10,8 +10,9 @@ it (e.g. the second run of an unchanged pipeline, which now has a baseline to co
   rename) it is copied with ``saved_model.pb`` and then the push record last (``write_version``);
 - a model (identified by its MLMD artifact URI) already present in ``<base>`` is not pushed twice: the
   existing version is reported instead;
-- each version carries ``sluice_push.json`` (model URI, time, lineage artifact ids, data fingerprint, config
-  hash, eval metrics, TFLite parity, package versions) so the serving tree explains itself;
+- each version carries ``sluice_push.json`` (model URI, time, lineage artifact ids and the URIs of its data's
+  statistics, examples, transform graph and schema, data fingerprint, config hash, eval metrics, TFLite
+  parity, package versions) so the serving tree explains itself, without ML Metadata too;
 - with a ``ModelExport`` input, the push also needs its parity verdict to have passed, the SavedModel gets
   ``assets.extra/tf_serving_warmup_requests``, and the TFLite variants go to ``<base>_tflite/<version>/``
   (``model.tflite`` = float32, ``model_<variant>.tflite``, ``io_spec.json``, ``parity.json``), same version.
@@ -42,6 +43,9 @@ from sluice.components.versions import package_versions
 from sluice.components.export.component import ExportedModel
 
 PUSH_RECORD = "sluice_push.json"
+LINEAGE_INPUTS = ("statistics", "examples", "transform_graph", "schema")
+"""Inputs the push record names by URI (``lineage_uris``): the run's train statistics, the examples the model
+was evaluated on, its transform graph and schema."""
 SAVED_MODEL_FILE = "saved_model.pb"
 WARMUP_IN_MODEL = aio.join("assets.extra", "tf_serving_warmup_requests")
 PACKAGES = ("tfx", "tensorflow", "keras", "tensorflow-transform", "tensorflow-model-analysis", "sluice")
@@ -190,6 +194,9 @@ class Executor(tfx_pusher.Executor):
         """What ``sluice_push.json`` says besides the model URI: where the model came from and how it did."""
         lineage = {key: artifacts[0].id for key, artifacts in input_dict.items() if artifacts}
         record: Dict[str, Any] = {"lineage_artifact_ids": lineage, "packages": package_versions(PACKAGES)}
+        # Where the model's data lives, by URI: `sluice monitor --serving` reads it from here where no ML
+        # Metadata is at hand (Vertex's), for the train statistics, the eval split and the schema.
+        record["lineage_uris"] = {key: input_dict[key][0].uri for key in LINEAGE_INPUTS if input_dict.get(key)}
         contract = PushContract.parse(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
         record.update(contract.model_dump(include={"pipeline", "config_hash"}))
         evaluation = (input_dict.get("evaluation") or [None])[0]
@@ -225,6 +232,11 @@ class PusherSpec(standard_component_specs.PusherSpec):
         **standard_component_specs.PusherSpec.INPUTS,
         "export": ChannelParameter(type=ExportedModel, optional=True),
         "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation, optional=True),
+        # read for their URIs only (the push record's ``lineage_uris``)
+        "statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
+        "examples": ChannelParameter(type=standard_artifacts.Examples, optional=True),
+        "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
+        "schema": ChannelParameter(type=standard_artifacts.Schema, optional=True),
     }
 
 
@@ -236,9 +248,11 @@ class Pusher(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, model, model_blessing, push_destination: pusher_pb2.PushDestination, export=None,
-                 evaluation=None, infra_blessing=None, contract: Optional[PushContract] = None):
+                 evaluation=None, infra_blessing=None, contract: Optional[PushContract] = None,
+                 statistics=None, examples=None, transform_graph=None, schema=None):
         super().__init__(spec=PusherSpec(
             model=model, model_blessing=model_blessing, infra_blessing=infra_blessing, export=export,
-            evaluation=evaluation, push_destination=push_destination,
+            evaluation=evaluation, push_destination=push_destination, statistics=statistics,
+            examples=examples, transform_graph=transform_graph, schema=schema,
             custom_config=(contract or PushContract()).to_json(),
             pushed_model=types.Channel(type=standard_artifacts.PushedModel)))

@@ -4,7 +4,8 @@ Locally the window is a TFX resolver over ML Metadata (``span_window.PassedSpanW
 cannot have one (TFX's V2 compiler builds no other resolver, and Vertex's resolver returns one artifact), so
 this step, placed after the DataGate, reads the passed spans from the span ledger (``span_ledger``, written
 by the gate), applies the same rule (``span_window.pick_window``) and writes the window as one Examples
-artifact: each split folder holds the chosen spans' files, named ``span-<N>-<file>``. Transform, the
+artifact: each split folder holds the chosen spans' files, named ``w<rank>-span-<N>-<file>`` (the
+newest span's first). Transform, the
 Evaluator and ModelExport read it as they would read CsvExampleGen's output.
 
 The copy is the price of one artifact: each run copies the window's files once, through the step's machine
@@ -28,7 +29,7 @@ from sluice.components import artifact_io as aio, span_ledger
 from sluice.components.contracts import WindowContract
 from sluice.components.data_gate import DataVerdict
 from sluice.components.refusal import Refused
-from sluice.components.span_window import SPAN, pick_window, span_present
+from sluice.components.span_window import SPAN, pick_window, span_of, span_present
 
 WINDOW_SPANS = "window_spans"
 """Custom property of the window's Examples: its spans, newest first (``"4,2,1"``)."""
@@ -45,17 +46,26 @@ def choose(contract: WindowContract) -> List[span_ledger.Entry]:
     return pick_window(span_ledger.passed(entries), contract.num_spans, present)
 
 
+def copy_name(rank: int, span: int, file: str) -> str:
+    """A copied file's name: the rank in the window first, so the newest span's files sort first (ModelExport
+    reads its warmup and parity rows from the first files, as it reads the newest span locally)."""
+    return f"w{rank:04d}-span-{span}-{file}"
+
+
 def write_window(chosen: List[span_ledger.Entry], current: types.Artifact, out: types.Artifact) -> Dict[str, int]:
-    """Copy every split of each chosen span into ``out``; returns files copied per split. Raises ``Refused``
-    when a span lacks a split this run's data has (its Examples were written with another split config)."""
+    """Copy every split of each chosen span into ``out`` (its split folders emptied first: a retried step must
+    not keep files of an earlier attempt); returns files copied per split. Raises ``Refused`` when a span
+    lacks a split this run's data has (its Examples were written with another split config)."""
     splits = artifact_utils.decode_split_names(current.split_names)
     out.split_names = current.split_names
     copied = {}
     for split in splits:
         target = artifact_utils.get_split_uri([out], split)
+        if fileio.exists(target):
+            fileio.rmtree(target)
         fileio.makedirs(target)
         copied[split] = 0
-        for entry in chosen:
+        for rank, entry in enumerate(chosen):
             source = standard_artifacts.Examples()
             source.uri, source.split_names = entry.examples, current.split_names
             folder = artifact_utils.get_split_uri([source], split)
@@ -64,9 +74,20 @@ def write_window(chosen: List[span_ledger.Entry], current: types.Artifact, out: 
                 raise Refused(f"span {entry.span}", f"its Examples ({entry.examples}) have no {split} split files",
                               "keep data.splits unchanged across spans, or re-ingest the span")
             for path in sorted(files):
-                aio.copy_file(path, aio.join(target, f"span-{entry.span}-{posixpath.basename(path)}"))
+                aio.copy_file(path, aio.join(target, copy_name(rank, entry.span, posixpath.basename(path))))
                 copied[split] += 1
     return copied
+
+
+def check_current(chosen: List[span_ledger.Entry], current: types.Artifact) -> None:
+    """This run's span, when in the window, must be this run's Examples (the gate recorded them just before):
+    anything else is a ledger entry dated after this run's, i.e. a clock or a hand edit."""
+    span = span_of(current)
+    mine = [e for e in chosen if e.span == span]
+    if mine and mine[0].examples.rstrip("/") != current.uri.rstrip("/"):
+        raise Refused(f"span ledger, span {span}", f"its newest entry names {mine[0].examples}, but this run "
+                      f"ingested it as {current.uri}", "remove the newer entry (dated ahead by a clock, or "
+                      "written by hand) and run again")
 
 
 class Executor(base_executor.BaseExecutor):
@@ -79,6 +100,7 @@ class Executor(base_executor.BaseExecutor):
         if not chosen:  # this run's span passed the gate and was recorded just before
             raise Refused("data.window", f"the span ledger {contract.ledger} has no span of {contract.data_source} "
                           "whose data is still there", "check that the data files and the pipeline root are intact")
+        check_current(chosen, current)
         write_window(chosen, current, out)
         examples_utils.set_payload_format(out, examples_utils.get_payload_format(current))
         examples_utils.set_file_format(out, examples_utils.get_file_format(current))

@@ -138,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
     monitor.add_argument("--report", help="where to write monitor.html/.json (default: OUTPUT/reports/monitor-<time>)")
     monitor.add_argument("--json", action="store_true", help="the result as one JSON line on stdout (an error too)")
     monitor.add_argument("--data", help="the --data the pushing run was given, if any (part of its config)")
+    monitor.add_argument("--serving", metavar="DIR", help="the serving directory the versions were pushed to "
+                         "(gs://… for Kubeflow/Vertex): each version's push record names its data, so no ML "
+                         "Metadata is needed (default: --output's)")
     monitor.add_argument("--max-rows", type=int, default=100_000,
                          help="rows per served version to compare, a uniform sample of the logs (default 100000)")
     return parser
@@ -493,7 +496,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         if args.max_rows < 100:
             raise SluiceError("--max-rows", f"{args.max_rows} rows say nothing about a distribution",
                               "pass at least 100 (default 100000)")
-        result = monitor(args.config, args.logs, args.output, args.report, args.max_rows, args.data)
+        result = monitor(args.config, args.logs, args.output, args.report, args.max_rows, args.data, args.serving)
     except SluiceError as e:
         if args.json:  # an alerting job reading stdout learns that the check did not run
             print(json.dumps({"passed": None, "error": {"where": e.where, "problem": e.problem, "fix": e.fix}}))

@@ -50,14 +50,13 @@ import os
 import posixpath
 import re
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from sluice.components import lifeline
+from sluice.components import step_process
 from sluice.pipeline import forkserver, kfp_spec
 from sluice.pipeline.errors import SluiceError
 
@@ -239,13 +238,13 @@ def localize(body: Dict[str, Any], root: Path, data_dir: Optional[str], data_pat
         for split in config["splits"]:
             split["pattern"] = data_pattern
         params["input_config"]["runtimeValue"]["constantValue"] = {"stringValue": json.dumps(config, indent=2)}
-        # Steps that name the data source (the DataGate's verdicts, the span window) name the local data too.
-        local_source = f"{data_dir.rstrip('/')}/{data_pattern}"
+        # Contracts that name the data source (the DataGate's verdicts, the span window) name the local data.
         for task in kfp_spec.tasks(local).values():
-            for param in task.get("inputs", {}).get("parameters", {}).values():
-                value = param.get("runtimeValue", {}).get("constantValue", {})
-                if isinstance(value.get("stringValue"), str):
-                    value["stringValue"] = value["stringValue"].replace(compiled_source, local_source)
+            for key, param in task.get("inputs", {}).get("parameters", {}).items():
+                contract = kfp_spec.json_parameter(task, key)
+                if contract is not None and contract.get("data_source") == compiled_source:
+                    contract["data_source"] = f"{data_dir.rstrip('/')}/{data_pattern}"
+                    param["runtimeValue"]["constantValue"] = {"stringValue": json.dumps(contract)}
     for name, task in kfp_spec.tasks(local).items():
         for key, param in task.get("inputs", {}).get("parameters", {}).items():
             if "runtimeValue" not in param:
@@ -297,26 +296,22 @@ def _run(command: List[str], log: Path, task: str, server: Optional[forkserver.F
     """One task process: forked from ``server`` when it preloads the command's entrypoint, else started fresh."""
     with log.open("a") as out:
         out.write("$ " + " ".join(shlex.quote(c[:200]) for c in command) + "\n")
-        out.flush()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        # cwd: this run's log folder, holding no source (python -m puts cwd first on sys.path; a checkout's
-        # sluice/ folder there would be imported instead of the install, which the image must not rely on).
-        module = forkserver.module_of(command)
-        if server is not None and module:
-            try:
-                code = server.run(module, command[3:], log, log.parent, env)
-            except forkserver.ServerGone as gone:
-                raise DryRunFailed(task, str(gone), log, exit_code=4) from None
-        else:
-            code = subprocess.run(lifeline.command(command), stdout=out, stderr=subprocess.STDOUT,
-                                  cwd=str(log.parent), env=env).returncode
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # cwd: this run's log folder, holding no source (python -m puts cwd first on sys.path; a checkout's
+    # sluice/ folder there would be imported instead of the install, which the image must not rely on).
+    module = forkserver.module_of(command)
+    if server is not None and module:
+        try:
+            code = server.run(module, command[3:], log, log.parent, env)
+        except forkserver.ServerGone as gone:
+            raise DryRunFailed(task, str(gone), log, exit_code=4) from None
+    else:
+        code = step_process.run(command, log, env=env, cwd=str(log.parent), append=True)
     if code != 0:
         text = log.read_text(errors="replace")
         if "DataGateFailed: " in text:  # the gate's one screen (feature, anomaly, expected, report) is the cause
             raise DryRunFailed(task, text.rsplit("DataGateFailed: ", 1)[1].strip(), log, exit_code=3)
-        lines = [l for l in text.splitlines() if l.strip()]
-        cause = next((l for l in reversed(lines) if "Error" in l), lines[-1] if lines else "")
-        raise DryRunFailed(task, f"exited with status {code}: {cause[:500]}", log)
+        raise DryRunFailed(task, f"{step_process.how_it_ended(code)}: {step_process.cause(log)}", log)
 
 
 def _read_output(path: str) -> Dict[str, Any]:
@@ -470,7 +465,8 @@ def run_record(result: DryRunResult, pipeline: str):
                     record.window = [int(span) for span in str(meta["window_spans"]).split(",")]
                 elif kind == "Examples" and meta.get("input_fingerprint"):
                     record.data_fingerprint = data_fingerprint(meta["input_fingerprint"])
-                    if meta.get("span") is not None:
-                        record.span = int(meta["span"])
+                    span = meta.get("custom:span", meta.get("span"))  # TFX's V2 entrypoint prefixes custom ones
+                    if span is not None:
+                        record.span = int(span)
     record.seconds = sum(t.seconds for t in result.tasks)
     return record

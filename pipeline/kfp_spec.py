@@ -14,8 +14,9 @@ passed run, and drift would silently go unchecked. ``type_resolver_queries`` nam
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import yaml
 
@@ -91,3 +92,14 @@ def topological_order(body: Dict[str, Any]) -> List[str]:
         done += ready
         pending = [t for t in pending if t not in ready]
     return done
+
+
+def json_parameter(task: Dict[str, Any], key: str) -> Optional[Dict[str, Any]]:
+    """A task's constant string parameter ``key`` parsed as a JSON object (a contract), None when it is not one."""
+    value = task.get("inputs", {}).get("parameters", {}).get(key, {}).get("runtimeValue", {}) \
+        .get("constantValue", {}).get("stringValue")
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None

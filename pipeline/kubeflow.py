@@ -32,6 +32,7 @@ from sluice.pipeline.config import SPAN_SPEC, PipelineConfig, is_uri
 from sluice.pipeline.platform import ContainerResources
 from sluice.pipeline.data_source import DataSource, split_location
 from sluice.pipeline.errors import ConfigError, SluiceError
+from sluice.pipeline import kfp_spec
 from sluice.pipeline.kfp_spec import type_resolver_queries
 from sluice.pipeline.pipeline import Locations, create_pipeline
 
@@ -280,6 +281,21 @@ def local_paths(body: Dict[str, Any]) -> List[Tuple[str, str]]:
     return found
 
 
+def uncached(body: Dict[str, Any]) -> List[str]:
+    """Turn Vertex's cache off for the tasks that read or write the span ledger (components/span_ledger.py:
+    the gate whose contract names one, the SpanWindow step): a cached gate would not record a roll-back to
+    earlier files, a cached window would keep a span whose files were deleted. The gate takes seconds; the
+    window then re-runs the model side on every run (schedule runs when a span lands). Returns their names."""
+    changed = []
+    for name, task in kfp_spec.tasks(body).items():
+        gate = kfp_spec.json_parameter(task, "gate") or {}
+        window = kfp_spec.json_parameter(task, "contract") or {}
+        if gate.get("span_ledger") or ("ledger" in window and "num_spans" in window):
+            task["cachingOptions"] = {"enableCache": False}
+            changed.append(name)
+    return sorted(changed)
+
+
 def compile_kubeflow(config: PipelineConfig, image: str, pipeline_root: str, output: Path,
                      data: Optional[str] = None, serving_base: Optional[str] = None,
                      schema: Optional[str] = None) -> Path:
@@ -292,6 +308,10 @@ def compile_kubeflow(config: PipelineConfig, image: str, pipeline_root: str, out
         raise SluiceError("--serving-dir", f"{serving_base} is not a remote URI", "pass gs://BUCKET/serving, or "
                           "leave it out for <pipeline-root>/serving")
     data_uri = data_location(config, data)
+    if config.data.window > 1 and not re.search(SPAN_SPEC, data_uri):
+        raise ConfigError("data.window", f"window: {config.data.window} counts spans, and the compiled data "
+                          f"{data_uri} has no {{SPAN}}", "pass --data gs://BUCKET/data/{SPAN}/*.csv, or compile "
+                          "with data.window: 1")
     bulk = bulk_location(config)
     if bulk is not None:
         config = config.model_copy(update={"bulk_inference": config.bulk_inference.model_copy(update={"input": bulk})})
@@ -318,6 +338,7 @@ def compile_kubeflow(config: PipelineConfig, image: str, pipeline_root: str, out
     body = json.loads(text.replace(_PLACEHOLDER, pipeline_root.rstrip("/")))
     _fill_dropped_resources(body, resources)
     type_resolver_queries(body)  # the drift baseline's resolver must ask for sluice.DataVerdict, not tfx.Artifact
+    uncached(body)  # their answers depend on the span ledger, which Vertex's cache key cannot see
     leaks = local_paths(body)
     if leaks:
         path, at = leaks[0]

@@ -193,16 +193,70 @@ def _values(values: Sequence[Any]) -> List[bytes]:
             for i in range(len(array))]
 
 
-def pushing_run(output: Path, pipeline: str, version: int):
-    """The run that pushed ``version``: the first with that pushed version (later runs reused it from the
-    cache and report the same version)."""
+@dataclass
+class PushedRun:
+    """What the check reads of the run that pushed a version: its push destination and the URIs of the data
+    the model came from (train statistics, the examples it was evaluated on, transform graph, schema)."""
+
+    pushed_destination: str
+    statistics: str
+    examples: str
+    transform_graph: str
+    schema: Optional[str]
+    run_id: Optional[str] = None
+    """The local run's id (ML Metadata); None when found through the serving directory alone."""
+
+    @classmethod
+    def from_push_record(cls, destination: str, run_id: Optional[str] = None) -> Optional["PushedRun"]:
+        """From the version's ``sluice_push.json`` (``lineage_uris``, written by the Pusher); None for a
+        version pushed before the record named them."""
+        import tensorflow as tf
+
+        from sluice.components import artifact_io as aio
+        from sluice.components.pusher import PUSH_RECORD
+
+        path = aio.join(destination, PUSH_RECORD)
+        try:
+            uris = aio.read_json(path).get("lineage_uris") if tf.io.gfile.exists(path) else None
+        except (ValueError, AttributeError, tf.errors.OpError):
+            raise SluiceError(path, "is not a push record sluice wrote (not JSON)",
+                              "monitor versions pushed by sluice's Pusher, with their sluice_push.json intact")
+        if not isinstance(uris, dict) or not all(isinstance(uris.get(k), str) for k in
+                                                 ("statistics", "examples", "transform_graph")):
+            return None
+        return cls(destination, uris["statistics"], uris["examples"], uris["transform_graph"], uris.get("schema"),
+                   run_id)
+
+    @classmethod
+    def from_record(cls, record: Any) -> "PushedRun":
+        """From a local run's ML Metadata (``mlmd.RunRecord``): its push record where it names the URIs, else
+        the run's own nodes (a version pushed before the record named them)."""
+        found = cls.from_push_record(record.pushed_destination, record.run_id)
+        if found is not None:
+            return found
+        return cls(record.pushed_destination, record.outputs["StatisticsGen"]["ExampleStatistics"],
+                   record.outputs["CsvExampleGen"]["Examples"], record.inputs["Trainer"]["TransformGraph"],
+                   record.outputs.get("ImportSchemaGen", {}).get("Schema"), record.run_id)
+
+
+def pushing_run(output: Path, pipeline: str, version: int) -> Optional[PushedRun]:
+    """The run that pushed ``version`` in ``output``'s ML Metadata: the first with that pushed version (later
+    runs reused it from the cache and report the same version)."""
     from sluice.pipeline.mlmd import all_runs
 
     runs = [r for r in all_runs(output / "metadata.sqlite", pipeline) if r.pushed and r.pushed_version == str(version)]
-    return runs[0] if runs else None
+    return PushedRun.from_record(runs[0]) if runs else None
 
 
-def eval_predictions(cfg: Any, record: Any, limit: int = 2000) -> List[Any]:
+def served_version(serving: str, model: str, version: int) -> Optional[PushedRun]:
+    """The version in a serving directory (``<serving>/<model>/<version>``, as the Pusher writes it, on any
+    filesystem), read from its push record alone: for pipelines whose ML Metadata is not here (Vertex)."""
+    from sluice.components import artifact_io as aio
+
+    return PushedRun.from_push_record(aio.join(serving, model, str(version)))
+
+
+def eval_predictions(cfg: Any, record: PushedRun, limit: int = 2000) -> List[Any]:
     """The pushed model's predictions on (up to ``limit`` rows of) its run's eval split, through
     ``serving_default`` (serialized tf.Examples: an empty cell stays absent, as the Evaluator saw them)."""
     import tensorflow as tf
@@ -212,8 +266,8 @@ def eval_predictions(cfg: Any, record: Any, limit: int = 2000) -> List[Any]:
     from sluice.components.trainer.signatures import serving_columns
 
     contract = cfg.export_contract()
-    spec = serving_columns(tft.TFTransformOutput(record.inputs["Trainer"]["TransformGraph"]), contract)
-    rows = read_rows(record.outputs["CsvExampleGen"]["Examples"], "eval", contract.features, spec, limit)
+    spec = serving_columns(tft.TFTransformOutput(record.transform_graph), contract)
+    rows = read_rows(record.examples, "eval", contract.features, spec, limit)
     signature = tf.saved_model.load(record.pushed_destination).signatures["serving_default"]
     [key] = signature.structured_input_signature[1]
     outputs = signature(**{key: tf.constant(rows.serialized)})
@@ -274,7 +328,7 @@ def _model_features(cfg: Any) -> List[str]:
     return [f.name for f in cfg.features]
 
 
-def run_schema(record: Any, fallback: Path) -> Tuple[Any, str]:
+def run_schema(record: PushedRun, fallback: Path) -> Tuple[Any, str]:
     """The schema the pushing run imported (ImportSchemaGen's copy of the curated file: what the model was
     trained and gated with), else the config's file; ``(schema proto, its text)``."""
     import tensorflow as tf
@@ -282,8 +336,7 @@ def run_schema(record: Any, fallback: Path) -> Tuple[Any, str]:
 
     from sluice.components import artifact_io as aio
 
-    uri = record.outputs.get("ImportSchemaGen", {}).get("Schema")
-    path = aio.join(uri, "schema.pbtxt") if uri else None
+    path = aio.join(record.schema, "schema.pbtxt") if record.schema else None
     path = path if path and tf.io.gfile.exists(path) else str(fallback)
     return tfdv.load_schema_text(path), aio.read_text(path)
 
@@ -294,14 +347,14 @@ def serving_environment(schema: Any) -> Optional[str]:
     return "SERVING" if "SERVING" in schema.default_environment else None
 
 
-def check_version(cfg: Any, gate: Any, schema: Any, schema_text: str, served: Served, record: Any
+def check_version(cfg: Any, gate: Any, schema: Any, schema_text: str, served: Served, record: PushedRun
                   ) -> Dict[str, Any]:
     """Findings, distances and counts for one served version against the run that pushed it."""
     import tensorflow_data_validation as tfdv
 
     from sluice.components import data_gate
 
-    train = data_gate.load_split_stats(record.outputs["StatisticsGen"]["ExampleStatistics"], "train")
+    train = data_gate.load_split_stats(record.statistics, "train")
     # What the model takes: its features (the label and unused CSV columns are not sent to it; a
     # serving_default client may still send them inside its tf.Examples, where the model ignores them).
     features = set(_model_features(cfg))
@@ -442,7 +495,7 @@ def render(result: Dict[str, Any], stats_html: Dict[int, str]) -> str:
     return "\n".join(parts)
 
 
-def _config_hash(record: Any) -> Optional[str]:
+def _config_hash(record: PushedRun) -> Optional[str]:
     import tensorflow as tf
 
     from sluice.components import artifact_io as aio
@@ -452,9 +505,11 @@ def _config_hash(record: Any) -> Optional[str]:
 
 
 def monitor(config_path: str, logs: str, output: str, report: Optional[str] = None,
-            max_rows: int = DEFAULT_MAX_ROWS, data: Optional[str] = None) -> Dict[str, Any]:
+            max_rows: int = DEFAULT_MAX_ROWS, data: Optional[str] = None,
+            serving: Optional[str] = None) -> Dict[str, Any]:
     """The check, for the CLI: the result dict (``passed``, per version findings) and the pages written.
-    ``data``: the ``--data`` the pushing run was given (it is part of the config's fingerprint)."""
+    ``data``: the ``--data`` the pushing run was given (it is part of the config's fingerprint). ``serving``:
+    find each version in that serving directory by its push record, not in ``output``'s ML Metadata."""
     import tensorflow as tf
 
     from sluice.components import stats_view
@@ -475,11 +530,20 @@ def monitor(config_path: str, logs: str, output: str, report: Optional[str] = No
     out_dir = Path(output)
     versions, stats_pages = [], {}
     for version, served in sorted(by_version.items()):
-        record = pushing_run(out_dir, cfg.name, version)
+        if serving:
+            record = served_version(serving, cfg.model_name, version)
+            if record is None:
+                raise SluiceError(f"--serving {serving}", f"version {version} of {cfg.model_name} (the logged "
+                                  "requests' version) is not there with a push record naming its data",
+                                  "pass the serving directory the pipeline pushed to (e.g. gs://BUCKET/root/"
+                                  "serving), or --output for a local run's ML Metadata")
+        else:
+            record = pushing_run(out_dir, cfg.name, version)
         if record is None:
             raise SluiceError(f"--output {output}", f"no run in its ML Metadata pushed version {version} of "
                               f"{cfg.model_name} (the logged requests' version)",
-                              "pass the output directory of the pipeline that pushed the served model")
+                              "pass the output directory of the pipeline that pushed the served model, or "
+                              "--serving DIR for a pipeline run elsewhere (Kubeflow/Vertex)")
         if not tf.io.gfile.exists(record.pushed_destination):
             raise SluiceError(f"version {version}", f"{record.pushed_destination} is gone (pruned from serving?)",
                               "monitor logs of versions still in the serving directory")

@@ -173,7 +173,10 @@ def create_pipeline(
     spans = source.span is not None or re.search(SPAN_SPEC, source.pattern) is not None
     # A compiled pipeline with spans keeps its passed verdicts in a ledger under the pipeline root: Vertex's
     # resolvers can find neither the previous span (drift) nor the window (components/span_ledger.py).
-    ledger = f"{pipeline_root}/{SPAN_LEDGER}" if spans and not local else ""
+    name = pipeline_name or config.name
+    ledger = f"{pipeline_root}/{SPAN_LEDGER}/{name}" if spans and not local else ""
+    if config.data.window > 1 and not spans:
+        raise ValueError(f"data.window {config.data.window} needs data in spans; {source.description} has none")
     if spans and local:  # the span before this one, from MLMD
         from sluice.components.span_window import PreviousSpanVerdict
 
@@ -298,6 +301,10 @@ def create_pipeline(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=f"{where.serving_base.rstrip('/')}/{config.model_name}")
         ),
         contract=contract("Pusher", config.push_contract()),
+        statistics=statistics_gen.outputs["statistics"],
+        examples=model_examples,
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_importer.outputs["schema"],
     )
     bulk_score = None
     if config.bulk_inference is not None:  # the pushed version scores a table (Dataflow when compiled)
@@ -341,7 +348,7 @@ def create_pipeline(
     if metadata_connection_config is None and where.metadata_path:
         metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(where.metadata_path)
     return tfx.dsl.Pipeline(
-        pipeline_name=pipeline_name or config.name,
+        pipeline_name=name,
         pipeline_root=pipeline_root,
         components=components,
         enable_cache=enable_cache,

@@ -29,11 +29,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from sluice.components import lifeline
+from sluice.components import step_process
 from sluice.components.contracts import ExportContract
 
 VARIANTS = ("float32", "dynamic_range", "float16", "int8")
@@ -178,22 +179,18 @@ def run_step(job: Dict[str, Any], workdir: str, name: str, log_home: Optional[st
     ``log_home`` (the export artifact), which is where the error message points."""
     os.makedirs(workdir, exist_ok=True)
     job_file = os.path.join(workdir, f"{name}.json")
-    log_file = os.path.join(workdir, f"{name}.log")
+    log_file = Path(workdir) / f"{name}.log"
     with open(job_file, "w") as f:
         json.dump(job, f)
-    kept = f"{log_home.rstrip('/')}/{name}.log" if log_home else log_file
-    with open(log_file, "w") as log:
-        try:
-            proc = subprocess.run(lifeline.command([sys.executable, "-m", "sluice.components.export.tflite", job_file]),
-                                  stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
-        except subprocess.TimeoutExpired:  # run() has killed it
-            raise ExportFailed(f"TFLite {name} did not finish in {timeout} s (full log: {kept})") from None
-    if proc.returncode != 0:
-        with open(log_file) as f:
-            lines = [line.rstrip() for line in f if line.strip()]
-        cause = next((line for line in reversed(lines) if "ERROR" in line or "Error" in line), lines[-1] if lines else "")
-        how = f"exit code {proc.returncode}" if proc.returncode > 0 else f"killed by signal {-proc.returncode}"
-        raise ExportFailed(f"TFLite {name} failed ({how}): {cause[:400]} (full log: {kept})")
+    kept = f"{log_home.rstrip('/')}/{name}.log" if log_home else str(log_file)
+    try:
+        code = step_process.run([sys.executable, "-m", "sluice.components.export.tflite", job_file], log_file,
+                                timeout=timeout)
+    except subprocess.TimeoutExpired:  # the step was killed
+        raise ExportFailed(f"TFLite {name} did not finish in {timeout} s (full log: {kept})") from None
+    if code != 0:
+        raise ExportFailed(f"TFLite {name} failed ({step_process.how_it_ended(code)}): "
+                           f"{step_process.cause(log_file, 400)} (full log: {kept})")
 
 
 def io_spec(model_path: str, classes: Sequence[str] = ()) -> Dict[str, Any]:

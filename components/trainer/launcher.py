@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,7 +19,7 @@ from typing import List
 
 from absl import logging
 
-from sluice.components import artifact_io as aio, lifeline
+from sluice.components import artifact_io as aio, step_process
 from sluice.components.trainer.strategies import local_cluster, needs_fresh_process
 from sluice.components.trainer.train import TrainJob, train
 
@@ -40,19 +39,13 @@ def _free_ports(n: int) -> List[int]:
             s.close()
 
 
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def _failure(index: int, code: int, log: Path) -> Exception:
     if code == 3:  # worker.py: the training diverged; its one-line explanation is the last such line
-        lines = [l for l in _tail(log, 200).splitlines() if l.startswith("TrainingDiverged: ")]
+        lines = [l for l in step_process.log_lines(log) if l.startswith("TrainingDiverged: ")]
         if lines:
             return WorkerFailed(lines[-1].removeprefix("TrainingDiverged: ") + f" (worker {index}; log: {log})")
-    return WorkerFailed(f"training worker {index} exited with status {code}; its log ({log}) ends:\n" + _tail(log))
+    return WorkerFailed(f"training worker {index} ended with {step_process.how_it_ended(code)}; its log ({log}) "
+                        "ends:\n" + step_process.tail(log))
 
 
 def run_workers(job: TrainJob, workdir: str, timeout_s: float | None = None) -> None:
@@ -70,10 +63,8 @@ def run_workers(job: TrainJob, workdir: str, timeout_s: float | None = None) -> 
         if ports:
             env["TF_CONFIG"] = local_cluster(ports, index)
         log = work / f"worker-{index}.log"
-        procs.append((index, log, subprocess.Popen(
-            lifeline.command([sys.executable, "-m", "sluice.components.trainer.worker", str(job_file)]),
-            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-        )))
+        procs.append((index, log, step_process.start(
+            [sys.executable, "-m", "sluice.components.trainer.worker", str(job_file)], log, env=env)))
     logging.info("started %d training worker process(es); logs in %s", count, work)
     start = time.monotonic()
     try:
@@ -94,7 +85,7 @@ def run_workers(job: TrainJob, workdir: str, timeout_s: float | None = None) -> 
                 p.kill()
                 p.wait()
     for _, log, _ in procs:
-        logging.info("worker log %s:\n%s", log, _tail(log, 15))
+        logging.info("worker log %s:\n%s", log, step_process.tail(log, 15))
 
 
 def launch(job: TrainJob, workdir: str) -> None:

@@ -185,7 +185,7 @@ def test_spans_on_kubeflow_the_window_and_the_drift_baseline_come_from_the_ledge
     ingested = [a for a in store if a["name"].endswith("-CsvExampleGen-examples")]
     assert len(ingested) == 2
     window = Path(windows[1]["uri"])
-    assert sorted(p.name.split("-")[1] for p in (window / "Split-train").iterdir()) == ["1", "2"]
+    assert [p.name.split("-")[2] for p in sorted((window / "Split-train").iterdir())] == ["2", "1"]  # newest first
     both = sum(_records(Path(a["uri"]) / "Split-train") for a in ingested)
     assert _records(window / "Split-train") == both
     [transformed] = [a for a in store if a["name"].endswith("-Transform-transformed_examples")][1:]

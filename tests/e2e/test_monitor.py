@@ -6,6 +6,7 @@ HTML page and the JSON saying so. Traffic is sent as TF Serving clients do, seri
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -110,4 +111,32 @@ def test_logs_of_no_known_version_or_model_get_one_screen(fare, tmp_path, monito
     proc = run_cli("monitor", "--config", str(fare["config"]), "--logs", str(monitored["eval"]["report"].parent / "eval"),
                    "--output", str(other), timeout=300)
     assert proc.returncode == 1 and "no run in its ML Metadata pushed version" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_without_ml_metadata_the_serving_directory_answers_the_same(monitored, fare, tmp_path):
+    """A pipeline run on Kubeflow/Vertex leaves no ML Metadata here: `--serving DIR` finds each version's data
+    through its push record (``lineage_uris``) and measures the same distances as the local run's MLMD."""
+    shifted = monitored["shifted"]
+    proc = run_cli("monitor", "--config", str(fare["config"]), "--logs", str(shifted["report"].parent / "shifted"),
+                   "--serving", str(fare["out"] / "serving"), "--output", str(tmp_path / "no-metadata"),
+                   "--report", str(tmp_path / "report"), "--json", timeout=600)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["flagged"] == [SHIFTED] and not (tmp_path / "no-metadata" / "metadata.sqlite").exists()
+    [version], [by_mlmd] = result["versions"], shifted["result"]["versions"]
+    assert version["run_id"] is None and version["distances"] == by_mlmd["distances"]
+
+    pushed = Path(fare["runs"][0]["saved_model_path"])
+    record = json.loads((pushed / "sluice_push.json").read_text())
+    assert set(record["lineage_uris"]) == {"statistics", "examples", "transform_graph", "schema"}
+    assert all(Path(uri).is_dir() for uri in record["lineage_uris"].values())
+    # a version whose push record names no data (pushed by an older sluice) gets one screen
+    older = tmp_path / "serving" / pushed.parent.name / pushed.name
+    shutil.copytree(pushed, older)
+    del record["lineage_uris"]
+    (older / "sluice_push.json").write_text(json.dumps(record))
+    proc = run_cli("monitor", "--config", str(fare["config"]), "--logs", str(shifted["report"].parent / "shifted"),
+                   "--serving", str(tmp_path / "serving"), "--output", str(tmp_path / "no-metadata"), timeout=300)
+    assert proc.returncode == 1 and "--serving" in proc.stderr and "push record" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -69,9 +69,10 @@ LOCAL_SCRATCH = {
     ("infra_check.py", "start_server"): "the server log in the local work dir",
     ("infra_check.py", "check"): "the local model tree the server process serves",
     ("trainer/launcher.py", "run_workers"): "worker job file and logs (local: launch passes a local dir)",
-    ("trainer/launcher.py", "_tail"): "a worker's local log",
     ("trainer/train.py", "train"): "a non-chief worker's scratch model dir from tempfile.mkdtemp",
     ("trainer/worker.py", "main"): "the worker process reads its local job file",
+    ("step_process.py", "start"): "a child process's log in the caller's local work dir",
+    ("step_process.py", "log_lines"): "reads that local log back",
 }
 _BUILTIN_IO = {"open", "os.makedirs", "os.listdir", "os.remove", "os.rename", "os.replace", "os.path.exists",
                "os.path.isdir", "os.path.isfile", "os.path.getsize", "os.path.abspath", "os.path.realpath", "os.stat",

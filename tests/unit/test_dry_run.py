@@ -237,6 +237,6 @@ def test_localize_names_the_local_data_wherever_the_compiled_data_source_is_name
         return json.loads(tasks[task]["inputs"]["parameters"][key]["runtimeValue"]["constantValue"]["stringValue"])
 
     assert param("DataGate", "gate")["data_source"] == "/data/spans/{SPAN}/*.csv"
-    assert param("DataGate", "gate")["span_ledger"] == f"{tmp_path / 'root'}/_span_ledger"
+    assert param("DataGate", "gate")["span_ledger"] == f"{tmp_path / 'root'}/_span_ledger/taxi-fare"
     assert param("SpanWindow", "contract")["data_source"] == "/data/spans/{SPAN}/*.csv"
     assert "gs://bucket/taxi" not in json.dumps(local)

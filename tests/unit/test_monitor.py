@@ -134,3 +134,36 @@ def test_the_serving_environment_is_used_where_the_schema_has_one():
     assert monitor.serving_environment(wine) is None  # TFDV would raise "Environment SERVING not found"
     stats = monitor.statistics(_examples([{"alcohol": 13.0}]))
     tfdv.validate_statistics(stats, wine, environment=monitor.serving_environment(wine))  # no ValueError
+
+
+def test_a_version_is_found_by_its_push_record_on_any_filesystem():
+    """``--serving``: the push record names the data by URI (``ram://`` here, gs:// on Vertex); a record without
+    them is no answer, one that is not JSON is one screen."""
+    import json
+    import uuid
+
+    import tensorflow as tf
+
+    from sluice.components import artifact_io as aio
+    from sluice.pipeline.errors import SluiceError
+
+    serving = f"ram://{uuid.uuid4().hex[:8]}/serving"
+    version = f"{serving}/taxi_fare/7"
+    tf.io.gfile.makedirs(version)
+    uris = {"statistics": "gs://b/stats", "examples": "gs://b/examples", "transform_graph": "gs://b/tg",
+            "schema": "gs://b/schema"}
+
+    def write(body: str) -> None:
+        aio.write_text(f"{version}/sluice_push.json", body)  # ram:// keeps an old tail on a plain rewrite
+
+    write(json.dumps({"lineage_uris": uris, "config_hash": "x"}))
+    found = monitor.served_version(serving, "taxi_fare", 7)
+    assert (found.pushed_destination, found.statistics, found.examples, found.transform_graph, found.schema) == (
+        version, *uris.values())
+    assert monitor.served_version(serving, "taxi_fare", 8) is None  # no such version
+    write(json.dumps({"lineage_uris": {**uris, "examples": None}}))
+    assert monitor.served_version(serving, "taxi_fare", 7) is None
+    write("{not json")
+    with pytest.raises(SluiceError) as e:
+        monitor.served_version(serving, "taxi_fare", 7)
+    assert "sluice_push.json" in e.value.where

@@ -338,20 +338,29 @@ def test_kubeflow_compiles_an_open_span_pattern_and_the_window_as_a_step_over_th
     assert "range_config" not in value  # open: each run on Vertex ingests the newest span (TFX's driver)
     gate = json.loads(params(tasks["DataGate"])["gate"])
     # the drift baseline is the previous span, from the ledger (Vertex's resolver would give the newest verdict)
-    assert gate["span_ledger"] == "gs://bucket/root/_span_ledger" and gate["spans"] is True
+    assert gate["span_ledger"] == "gs://bucket/root/_span_ledger/taxi-fare" and gate["spans"] is True
     assert gate["data_source"] == "gs://bucket/taxi/{SPAN}/*.csv"
     assert "LastPassedDataResolver" not in tasks and "baseline" not in tasks["DataGate"]["inputs"].get("artifacts", {})
     assert "SpanWindow" not in tasks
+    # Vertex's cache key cannot see the ledger: a cached gate would not record a roll-back
+    assert tasks["DataGate"]["cachingOptions"] == {"enableCache": False}
+    assert tasks["Transform"]["cachingOptions"] == {"enableCache": True}
 
     tasks = compiled(3)
+    assert tasks["SpanWindow"]["cachingOptions"] == {"enableCache": False}  # nor keep a deleted span
     assert sorted(tasks["SpanWindow"]["dependentTasks"]) == ["CsvExampleGen", "DataGate"]  # after the gate recorded
     window = json.loads(params(tasks["SpanWindow"])["contract"])
     assert {k: window[k] for k in ("num_spans", "ledger", "data_source")} == {
-        "num_spans": 3, "ledger": "gs://bucket/root/_span_ledger", "data_source": "gs://bucket/taxi/{SPAN}/*.csv"}
+        "num_spans": 3, "ledger": "gs://bucket/root/_span_ledger/taxi-fare",
+        "data_source": "gs://bucket/taxi/{SPAN}/*.csv"}
     for node in ("Transform", "Evaluator", "ModelExport"):
         assert tasks[node]["inputs"]["artifacts"]["examples"]["taskOutputArtifact"] == {
             "outputArtifactKey": "window", "producerTask": "SpanWindow"}, node
     assert tasks["StatisticsGen"]["inputs"]["artifacts"]["examples"]["taskOutputArtifact"]["producerTask"] == "CsvExampleGen"
+    with pytest.raises(ConfigError) as e:  # a window counts spans: compiled data without {SPAN} has none
+        compile_kubeflow(parse_config(_raw(path="gs://bucket/taxi/{SPAN}/*.csv", window=3), base_dir=str(CONFIGS)),
+                         "img:1", "gs://bucket/root", tmp_path / "flat.json", data="gs://bucket/flat/*.csv")
+    assert "data.window" in str(e.value) and not (tmp_path / "flat.json").exists()
 
 
 # ---------------------------------------------------------------------------------------------------- runs
