@@ -312,6 +312,58 @@ class TransformConfig(_Strict):
     re-run executes Transform (and everything after it) again instead of being served from TFX's cache."""
 
 
+class ConstantRate(_Strict):
+    """The learning rate as given, all run long."""
+
+    kind: Literal["constant"] = "constant"
+
+
+class ExponentialDecay(_Strict):
+    """The rate multiplied by ``rate`` every round (``train_steps / rounds`` steps)."""
+
+    kind: Literal["exponential"]
+    rate: float = Field(default=0.5, gt=0.0, le=1.0)
+
+
+class CosineDecay(_Strict):
+    """Cosine decay over the whole run, down to ``alpha`` times the rate."""
+
+    kind: Literal["cosine"]
+    alpha: float = Field(default=0.05, ge=0.0, lt=1.0)
+
+
+LrSchedule = Annotated[Union[ConstantRate, ExponentialDecay, CosineDecay], Field(discriminator="kind")]
+"""``training.lr_schedule``: one of these (``components/trainer/loops.SCHEDULES`` builds each); the bare name
+(``lr_schedule: cosine``) takes its defaults."""
+
+
+class ClipValue(_Strict):
+    """Clip each gradient element to ``[-limit, limit]`` (Keras' ``clipvalue``)."""
+
+    kind: Literal["value"]
+    limit: float = Field(gt=0.0)
+
+
+class ClipNorm(_Strict):
+    """Clip each gradient tensor to this L2 norm (Keras' ``clipnorm``)."""
+
+    kind: Literal["norm"]
+    limit: float = Field(gt=0.0)
+
+
+class ClipGlobalNorm(_Strict):
+    """Clip all gradients together to this global L2 norm (Keras' ``global_clipnorm``)."""
+
+    kind: Literal["global_norm"]
+    limit: float = Field(gt=0.0)
+
+
+Clipping = Annotated[Union[ClipValue, ClipNorm, ClipGlobalNorm], Field(discriminator="kind")]
+"""``training.clipping``: one of these, or none (``components/trainer/loops.CLIPPERS`` applies each)."""
+
+_OLD_TRAINING_KEYS = {"clip_value": "value", "clip_norm": "norm", "clip_global_norm": "global_norm"}
+
+
 class TrainingConfig(_Strict):
     """How the model is trained (components/trainer/loops.py, strategies.py, launcher.py)."""
 
@@ -325,14 +377,10 @@ class TrainingConfig(_Strict):
     """``fit``: model.fit with callbacks; ``custom``: GradientTape in tf.function under strategy.run."""
     rounds: int = Field(default=10, ge=1)
     """Evaluation rounds per run (an "epoch" of train_steps / rounds steps): curves, callbacks, checkpoints."""
-    clip_value: Optional[float] = Field(default=None, gt=0.0)
-    clip_norm: Optional[float] = Field(default=None, gt=0.0)
-    """Clip each gradient tensor to this L2 norm."""
-    clip_global_norm: Optional[float] = Field(default=None, gt=0.0)
-    """Clip all gradients together to this global L2 norm."""
-    lr_schedule: Literal["constant", "exponential", "cosine"] = "constant"
-    lr_decay_rate: float = Field(default=0.5, gt=0.0, le=1.0)
-    """exponential: the rate is multiplied by this every ``train_steps / rounds`` steps."""
+    clipping: Optional[Clipping] = None
+    """Gradient clipping, e.g. ``{kind: global_norm, limit: 5.0}`` (``value``, ``norm``, ``global_norm``)."""
+    lr_schedule: LrSchedule = Field(default_factory=ConstantRate)
+    """``constant``, ``exponential`` (``{kind: exponential, rate: 0.5}``) or ``cosine`` (``alpha``)."""
     wide_learning_rate: Optional[float] = Field(default=None, gt=0.0)
     """A second optimizer for the wide part of ``wide_deep`` (custom loop), at this rate."""
     early_stopping_patience: Optional[int] = Field(default=None, ge=1)
@@ -342,6 +390,25 @@ class TrainingConfig(_Strict):
     checkpoint: bool = True
     """Checkpoint every round; a re-run of an interrupted Trainer resumes from the last checkpoint."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        """Settings that became ``clipping`` / ``lr_schedule`` get one line saying how to write them now."""
+        if isinstance(data, dict):
+            for key, kind in _OLD_TRAINING_KEYS.items():
+                if key in data:
+                    raise ValueError(f"{key}: write clipping: {{kind: {kind}, limit: {data[key]}}} (one clipping "
+                                     "setting with its kind)")
+            if "lr_decay_rate" in data:
+                raise ValueError(f"lr_decay_rate: write lr_schedule: {{kind: exponential, rate: "
+                                 f"{data['lr_decay_rate']}}}")
+        return data
+
+    @field_validator("lr_schedule", mode="before")
+    @classmethod
+    def _schedule_by_name(cls, v: Any) -> Any:
+        return {"kind": v} if isinstance(v, str) else v
+
     @model_validator(mode="after")
     def _compatible(self) -> "TrainingConfig":
         if self.strategy == "multi_worker" and self.loop == "fit":
@@ -349,10 +416,7 @@ class TrainingConfig(_Strict):
                 "loop: 'fit' does not run under strategy 'multi_worker' with Keras 3.6 (model.fit fails to "
                 "convert PerReplica values across workers); use loop: custom"
             )
-        clips = [k for k in ("clip_value", "clip_norm", "clip_global_norm") if getattr(self, k) is not None]
-        if len(clips) > 1:
-            raise ValueError(f"{clips[1]}: set one of clip_value, clip_norm, clip_global_norm (Keras applies one)")
-        if self.reduce_lr_patience is not None and self.lr_schedule != "constant":
+        if self.reduce_lr_patience is not None and self.lr_schedule.kind != "constant":
             raise ValueError("reduce_lr_patience: needs lr_schedule: constant (a schedule already sets the rate)")
         if self.wide_learning_rate is not None and self.loop != "custom":
             raise ValueError("wide_learning_rate: a second optimizer needs loop: custom")

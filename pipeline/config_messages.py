@@ -10,14 +10,22 @@ from typing import Any, Dict, List, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from sluice.components.settings import (
-    FEATURE_KINDS,
-    BucketizedFeature,
-    CategoricalIntFeature,
-    CategoricalStringFeature,
-    NumericFeature,
-    _not_allowed,
-)
+from sluice.components.settings import Clipping, Feature, LrSchedule, _not_allowed
+
+
+def _tagged(*unions: Any) -> Dict[str, type]:
+    """The member models of discriminated unions (``kind: …``) by their tag: pydantic names the tag in an
+    error's location (``features.2.numeric.top_k``), where the user wrote no such key."""
+    out: Dict[str, type] = {}
+    for union in unions:
+        for member in get_args(get_args(union)[0]):
+            out[get_args(member.model_fields["kind"].annotation)[0]] = member
+    return out
+
+
+UNIONS = {"features": Feature, "lr_schedule": LrSchedule, "clipping": Clipping}
+"""The config's discriminated unions by the key that holds them."""
+TAGGED = _tagged(*UNIONS.values())
 
 def fields_at(model: type, loc: tuple) -> List[str]:
     """The keys a pydantic model accepts at ``loc`` (used for "did you mean" on unknown keys)."""
@@ -36,10 +44,8 @@ def fields_at(model: type, loc: tuple) -> List[str]:
                 current = _unwrap(ann)
                 dict_key = _is_mapping(ann)
                 continue
-            kinds = {"numeric": NumericFeature, "categorical_string": CategoricalStringFeature,
-                     "categorical_int": CategoricalIntFeature, "bucketized": BucketizedFeature}
-            if part in kinds:
-                current = kinds[part]
+            if part in TAGGED:
+                current = TAGGED[part]
                 continue
         return []
     if isinstance(current, type) and issubclass(current, BaseModel):
@@ -81,7 +87,7 @@ def _key_path(loc: tuple, raw: Any) -> str:
                 node = item
             out += f"[{part}]{label}"
             continue
-        if part in FEATURE_KINDS and isinstance(node, dict) and node.get("kind") == part:
+        if part in TAGGED and isinstance(node, dict) and node.get("kind") == part:
             continue  # pydantic's discriminator tag, not a key the user wrote
         out += ("." if out else "") + str(part)
         node = node.get(part) if isinstance(node, dict) else None
@@ -108,11 +114,13 @@ def format_error(err: Dict[str, Any], raw: Any, root: type) -> str:
     text = err.get("msg", "invalid").removeprefix("Value error, ")
     if etype == "missing":
         return f"{where}: required key is missing"
+    holder = next((p for p in reversed(loc) if isinstance(p, str) and p in UNIONS), None)
+    tags = sorted(_tagged(UNIONS[holder])) if holder else []
     if etype == "union_tag_invalid":
         got = value.get("kind") if isinstance(value, dict) else value
-        return _not_allowed(f"{where}.kind", got, FEATURE_KINDS)
+        return _not_allowed(f"{where}.kind", got, tags)
     if etype == "union_tag_not_found":
-        return f"{where}.kind: required key is missing (allowed: {', '.join(FEATURE_KINDS)})"
+        return f"{where}.kind: required key is missing (allowed: {', '.join(tags)})"
     if etype == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         allowed = [a.strip().strip("'") for a in expected.replace(" or ", ",").split(",") if a.strip()]

@@ -127,7 +127,7 @@ def test_killed_training_resumes_from_its_checkpoint(transformed, tmp_path):
 
 def test_diverging_training_fails_with_its_explanation_and_exports_nothing(transformed, tmp_path):
     job = _job(transformed, tmp_path, steps=60, rounds=2, strategy="mirrored", cpu_devices=2,
-               clip_global_norm=None, model={"learning_rate": 1e6, "loss": "mse", "l2": 0.0})
+               clipping=None, model={"learning_rate": 1e6, "loss": "mse", "l2": 0.0})
     with pytest.raises(WorkerFailed, match=r"training diverged at step \d+: loss = (nan|inf)"):
         run_workers(job, str(tmp_path / "workers"), timeout_s=300)
     assert not (tmp_path / "model").exists()

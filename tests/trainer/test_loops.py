@@ -53,9 +53,9 @@ def _full_loss(model: keras.Model, p: TrainerContract) -> float:
 
 @pytest.mark.parametrize("overrides", [
     {},
-    {"training__clip_value": 0.05},
-    {"training__clip_norm": 0.5},
-    {"training__clip_global_norm": 0.5, "training__lr_schedule": "cosine"},
+    {"training__clipping": {"kind": "value", "limit": 0.05}},
+    {"training__clipping": {"kind": "norm", "limit": 0.5}},
+    {"training__clipping": {"kind": "global_norm", "limit": 0.5}, "training__lr_schedule": "cosine"},
     {"model__l2": 1e-3, "model__reconstruction_weight": 0.1, "training__lr_schedule": "exponential"},
 ], ids=["plain", "clip_value", "clip_norm", "clip_global_norm+cosine", "regularizers+aux_loss+exponential"])
 def test_fit_and_custom_loop_agree(overrides):
@@ -93,21 +93,21 @@ def test_custom_loop_clips_with_the_configured_settings(monkeypatch):
     real = loops.clip_gradients
 
     def spy(grads, training):
-        seen.append(training.clip_global_norm)
+        seen.append(training.clipping.limit)
         return real(grads, training)
 
     monkeypatch.setattr(loops, "clip_gradients", spy)
-    _train(contract(training__loop="custom", training__clip_global_norm=0.5))
+    _train(contract(training__loop="custom", training__clipping={"kind": "global_norm", "limit": 0.5}))
     assert seen and set(seen) == {0.5}
 
 
 def test_clip_gradients_matches_tensorflow():
     grads = [tf.constant([3.0, 4.0]), tf.constant([[12.0]])]
-    by_norm = loops.clip_gradients(grads, contract(training__clip_norm=1.0).training)
+    by_norm = loops.clip_gradients(grads, contract(training__clipping={"kind": "norm", "limit": 1.0}).training)
     assert [float(tf.norm(g)) for g in by_norm] == pytest.approx([1.0, 1.0])
-    by_global = loops.clip_gradients(grads, contract(training__clip_global_norm=6.5).training)
+    by_global = loops.clip_gradients(grads, contract(training__clipping={"kind": "global_norm", "limit": 6.5}).training)
     assert float(tf.linalg.global_norm(by_global)) == pytest.approx(6.5)
-    by_value = loops.clip_gradients(grads, contract(training__clip_value=3.5).training)
+    by_value = loops.clip_gradients(grads, contract(training__clipping={"kind": "value", "limit": 3.5}).training)
     assert by_value[0].numpy().tolist() == [3.0, 3.5] and by_value[1].numpy().tolist() == [[3.5]]
 
 
@@ -212,3 +212,19 @@ def test_a_non_chief_worker_waits_for_the_chiefs_model(tmp_path):
     assert (model / "saved_model.pb").exists()
     with pytest.raises(TimeoutError, match="no model"):
         wait_for_model(str(tmp_path / "never"), timeout_s=0.3, poll_s=0.1)
+
+
+def test_every_schedule_and_clipping_kind_has_its_builder():
+    """The config's "choose one" settings are discriminated unions; each kind is built by its registry entry
+    (a kind added to settings.py without one fails here, not in a user's training run)."""
+    from sluice.pipeline.config_messages import _tagged
+    from sluice.components.settings import Clipping, LrSchedule
+
+    assert set(loops.SCHEDULES) == set(_tagged(LrSchedule))
+    assert set(loops.CLIPPERS) == set(loops.KERAS_CLIPPING) == set(_tagged(Clipping))
+    plan = loops.Plan(rounds=4, steps_per_round=10, eval_steps=1, global_batch_size=8)
+    cosine = loops.learning_rate(0.1, contract(training__lr_schedule={"kind": "cosine", "alpha": 0.2}).training, plan)
+    assert float(cosine(40)) == pytest.approx(0.02)  # decays to alpha x the rate at the end of the run
+    decay = loops.learning_rate(0.1, contract(training__lr_schedule={"kind": "exponential", "rate": 0.25}).training, plan)
+    assert float(decay(20)) == pytest.approx(0.1 * 0.25 ** 2)  # x rate per round of 10 steps
+    assert loops.learning_rate(0.1, contract().training, plan) == 0.1
