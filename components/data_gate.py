@@ -28,10 +28,9 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from sluice.components import artifact_io as aio, span_ledger, verdicts
 from sluice.components.contracts import GateContract
-from sluice.components.settings import ValidationConfig, class_number
+from sluice.components.settings import DATASET, ValidationConfig, class_number
 from sluice.components.schema_hints import schema_change
-from sluice.components.refusal import Refused
-from sluice.components.span_window import DATA_SOURCE, EXAMPLES_ID, SPAN, pick_previous, span_of, span_present
+from sluice.components.span_window import DATA_SOURCE, EXAMPLES_ID, SPAN, pick_previous, span_of
 
 VERDICT_FILE = verdicts.FILES["data"]
 REPORT_FILE = "data_report.html"
@@ -39,6 +38,8 @@ BASELINE_STATS = "baseline_statistics.pb"
 PREVIOUS_STATS = "previous_statistics.pb"
 """The statistics this verdict's data was compared with (with spans: the previous span's), kept so that a
 re-run of the same span compares with the previous span again."""
+MISSING_BASELINE = "DRIFT_BASELINE_MISSING"
+"""The finding when the drift baseline's statistics are gone (``BaselineGone``)."""
 PREVIOUS_SPAN = "previous_span"
 """Custom property of a passed verdict: the span it was compared with (``SPAN``: its own; ``EXAMPLES_ID``: the
 MLMD id of the Examples it passed, which the span window reads)."""
@@ -120,10 +121,10 @@ def findings_from_anomalies(anomalies: anomalies_pb2.Anomalies, split: str, sche
     dataset = anomalies.dataset_anomaly_info
     if dataset.reason:
         for reason in dataset.reason:
-            findings.append(Finding(split, "(dataset)", anomalies_pb2.AnomalyInfo.Type.Name(reason.type),
+            findings.append(Finding(split, DATASET, anomalies_pb2.AnomalyInfo.Type.Name(reason.type),
                                     anomalies_pb2.AnomalyInfo.Severity.Name(dataset.severity), reason.description))
     if anomalies.data_missing:
-        findings.append(Finding(split, "(dataset)", "DATA_MISSING", "ERROR", "the split has no examples"))
+        findings.append(Finding(split, DATASET, "DATA_MISSING", "ERROR", "the split has no examples"))
     return findings
 
 
@@ -516,19 +517,32 @@ def drift_baseline(gate: GateContract, span: int, baseline: Optional[Baseline]) 
     else:
         path, its_span = aio.join(baseline.uri, PREVIOUS_STATS), baseline.previous_span
     if not fileio.exists(path):  # fail closed: passing unchecked would hide the drift the gate exists for
-        raise Refused(f"DataGate drift baseline {path}", "the statistics this run's data is to be compared with "
-                      f"(of {'span ' + str(its_span) if gate.spans else 'the last passed run'}) are gone",
-                      "restore them (was the pipeline root pruned?); if they are gone for good, remove that "
-                      "verdict's record: its span ledger entry (compiled pipelines), or start a new --output "
-                      "directory (local runs)")
+        raise BaselineGone(path, f"span {its_span}" if gate.spans else "the last passed run")
     return path, its_span
 
 
+class BaselineGone(Exception):
+    """The drift baseline's statistics file is gone (a pruned pipeline root, a moved output directory): the
+    gate records a ``DRIFT_BASELINE_MISSING`` finding, which stops the run unless ``validation.allow`` names
+    it (feature ``(dataset)``)."""
+
+    def __init__(self, path: str, of: str) -> None:
+        self.path, self.of = path, of
+        super().__init__(f"{path} ({of})")
+
+
+def baseline_gone_finding(gone: BaselineGone) -> Finding:
+    return Finding("train", DATASET, MISSING_BASELINE, "ERROR",
+                   f"drift is unchecked: the statistics of {gone.of}, which this run's data is compared with, are "
+                   f"gone ({gone.path})",
+                   f"restore them (was the pipeline root pruned, the output directory moved?); to go on without a "
+                   f"drift check, allow {{feature: '{DATASET}', anomaly: {MISSING_BASELINE}, why: …}} under "
+                   "validation.allow (the next run compares with this one's statistics)")
+
+
 def ledger_baseline(gate: GateContract, span: int) -> Optional[Baseline]:
-    """The drift baseline from the span ledger (compiled pipelines): the passed verdict of the span before
-    whose files are still there."""
-    found = pick_previous(span_ledger.passed(span_ledger.entries(gate.span_ledger, gate.data_source)), span,
-                          lambda record: span_present(gate.data_source, record.span))
+    """The drift baseline from the span ledger (compiled pipelines): the passed verdict of the span before."""
+    found = pick_previous(span_ledger.passed(span_ledger.entries(gate.span_ledger, gate.data_source)), span)
     return Baseline.of_entry(found.data) if found else None
 
 
@@ -568,7 +582,11 @@ class Executor(base_executor.BaseExecutor):
         else:
             resolved = (input_dict.get("baseline") or [None])[0]
             baseline = Baseline.of_verdict(resolved) if resolved is not None else None
-        previous_file, previous_span = drift_baseline(gate, span, baseline)
+        try:
+            previous_file, previous_span = drift_baseline(gate, span, baseline)
+        except BaselineGone as gone:
+            previous_file, previous_span = None, 0
+            findings.append(baseline_gone_finding(gone))
         previous = tfdv.load_stats_binary(previous_file) if previous_file else None
         findings += content_findings(gate, "train", train, previous) + content_findings(gate, "eval", eval_, previous)
         compare = comparator_schema(schema, gate)

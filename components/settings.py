@@ -496,6 +496,10 @@ class EvaluationConfig(_Strict):
 
 
 # ------------------------------------------------------------------------------------------ validation
+DATASET = "(dataset)"
+"""The feature of the DataGate's findings about the data as a whole (``validation.allow`` may name it)."""
+
+
 class AllowedAnomaly(_Strict):
     """An anomaly the DataGate tolerates: TFDV's anomaly type (e.g. ENUM_TYPE_UNEXPECTED_STRING_VALUES)."""
 

@@ -90,17 +90,14 @@ def pick_window(passed: Iterable[PassedSpan], num_spans: int,
     return out
 
 
-def pick_previous(passed: Iterable[PassedSpan], span: int,
-                  present: Callable[[PassedSpan], bool] = lambda record: True) -> Optional[PassedSpan]:
-    """The drift baseline of a run ingesting ``span``: the newest passed verdict of the largest span below it
-    whose files are still there (``present``: a deleted span is retracted here too); without one, the newest
-    of this span itself (a re-run: the gate then uses the statistics that verdict was compared with), else
-    None."""
+def pick_previous(passed: Iterable[PassedSpan], span: int) -> Optional[PassedSpan]:
+    """The drift baseline of a run ingesting ``span``: the newest passed verdict of the largest span below it;
+    without one, the newest of this span itself (a re-run: the gate then uses the statistics that verdict was
+    compared with), else None. A span whose files were deleted still counts here: its statistics live in its
+    verdict, and a landing zone that is pruned after ingestion must not switch the drift check off."""
     newest = newest_per_span(passed)
-    for below in sorted((s for s in newest if s < span), reverse=True):
-        if present(newest[below]):
-            return newest[below]
-    return newest.get(span)
+    below = [s for s in newest if s < span]
+    return newest[max(below)] if below else newest.get(span)
 
 
 def _passed_verdicts(verdicts: List[types.Artifact], source: str) -> List[types.Artifact]:
@@ -152,11 +149,10 @@ def source_key(input_base: str, pattern: str) -> str:
     return f"{input_base.rstrip('/')}/{pattern}"
 
 
-def previous_span_verdict(verdicts: List[types.Artifact], source: str, span: int,
-                          present: Callable[[PassedSpan], bool] = lambda record: True) -> List[types.Artifact]:
+def previous_span_verdict(verdicts: List[types.Artifact], source: str, span: int) -> List[types.Artifact]:
     """The drift baseline from MLMD's verdicts (``pick_previous``), as a resolver answers: a list."""
     found = pick_previous([PassedSpan(v.get_int_custom_property(SPAN), (v.id,), v)
-                           for v in _passed_verdicts(verdicts, source)], span, present)
+                           for v in _passed_verdicts(verdicts, source)], span)
     return [found.data] if found else []
 
 
@@ -172,5 +168,4 @@ class PreviousSpanVerdict(resolver.ResolverStrategy):
 
     def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
                           ) -> Optional[Dict[str, List[types.Artifact]]]:
-        return {"verdict": previous_span_verdict(input_dict.get("verdict", []), self._source, self._span,
-                                                 lambda record: span_present(self._source, record.span))}
+        return {"verdict": previous_span_verdict(input_dict.get("verdict", []), self._source, self._span)}

@@ -35,6 +35,7 @@ from sluice.components.contracts import (
 )
 from sluice.components.features import name_clashes
 from sluice.components.settings import (
+    DATASET,
     BulkInferenceConfig,
     UserCode,
     LOSSES,
@@ -205,7 +206,8 @@ class PipelineConfig(_Strict):
         for t in self.evaluation.thresholds:
             if t.metric not in known:
                 raise ValueError(_not_allowed("evaluation.thresholds.metric", t.metric, known))
-        for col in list(self.validation.comparators) + [a.feature for a in self.validation.allow]:
+        allowed = [a.feature for a in self.validation.allow if a.feature != DATASET]  # or the data as a whole
+        for col in list(self.validation.comparators) + allowed:
             if col not in self.raw_columns():
                 raise ValueError(_not_allowed("validation (feature)", col, self.raw_columns()))
         for s in self.evaluation.slices:

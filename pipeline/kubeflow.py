@@ -307,11 +307,11 @@ def compile_kubeflow(config: PipelineConfig, image: str, pipeline_root: str, out
     if serving_base is not None and not remote(serving_base):
         raise SluiceError("--serving-dir", f"{serving_base} is not a remote URI", "pass gs://BUCKET/serving, or "
                           "leave it out for <pipeline-root>/serving")
+    # What the push record names as the config: the user's, with --data as given (sluice monitor --data),
+    # before the compile fills in the image and the bulk table's location below. Validating --data here also
+    # refuses a window over data without {SPAN}.
+    pushed_config_hash = (config.with_data_path(data) if data else config).fingerprint()
     data_uri = data_location(config, data)
-    if config.data.window > 1 and not re.search(SPAN_SPEC, data_uri):
-        raise ConfigError("data.window", f"window: {config.data.window} counts spans, and the compiled data "
-                          f"{data_uri} has no {{SPAN}}", "pass --data gs://BUCKET/data/{SPAN}/*.csv, or compile "
-                          "with data.window: 1")
     bulk = bulk_location(config)
     if bulk is not None:
         config = config.model_copy(update={"bulk_inference": config.bulk_inference.model_copy(update={"input": bulk})})
@@ -325,7 +325,8 @@ def compile_kubeflow(config: PipelineConfig, image: str, pipeline_root: str, out
 
     config = config.model_copy(update={"beam": config.beam.with_default_image(image)})
     pipeline = create_pipeline(config, remote_source(data_uri), where, pipeline_name=kfp_name(config.name),
-                               vertex_training=vertex_training_config(config, image))
+                               vertex_training=vertex_training_config(config, image),
+                               config_hash=pushed_config_hash)
     resources = apply_resources(pipeline, config)
     with tempfile.TemporaryDirectory() as tmp:
         runner = kubeflow.KubeflowV2DagRunner(

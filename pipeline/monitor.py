@@ -219,7 +219,7 @@ class PushedRun:
         try:
             uris = aio.read_json(path).get("lineage_uris") if tf.io.gfile.exists(path) else None
         except (ValueError, AttributeError, tf.errors.OpError):
-            raise SluiceError(path, "is not a push record sluice wrote (not JSON)",
+            raise SluiceError(path, "is not a push record sluice wrote (not a JSON object)",
                               "monitor versions pushed by sluice's Pusher, with their sluice_push.json intact")
         if not isinstance(uris, dict) or not all(isinstance(uris.get(k), str) for k in
                                                  ("statistics", "examples", "transform_graph")):

@@ -109,13 +109,16 @@ def create_pipeline(
     metadata_connection_config: Optional[object] = None,
     pipeline_name: Optional[str] = None,
     vertex_training: Optional[Dict[str, Any]] = None,
+    config_hash: Optional[str] = None,
 ):
     """Build the TFX pipeline for ``config`` reading ``source`` and writing to ``paths`` (a local output
     directory, or explicit ``Locations`` — the Kubeflow compile).
 
     ``vertex_training``: the Kubeflow compile's ``ai_platform_*`` custom_config keys
     (``kubeflow.vertex_training``); with them the Trainer is TFX's Google Cloud Trainer, which runs the same
-    run_fn as a Vertex AI training job. Local runs never pass them."""
+    run_fn as a Vertex AI training job. Local runs never pass them. ``config_hash``: what the push record
+    names as the config (default ``config``'s fingerprint; the compile passes the user's config's, before it
+    fills in the image and the bulk table's location, so that ``sluice monitor`` recognises the config)."""
     where = paths.locations(config) if isinstance(paths, OutputPaths) else paths
     pipeline_root = where.pipeline_root.rstrip("/")
     from tfx import v1 as tfx
@@ -300,7 +303,8 @@ def create_pipeline(
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=f"{where.serving_base.rstrip('/')}/{config.model_name}")
         ),
-        contract=contract("Pusher", config.push_contract()),
+        contract=contract("Pusher", config.push_contract().model_copy(
+            update={"config_hash": config_hash or config.fingerprint()})),
         statistics=statistics_gen.outputs["statistics"],
         examples=model_examples,
         transform_graph=transform.outputs["transform_graph"],

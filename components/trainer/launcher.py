@@ -44,7 +44,7 @@ def _failure(index: int, code: int, log: Path) -> Exception:
         lines = [l for l in step_process.log_lines(log) if l.startswith("TrainingDiverged: ")]
         if lines:
             return WorkerFailed(lines[-1].removeprefix("TrainingDiverged: ") + f" (worker {index}; log: {log})")
-    return WorkerFailed(f"training worker {index} ended with {step_process.how_it_ended(code)}; its log ({log}) "
+    return WorkerFailed(f"training worker {index} failed ({step_process.how_it_ended(code)}); its log ({log}) "
                         "ends:\n" + step_process.tail(log))
 
 

@@ -136,7 +136,8 @@ def test_the_window_step_refuses_a_span_without_a_split_and_an_empty_ledger(root
 
 
 def test_the_gate_reads_the_previous_span_from_the_ledger(root):
-    from sluice.components.data_gate import BASELINE_STATS, PREVIOUS_STATS, drift_baseline, ledger_baseline
+    from sluice.components.data_gate import (BASELINE_STATS, PREVIOUS_STATS, BaselineGone, drift_baseline,
+                                             ledger_baseline)
 
     source = f"{root}/data/{{SPAN}}/*.csv"
     gate = GateContract.model_validate({"validation": {}, "columns": {"a": "numeric"}, "spans": True,
@@ -154,18 +155,27 @@ def test_the_gate_reads_the_previous_span_from_the_ledger(root):
     assert drift_baseline(gate, 1, ledger_baseline(gate, 1)) == (None, 0)  # span 1 again: v1 had no baseline
     # a source whose only span is this one, again: compared with what its verdict was compared with
     other = gate.model_copy(update={"data_source": "ram://other/{SPAN}/*.csv"})
-    with pytest.raises(Refused) as e:  # the statistics it was compared with are gone: fail closed, not unchecked
+    with pytest.raises(BaselineGone) as e:  # the statistics it was compared with are gone: fail closed
         drift_baseline(other, 3, ledger_baseline(other, 3))
-    assert PREVIOUS_STATS in e.value.where and "span 7" in e.value.problem
+    assert PREVIOUS_STATS in e.value.path and e.value.of == "span 7"
     _write(f"{root}/DataGate/verdict/foreign/{PREVIOUS_STATS}", b"span 7 stats")
     assert drift_baseline(other, 3, ledger_baseline(other, 3)) == (f"{root}/DataGate/verdict/foreign/{PREVIOUS_STATS}", 7)
 
-    tf.io.gfile.remove(f"{root}/data/2/part.csv")  # span 2 retracted: span 3 is compared with span 1
-    assert ledger_baseline(gate, 3).uri.endswith("/v1")
-    tf.io.gfile.rmtree(f"{root}/DataGate/verdict/v1")  # its statistics pruned: refused, never passed unchecked
-    with pytest.raises(Refused) as e:
-        drift_baseline(gate, 3, ledger_baseline(gate, 3))
-    assert "span 1" in e.value.problem and "ledger entry" in e.value.fix
+    for span in (1, 2, 3):  # a landing zone pruned after ingestion: the statistics live in the verdicts
+        tf.io.gfile.remove(f"{root}/data/{span}/part.csv")
+    assert drift_baseline(gate, 4, ledger_baseline(gate, 4)) == (f"{root}/DataGate/verdict/v3/{BASELINE_STATS}", 3)
+    tf.io.gfile.rmtree(f"{root}/DataGate/verdict/v3")  # its statistics pruned: a finding, never passed unchecked
+    with pytest.raises(BaselineGone) as e:
+        drift_baseline(gate, 4, ledger_baseline(gate, 4))
+    assert e.value.of == "span 3"
+    from sluice.components.data_gate import MISSING_BASELINE, baseline_gone_finding, decide
+    from sluice.components.settings import ValidationConfig
+
+    finding = baseline_gone_finding(e.value)
+    assert (finding.feature, finding.anomaly, finding.severity) == ("(dataset)", MISSING_BASELINE, "ERROR")
+    assert decide([finding], ValidationConfig()) == [finding]  # stops the run
+    allowed = ValidationConfig(allow=[{"feature": "(dataset)", "anomaly": MISSING_BASELINE, "why": "root pruned"}])
+    assert decide([finding], allowed) == [] and finding.allowed  # unless the config lets it through, visibly
 
 
 def test_recording_is_idempotent_and_each_pipeline_keeps_its_own_ledger(root):

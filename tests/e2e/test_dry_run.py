@@ -190,5 +190,5 @@ def test_spans_on_kubeflow_the_window_and_the_drift_baseline_come_from_the_ledge
     assert _records(window / "Split-train") == both
     [transformed] = [a for a in store if a["name"].endswith("-Transform-transformed_examples")][1:]
     assert _records(Path(transformed["uri"]) / "Split-train") == both  # Transform read the window
-    ledger = list((directory / "pipeline_root" / "_span_ledger").glob("*/span-*/*.json"))
+    ledger = list((directory / "pipeline_root" / "_span_ledger" / "taxi-fare").glob("*/span-*/*.json"))
     assert sorted(p.parent.name for p in ledger) == ["span-1", "span-2"]

@@ -42,7 +42,7 @@ def compiled(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("compiled") / "taxi_fare.json"
     compile_kubeflow(load_config(CONFIGS / "taxi_fare.yaml"), IMAGE, PIPELINE_ROOT, out,
-                     data="gs://bucket/data/*.csv")
+                     data="gs://bucket/data/{SPAN}/*.csv")  # spans: the gate compiles uncached
     return out
 
 
@@ -138,5 +138,9 @@ def test_vertex_snippet_builds_the_pipeline_job_from_the_compiled_file(workdir, 
 
     job = submitted["self"]
     assert job._gca_resource.pipeline_spec["pipelineInfo"]["name"] == "taxi-fare"
+    tasks = job._gca_resource.pipeline_spec["root"]["dag"]["tasks"]
+    # the span ledger's gate stays uncached (enable_caching= in the snippet would turn every task's cache on)
+    assert tasks["DataGate"]["cachingOptions"].get("enableCache", False) is False
+    assert tasks["Transform"]["cachingOptions"]["enableCache"] is True
     assert job._gca_resource.runtime_config.gcs_output_directory == PIPELINE_ROOT
     assert submitted["service_account"].endswith(".iam.gserviceaccount.com")

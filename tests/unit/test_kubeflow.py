@@ -578,3 +578,23 @@ def test_a_wheel_install_maps_the_configs_project_not_the_package(fare_raw, tmp_
         kubeflow.schema_location(elsewhere, None)
     monkeypatch.setattr(kubeflow, "REPO_ROOT", ROOT)  # run from the checkout, the same file is in the image
     assert kubeflow.schema_location(elsewhere, None) == "/sluice/schemas/taxi/schema.pbtxt"
+
+
+def test_the_push_record_names_the_users_config_so_monitor_recognises_it(fare_raw, tmp_path):
+    """The compile fills in the Dataflow image and the bulk table's location before building the graph; the
+    Pusher's config_hash is still the user's config with --data applied (what `sluice monitor --config C
+    --data D --serving S` computes), not the rewritten one."""
+    from sluice.pipeline.kubeflow import compile_kubeflow
+
+    raw = copy.deepcopy(fare_raw)
+    raw["beam"] = {"profile": "dataflow", "dataflow": {"project": "proj", "region": "europe-west4",
+                                                        "temp_location": "gs://bucket/tmp"}}  # image filled in
+    raw["bulk_inference"] = {"input": "gs://bucket/nightly/*.csv"}
+    cfg = parse_config(raw, base_dir=str(CONFIGS))
+    data = "gs://bucket/data/{SPAN}/*.csv"
+    out = compile_kubeflow(cfg, IMAGE, ROOT_URI, tmp_path / "p.json", data=data)
+    pusher = json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]["Pusher"]
+    contract = json.loads(pusher["inputs"]["parameters"]["custom_config"]["runtimeValue"]["constantValue"]["stringValue"])
+    assert contract["config_hash"] == cfg.with_data_path(data).fingerprint() != cfg.fingerprint()
+    rewritten = cfg.model_copy(update={"beam": cfg.beam.with_default_image(IMAGE)}).with_data_path(data)
+    assert rewritten.fingerprint() != contract["config_hash"]  # the test would see the old behaviour

@@ -360,7 +360,7 @@ def test_kubeflow_compiles_an_open_span_pattern_and_the_window_as_a_step_over_th
     with pytest.raises(ConfigError) as e:  # a window counts spans: compiled data without {SPAN} has none
         compile_kubeflow(parse_config(_raw(path="gs://bucket/taxi/{SPAN}/*.csv", window=3), base_dir=str(CONFIGS)),
                          "img:1", "gs://bucket/root", tmp_path / "flat.json", data="gs://bucket/flat/*.csv")
-    assert "data.window" in str(e.value) and not (tmp_path / "flat.json").exists()
+    assert "--data" in str(e.value) and "window: 3" in str(e.value) and not (tmp_path / "flat.json").exists()
 
 
 # ---------------------------------------------------------------------------------------------------- runs
