@@ -36,6 +36,7 @@ from sluice.components import artifact_io as aio
 from sluice.components.refusal import Refused
 from sluice.components.span_window import PassedSpan
 
+
 @dataclass(frozen=True)
 class Entry:
     span: int

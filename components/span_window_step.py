@@ -4,9 +4,8 @@ Locally the window is a TFX resolver over ML Metadata (``span_window.PassedSpanW
 cannot have one (TFX's V2 compiler builds no other resolver, and Vertex's resolver returns one artifact), so
 this step, placed after the DataGate, reads the passed spans from the span ledger (``span_ledger``, written
 by the gate), applies the same rule (``span_window.pick_window``) and writes the window as one Examples
-artifact: each split folder holds the chosen spans' files, named ``w<rank>-span-<N>-<file>`` (the
-newest span's first). Transform, the
-Evaluator and ModelExport read it as they would read CsvExampleGen's output.
+artifact: each split folder holds the chosen spans' files, named ``w<rank>-span-<N>-<file>`` (the newest
+span's first). Transform, the Evaluator and ModelExport read it as they would read CsvExampleGen's output.
 
 The copy is the price of one artifact: each run copies the window's files once, through the step's machine
 (``tf.io.gfile.copy``), which for a large window is minutes of a run that then trains for longer anyway. The

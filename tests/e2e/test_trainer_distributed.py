@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -100,6 +101,13 @@ def test_mirrored_and_multi_worker_train_like_one_device(transformed, tmp_path):
     assert "exported SavedModel to" in logs[0] and "exported SavedModel to" not in logs[1]
 
 
+def _committed(ckpt_dir: Path) -> int:
+    """The newest checkpoint number the checkpoint state file names (0 before the first)."""
+    state = ckpt_dir / "checkpoint"
+    found = re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', state.read_text(), re.M) if state.exists() else None
+    return int(found.group(1)) if found else 0
+
+
 def test_killed_training_resumes_from_its_checkpoint(transformed, tmp_path):
     job = _job(transformed, tmp_path, steps=6000, rounds=60)
     work = tmp_path / "workers"
@@ -108,7 +116,9 @@ def test_killed_training_resumes_from_its_checkpoint(transformed, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "sluice.components.trainer.worker", str(work / "train_job.json")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not glob.glob(str(tmp_path / "ckpt" / "ckpt-3.index")):
+    # Wait for checkpoint 3 to be committed: named in the state file, which TF rewrites atomically after the
+    # checkpoint's files (ckpt-3.index alone appears earlier; a kill then resumes from ckpt-2, rightly).
+    while _committed(tmp_path / "ckpt") < 3:
         assert proc.poll() is None, "training ended before it could be interrupted"
         assert time.monotonic() < deadline
         time.sleep(0.05)
